@@ -1,0 +1,3 @@
+from sfcleanup.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Settings: a TOML file (`--config`), `SFCLEANUP_` environment variables and flags, in rising precedence.
+
+All models are frozen and reject unknown keys, so a typo in a key is an error, not a silently ignored line.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from contextvars import ContextVar
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from sfcleanup.errors import ConfigError
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("_CONFIG_FILE", default=None)
+
+
+class AuthMode(StrEnum):
+    JWT = "jwt"
+    CLIENT_CREDENTIALS = "client_credentials"
+    TOKEN = "token"  # noqa: S105 - the name of an auth mode, not a secret
+    SF_CLI = "sf_cli"
+    PASSWORD = "password"  # noqa: S105 - the name of an auth mode, not a secret
+    LOCAL = "local"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _secret_from(value: SecretStr | None, path: Path | None, name: str) -> SecretStr | None:
+    """A secret given inline or as a mounted file (`..._file`), as container platforms provide them."""
+    if path is None:
+        return value
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise ValueError(f"{name}_file {path} cannot be read: {exc.strerror}") from None
+
+
+class OrgSettings(_Frozen):
+    auth: AuthMode | None = None
+    # login.salesforce.com, test.salesforce.com (sandboxes) or the org's My Domain URL.
+    login_url: str = "https://login.salesforce.com"
+    instance_url: str | None = None
+    access_token: SecretStr | None = None
+    access_token_file: Path | None = None
+    consumer_key: str | None = None
+    consumer_secret: SecretStr | None = None
+    consumer_secret_file: Path | None = None
+    private_key_file: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    security_token: SecretStr | None = None
+    target_org: str | None = None
+    api_version: str = Field(default="62.0", pattern=r"^\d{2}\.0$")
+    ca_bundle: Path | None = None
+    timeout_s: float = Field(default=120.0, gt=0, le=600)
+    # The embedded local org: a state file to use instead of the demo scenario.
+    local_state: Path | None = None
+
+    @model_validator(mode="after")
+    def _resolve(self) -> OrgSettings:
+        for name in ("access_token", "consumer_secret", "password"):
+            path = getattr(self, f"{name}_file")
+            object.__setattr__(self, name, _secret_from(getattr(self, name), path, name))
+        if self.auth is None:
+            object.__setattr__(self, "auth", self._infer_auth())
+        return self
+
+    def _infer_auth(self) -> AuthMode | None:
+        if self.access_token is not None and self.instance_url:
+            return AuthMode.TOKEN
+        if self.target_org:
+            return AuthMode.SF_CLI
+        if self.private_key_file and self.consumer_key and self.username:
+            return AuthMode.JWT
+        if self.password is not None and self.username:
+            return AuthMode.PASSWORD
+        if self.consumer_key and self.consumer_secret is not None:
+            return AuthMode.CLIENT_CREDENTIALS
+        return None
+
+
+class WriteSettings(_Frozen):
+    batch_size: int = Field(default=200, ge=1, le=200)
+    collections_per_call: int = Field(default=5, ge=1, le=5)
+    lock_retry_rounds: int = Field(default=5, ge=0, le=20)
+    lock_retry_batch_size: int = Field(default=50, ge=1, le=200)
+    # Pause before each lock retry round, multiplied by the round number: locks are held by other work.
+    lock_retry_pause_s: float = Field(default=1.0, ge=0, le=60)
+
+
+class RetrySettings(_Frozen):
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    deadline_s: float = Field(default=300.0, gt=0)
+    backoff_initial_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SFCLEANUP_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    org: OrgSettings = OrgSettings()
+    write: WriteSettings = WriteSettings()
+    retry: RetrySettings = RetrySettings()
+    journal_dir: Path = Path("sfcleanup-journal")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    # Never leave less than this share of the daily API allowance to the rest of the business.
+    api_reserve: float = Field(default=0.2, ge=0, lt=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _CONFIG_FILE.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def _first_error(exc: ValidationError, origin: str) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "settings"
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting (check its spelling against config/sfcleanup.example.toml)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{origin}: {where}: {message}{more}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings once, at start; raises ConfigError with a one-line message."""
+    origin = str(config_file) if config_file else "settings"
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file {config_file} does not exist; create one with `sfcleanup config init`")
+        try:
+            with config_file.open("rb") as handle:
+                tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc, origin)) from None
+    finally:
+        _CONFIG_FILE.reset(token)

@@ -1,0 +1,67 @@
+"""The errors sfcleanup reports, each with the exit code it maps to.
+
+0 clean, 1 finished with row failures, 2 bad input or configuration (nothing written), 3 stopped early and
+safe to re-run (daily API limit, budget reserve, authentication, a fault that outlasted the retries).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    CLEAN = 0
+    ROW_FAILURES = 1
+    BAD_INPUT = 2
+    STOPPED = 3
+
+
+class SfCleanupError(Exception):
+    """Base class; the message is one line, says what is wrong and what to do."""
+
+    exit_code = ExitCode.STOPPED
+
+
+class ConfigError(SfCleanupError):
+    """Bad input or configuration, found before anything was written."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class PreflightError(ConfigError):
+    """The org is not ready for a clean-up (a field, a picklist value, a run in the wrong state)."""
+
+
+class StopRun(SfCleanupError):
+    """Stopped early on purpose; whatever was written is journaled and a re-run continues from there."""
+
+    exit_code = ExitCode.STOPPED
+
+
+class DailyLimitReached(StopRun):
+    pass
+
+
+class BudgetReserveReached(StopRun):
+    pass
+
+
+class AuthFailed(StopRun):
+    pass
+
+
+class TransientExhausted(StopRun):
+    """A transient fault (503, connection, timeout, concurrent limit) outlasted the retry deadline."""
+
+
+class ApiError(SfCleanupError):
+    """Salesforce refused a whole request for a reason retrying will not fix."""
+
+    def __init__(self, message: str, *, status: int | None = None, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+
+
+class AmbiguousWrite(SfCleanupError):
+    """The connection failed after a write was sent: the org may or may not have applied it."""

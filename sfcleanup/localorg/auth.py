@@ -1,0 +1,85 @@
+"""OAuth 2.0 token endpoint: JWT bearer (RS256, checked against the connected app's certificate), client
+credentials and the legacy username-password flow, with Salesforce's error bodies."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from sfcleanup.localorg.http import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from sfcleanup.localorg.app import LocalOrg, RequestContext
+
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> HttpResponse:
+    return HttpResponse.json(status, {"error": error, "error_description": description})
+
+
+def _granted(org: LocalOrg) -> HttpResponse:
+    return HttpResponse.json(
+        200,
+        {
+            "access_token": org.issue_token(),
+            "instance_url": org.instance_url,
+            "id": f"{org.instance_url}/id/00D5g0000000001AAA/0055g0000000001AAA",
+            "token_type": "Bearer",
+            "issued_at": str(int(time.time() * 1000)),
+            "scope": "api",
+        },
+    )
+
+
+def _jwt_grant(org: LocalOrg, assertion: str) -> HttpResponse:
+    certificate = org.credentials.jwt_certificate_pem
+    if certificate is None:
+        return _oauth_error("invalid_client", "no certificate is configured for JWT bearer on this org")
+    public_key = x509.load_pem_x509_certificate(certificate).public_key()
+    if not isinstance(public_key, RSAPublicKey):
+        return _oauth_error("invalid_client", "the connected app's certificate is not RSA")
+    try:
+        claims = jwt.decode(
+            assertion,
+            public_key,
+            algorithms=["RS256"],
+            audience=[*AUDIENCES, org.instance_url],
+            options={"require": ["iss", "sub", "aud", "exp"]},
+        )
+    except jwt.ExpiredSignatureError:
+        return _oauth_error("invalid_grant", "expired authorization code")
+    except jwt.PyJWTError:
+        return _oauth_error("invalid_grant", "invalid assertion")
+    if claims["iss"] != org.credentials.consumer_key:
+        return _oauth_error("invalid_client_id", "client identifier invalid")
+    if claims["sub"] != org.credentials.username:
+        return _oauth_error("invalid_grant", "user hasn't approved this consumer")
+    return _granted(org)
+
+
+def token(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
+    form.update({k: v[0] for k, v in req.query.items() if k not in form})
+    grant = form.get("grant_type", "")
+    creds = org.credentials
+    if grant == JWT_GRANT:
+        return _jwt_grant(org, form.get("assertion", ""))
+    if grant == "client_credentials":
+        if form.get("client_id") != creds.consumer_key or form.get("client_secret") != creds.consumer_secret:
+            return _oauth_error("invalid_client", "invalid client credentials")
+        return _granted(org)
+    if grant == "password":
+        if form.get("client_id") != creds.consumer_key:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        if form.get("username") != creds.username or form.get("password") != creds.password:
+            return _oauth_error("invalid_grant", "authentication failure")
+        return _granted(org)
+    return _oauth_error("unsupported_grant_type", "grant type not supported")

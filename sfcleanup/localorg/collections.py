@@ -1,0 +1,155 @@
+"""sObject Collections: create, update and delete up to 200 records in one call.
+
+Rows are locked first (waiting outside the database lock, as other requests must be able to finish), then
+applied in one transaction. With allOrNone, one failed row rolls back all of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sfcleanup.localorg import records, schema
+from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
+from sfcleanup.localorg.records import RowError, RowFailure
+from sfcleanup.localorg.schema import SObjectSpec
+
+if TYPE_CHECKING:
+    from sfcleanup.localorg.app import LocalOrg, RequestContext
+
+MAX_RECORDS = 200
+ROLLED_BACK = RowError(
+    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    "Record rolled back because not all records were valid and the request was using AllOrNone header",
+)
+
+
+class _RollBack(Exception):
+    pass
+
+
+def _result(record_id: str | None, error: RowError | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"success": error is None, "errors": [] if error is None else [error.as_json()]}
+    if record_id is not None:
+        out = {"id": record_id, **out}
+    return out
+
+
+def _too_many() -> BadRequest:
+    return BadRequest(
+        400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than {MAX_RECORDS} records into this call"
+    )
+
+
+def _record_type(record: Any) -> SObjectSpec:
+    if not isinstance(record, dict):
+        raise records.fail("JSON_PARSER_ERROR", "Each record must be a JSON object")
+    attributes = record.get("attributes")
+    type_name = attributes.get("type") if isinstance(attributes, dict) else None
+    if not isinstance(type_name, str):
+        raise records.fail("INVALID_TYPE", "Must send a concrete entity type.")
+    spec = schema.sobject(type_name)
+    if spec is None:
+        raise records.fail("INVALID_TYPE", f"sObject type '{type_name}' is not supported.")
+    return spec
+
+
+Apply = Callable[[], str | None]
+
+
+def _apply_all(
+    org: LocalOrg,
+    ctx: RequestContext,
+    planned: list[tuple[str | None, RowError | None, Apply | None]],
+    all_or_none: bool,
+) -> list[dict[str, Any]]:
+    """Run each row's write in one transaction; returns the row results in request order."""
+    results: list[tuple[str | None, RowError | None]] = []
+    try:
+        with org.store.transaction():
+            for record_id, error, apply in planned:
+                if error is None and apply is not None:
+                    try:
+                        record_id = apply()
+                    except RowFailure as failure:
+                        error = failure.error
+                results.append((record_id, error))
+            if all_or_none and any(error is not None for _, error in results):
+                raise _RollBack
+    except _RollBack:
+        return [_result(rid, error or ROLLED_BACK) for rid, error in results]
+    org.wrote(ctx, sum(1 for _, error in results if error is None))
+    return [_result(rid, error) for rid, error in results]
+
+
+def _body(req: HttpRequest) -> tuple[list[Any], bool]:
+    payload = req.json()
+    if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
+        raise BadRequest(400, "JSON_PARSER_ERROR", "The request body must have a records array")
+    rows = payload["records"]
+    if len(rows) > MAX_RECORDS:
+        raise _too_many()
+    return rows, bool(payload.get("allOrNone", False))
+
+
+def _plan_update(org: LocalOrg, ctx: RequestContext, record: Any) -> tuple[str | None, RowError | None, Apply | None]:
+    try:
+        spec = _record_type(record)
+        record_id = records.check_id(spec, record.get("id", record.get("Id")))
+    except RowFailure as failure:
+        return None, failure.error, None
+    lock_error = org.lock_row(ctx, spec, record_id)
+    if lock_error is not None:
+        return record_id, lock_error, None
+
+    def apply() -> str:
+        records.update(spec, record_id, record, org.store)
+        return record_id
+
+    return record_id, None, apply
+
+
+def _plan_create(record: Any, org: LocalOrg) -> tuple[str | None, RowError | None, Apply | None]:
+    try:
+        spec = _record_type(record)
+    except RowFailure as failure:
+        return None, failure.error, None
+    if record.get("id") or record.get("Id"):
+        return None, RowError("INVALID_FIELD", "cannot specify Id in an insert call", ("Id",)), None
+    return None, None, lambda: records.create(spec, record, org.store)
+
+
+def _plan_delete(org: LocalOrg, ctx: RequestContext, raw_id: str) -> tuple[str | None, RowError | None, Apply | None]:
+    spec = schema.BY_PREFIX.get(raw_id[:3])
+    if spec is None:
+        return None, RowError("MALFORMED_ID", f"malformed id {raw_id}", ()), None
+    try:
+        record_id = records.check_id(spec, raw_id)
+    except RowFailure as failure:
+        return None, failure.error, None
+    lock_error = org.lock_row(ctx, spec, record_id)
+    if lock_error is not None:
+        return record_id, lock_error, None
+
+    def apply() -> str:
+        records.delete(spec, record_id, org.store)
+        return record_id
+
+    return record_id, None, apply
+
+
+def collections(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    if req.method == "DELETE":
+        raw_ids = [i for i in (req.param("ids") or "").split(",") if i]
+        if len(raw_ids) > MAX_RECORDS:
+            raise _too_many()
+        all_or_none = (req.param("allOrNone") or "false").lower() == "true"
+        planned = [_plan_delete(org, ctx, raw_id) for raw_id in raw_ids]
+        return HttpResponse.json(200, _apply_all(org, ctx, planned, all_or_none))
+    rows, all_or_none = _body(req)
+    if req.method == "PATCH":
+        planned = [_plan_update(org, ctx, record) for record in rows]
+    else:
+        planned = [_plan_create(record, org) for record in rows]
+    return HttpResponse.json(200, _apply_all(org, ctx, planned, all_or_none))

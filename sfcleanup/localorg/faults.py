@@ -1,0 +1,87 @@
+"""Reproducible faults and latency for the local org, configured by flags or a TOML profile.
+
+Every random decision draws from one seeded RNG, so a fault test replays the same sequence each time it runs
+with the same requests in the same order.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LatencyModel(BaseModel):
+    """Time a real org takes, as seen by a worker in a cloud region near it.
+
+    The `cloud` defaults: about 60 ms for a round trip and request handling, 1.5 ms per record written through
+    REST (triggers of the Billing package included), 0.25 ms per record processed by a Bulk API 2.0 job
+    (spread over its parallel batches), and 0.01 ms per record read.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    request_ms: float = Field(default=0.0, ge=0)
+    write_ms_per_record: float = Field(default=0.0, ge=0)
+    bulk_ms_per_record: float = Field(default=0.0, ge=0)
+    read_ms_per_record: float = Field(default=0.0, ge=0)
+
+    @classmethod
+    def cloud(cls) -> LatencyModel:
+        return cls(request_ms=60.0, write_ms_per_record=1.5, bulk_ms_per_record=0.25, read_ms_per_record=0.01)
+
+
+class FaultProfile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 0
+    latency: LatencyModel = LatencyModel()
+    # Salesforce waits 10 s for a held row lock; tests shorten it.
+    lock_wait_s: float = Field(default=10.0, ge=0)
+    lock_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    unavailable_rate: float = Field(default=0.0, ge=0, le=1)
+    # After an injected 503, this many following requests fail too (a burst).
+    unavailable_burst: int = Field(default=0, ge=0)
+    reset_after_write_rate: float = Field(default=0.0, ge=0, le=1)
+    timeout_rate: float = Field(default=0.0, ge=0, le=1)
+    concurrent_limit_rate: float = Field(default=0.0, ge=0, le=1)
+    session_expiry_after_calls: int | None = Field(default=None, ge=1)
+    daily_api_limit: int = Field(default=100_000, ge=1)
+    daily_api_used: int = Field(default=0, ge=0)
+    bulk_job_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    # Share of a bulk job's rows left unprocessed (the job still ends JobComplete): partial results.
+    bulk_unprocessed_rate: float = Field(default=0.0, ge=0, le=1)
+
+    @classmethod
+    def from_toml(cls, path: Path) -> FaultProfile:
+        with path.open("rb") as handle:
+            return cls.model_validate(tomllib.load(handle))
+
+
+class FaultInjector:
+    """Thread-safe draws against the profile's rates."""
+
+    def __init__(self, profile: FaultProfile) -> None:
+        self.profile = profile
+        self._rng = random.Random(profile.seed)
+        self._lock = threading.Lock()
+        self._burst_left = 0
+
+    def draw(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
+
+    def unavailable(self) -> bool:
+        with self._lock:
+            if self._burst_left > 0:
+                self._burst_left -= 1
+                return True
+            if self.profile.unavailable_rate > 0 and self._rng.random() < self.profile.unavailable_rate:
+                self._burst_left = self.profile.unavailable_burst
+                return True
+            return False

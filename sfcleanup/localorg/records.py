@@ -1,0 +1,203 @@
+"""Record-level semantics shared by every write path (REST, collections, composite, Bulk API 2.0).
+
+Values are validated and coerced as Salesforce does, row errors carry Salesforce's `statusCode` and message,
+and the Billing package's own guard (a Posted invoice and its lines are frozen) is enforced here, once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sfcleanup import ids
+from sfcleanup.localorg import schema
+from sfcleanup.localorg.schema import FieldSpec, FieldType, SObjectSpec
+from sfcleanup.localorg.sftime import normalise_date, normalise_datetime
+from sfcleanup.localorg.store import Store
+
+POSTED_STATES = frozenset({"Posted"})
+
+
+@dataclass(frozen=True)
+class RowError:
+    status_code: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"statusCode": self.status_code, "message": self.message, "fields": list(self.fields)}
+
+
+class RowFailure(Exception):
+    def __init__(self, error: RowError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def fail(status_code: str, message: str, *fields: str) -> RowFailure:
+    return RowFailure(RowError(status_code, message, tuple(fields)))
+
+
+def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Store) -> Any:
+    if value is None:
+        if not field.nillable:
+            raise fail("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{field.name}]", field.name)
+        return None
+    bad_type = fail(
+        "INVALID_TYPE_ON_FIELD_IN_RECORD", f"{field.label}: value not of required type: {value}", field.name
+    )
+    match field.type:
+        case FieldType.STRING | FieldType.TEXTAREA | FieldType.ID:
+            text = value if isinstance(value, str) else str(value)
+            if field.length and len(text) > field.length:
+                raise fail(
+                    "STRING_TOO_LONG",
+                    f"{field.label}: data value too large: {text[:40]} (max length={field.length})",
+                    field.name,
+                )
+            return text
+        case FieldType.PICKLIST:
+            if not isinstance(value, str):
+                raise bad_type
+            if field.restricted and value not in field.picklist:
+                raise fail(
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{field.label}: bad value for restricted picklist field: {value}",
+                    field.name,
+                )
+            return value
+        case FieldType.REFERENCE:
+            return _coerce_reference(field, value, store)
+        case FieldType.DATETIME:
+            try:
+                return normalise_datetime(str(value))
+            except ValueError:
+                raise bad_type from None
+        case FieldType.DATE:
+            try:
+                return normalise_date(str(value))
+            except ValueError:
+                raise bad_type from None
+        case FieldType.DOUBLE | FieldType.CURRENCY:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise bad_type from None
+            if isinstance(value, bool) or not math.isfinite(number):
+                raise bad_type
+            return number
+        case FieldType.BOOLEAN:
+            if isinstance(value, bool):
+                return int(value)
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return int(value.lower() == "true")
+            raise bad_type
+
+
+def _coerce_reference(field: FieldSpec, value: Any, store: Store) -> str:
+    text = str(value)
+    target = schema.sobject(field.reference_to or "")
+    try:
+        full = ids.to18(text)
+    except ids.InvalidId:
+        raise fail("MALFORMED_ID", f"{field.label}: id value of incorrect type: {text}", field.name) from None
+    if target is None or full[:3] != target.key_prefix:
+        raise fail("FIELD_INTEGRITY_EXCEPTION", f"{field.label}: id value of incorrect type: {text}", field.name)
+    parent = store.get(target, full)
+    if parent is None or parent["IsDeleted"]:
+        raise fail("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {field.label}: {text}", field.name)
+    return full
+
+
+def coerce_values(spec: SObjectSpec, payload: Mapping[str, Any], store: Store, *, creating: bool) -> dict[str, Any]:
+    """Validate a write payload; returns canonical field name -> stored value, or raises RowFailure."""
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key == "attributes" or (key.lower() == "id" and not creating):
+            continue
+        field = spec.field(key)
+        if field is None:
+            raise fail("INVALID_FIELD", f"No such column '{key}' on sobject of type {spec.name}", key)
+        allowed = field.createable if creating else field.updateable
+        if not allowed:
+            verb = "create" if creating else "update"
+            raise fail(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to {verb} fields: {field.name}. Please check the security settings of this field and "
+                "verify that it is read/write for your profile or permission set.",
+                field.name,
+            )
+        out[field.name] = _coerce(spec, field, value, store)
+    if creating:
+        missing = [f.name for f in spec.fields if not f.nillable and f.createable and f.name not in out]
+        if missing:
+            raise fail("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", *missing)
+    return out
+
+
+def _package_guard(spec: SObjectSpec, current: Mapping[str, Any], store: Store) -> None:
+    """The Billing package's validation: a posted invoice and the lines on it cannot be changed."""
+    if spec.name == "blng__Invoice__c" and current.get("blng__InvoiceStatus__c") in POSTED_STATES:
+        raise fail("FIELD_CUSTOM_VALIDATION_EXCEPTION", "A posted invoice can't be modified.")
+    if spec.name == "blng__InvoiceLine__c" and current.get("blng__Invoice__c"):
+        invoice = store.get(schema.BY_NAME["blng__invoice__c"], current["blng__Invoice__c"])
+        if invoice is not None and invoice.get("blng__InvoiceStatus__c") in POSTED_STATES:
+            raise fail("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Invoice lines on a posted invoice can't be modified.")
+
+
+def check_id(spec: SObjectSpec, record_id: Any) -> str:
+    """A well-formed id of this object, in 18-character form, or a MALFORMED_ID row failure."""
+    text = str(record_id) if record_id is not None else ""
+    try:
+        full = ids.to18(text)
+    except ids.InvalidId:
+        raise fail("MALFORMED_ID", f"{spec.label} ID: id value of incorrect type: {text}", "Id") from None
+    if full[:3] != spec.key_prefix:
+        raise fail("MALFORMED_ID", f"{spec.label} ID: id value of incorrect type: {text}", "Id")
+    return full
+
+
+def existing(spec: SObjectSpec, record_id: str, store: Store) -> dict[str, Any]:
+    current = store.get(spec, record_id)
+    if current is None:
+        raise fail("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+    if current["IsDeleted"]:
+        raise fail("ENTITY_IS_DELETED", "entity is deleted")
+    return current
+
+
+def create(spec: SObjectSpec, payload: Mapping[str, Any], store: Store) -> str:
+    return store.insert(spec, coerce_values(spec, payload, store, creating=True))
+
+
+def update(spec: SObjectSpec, record_id: str, payload: Mapping[str, Any], store: Store) -> None:
+    current = existing(spec, record_id, store)
+    values = coerce_values(spec, payload, store, creating=False)
+    _package_guard(spec, current, store)
+    store.update(spec, record_id, values)
+
+
+def delete(spec: SObjectSpec, record_id: str, store: Store) -> None:
+    current = existing(spec, record_id, store)
+    _package_guard(spec, current, store)
+    store.mark_deleted(spec, record_id)
+
+
+def lock_keys(spec: SObjectSpec, record_id: str, store: Store) -> list[str]:
+    """The record and every master-detail (or locking lookup) ancestor: what a write to it locks."""
+    keys = [record_id]
+    current_spec, current_id = spec, record_id
+    while True:
+        row = store.get(current_spec, current_id)
+        parents = [(f, row.get(f.name)) for f in current_spec.lock_parents] if row else []
+        parents = [(f, v) for f, v in parents if v]
+        if not parents:
+            return keys
+        field, parent_id = parents[0]
+        parent_spec = schema.sobject(field.reference_to or "")
+        if parent_spec is None:
+            return keys
+        keys.append(str(parent_id))
+        current_spec, current_id = parent_spec, str(parent_id)

@@ -1,0 +1,234 @@
+"""REST resources: versions, limits, describe, single-record CRUD, and query with locator paging."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from sfcleanup.localorg import records, schema
+from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse, not_found
+from sfcleanup.localorg.records import RowFailure
+from sfcleanup.localorg.schema import FieldSpec, FieldType, SObjectSpec
+from sfcleanup.localorg.soql import CompiledQuery, SoqlError, compile_soql
+
+if TYPE_CHECKING:
+    from sfcleanup.localorg.app import LocalOrg, RequestContext
+
+DEFAULT_BATCH = 2000
+MIN_BATCH = 200
+_BATCH_OPTION = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
+
+
+def spec_or_404(name: str) -> SObjectSpec:
+    spec = schema.sobject(name)
+    if spec is None:
+        raise BadRequest(404, "NOT_FOUND", "The requested resource does not exist")
+    return spec
+
+
+def record_url(version: str, spec: SObjectSpec, record_id: str) -> str:
+    return f"/services/data/v{version}/sobjects/{spec.name}/{record_id}"
+
+
+def versions(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    latest = int(float(ctx.version))
+    return HttpResponse.json(
+        200,
+        [
+            {"label": f"Release {v}", "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
+            for v in range(50, latest + 1)
+        ],
+    )
+
+
+def limits(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    bulk_batches = org.stats.get("bulk_batches")
+    return HttpResponse.json(
+        200,
+        {
+            "DailyApiRequests": {"Max": org.profile.daily_api_limit, "Remaining": org.api_remaining},
+            "DailyBulkApiBatches": {"Max": 15000, "Remaining": max(0, 15000 - bulk_batches)},
+            "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000 - org.stats.get("bulk_query_jobs")},
+            "DailyBulkV2QueryFileStorageMB": {"Max": 1048576, "Remaining": 1048576},
+        },
+    )
+
+
+def _field_describe(field: FieldSpec) -> dict[str, Any]:
+    return {
+        "name": field.name,
+        "label": field.label,
+        "type": field.type.value,
+        "length": field.length,
+        "updateable": field.updateable,
+        "createable": field.createable,
+        "nillable": field.nillable,
+        "custom": field.name.endswith("__c"),
+        "filterable": field.type is not FieldType.TEXTAREA,
+        "restrictedPicklist": field.restricted,
+        "picklistValues": [
+            # The Billing UI labels the value "Cancelled" as "Canceled"; the API value keeps two Ls.
+            {"value": v, "label": "Canceled" if v == "Cancelled" else v, "active": True, "defaultValue": False}
+            for v in field.picklist
+        ],
+        "referenceTo": [field.reference_to] if field.reference_to else [],
+        "relationshipName": field.relationship_name,
+        "cascadeDelete": field.master_detail,
+        "relationshipOrder": 0 if field.master_detail else None,
+    }
+
+
+def _object_summary(spec: SObjectSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "label": spec.label,
+        "keyPrefix": spec.key_prefix,
+        "custom": spec.custom,
+        "queryable": True,
+        "createable": True,
+        "updateable": True,
+        "deletable": True,
+        "urls": {"sobject": f"/services/data/v62.0/sobjects/{spec.name}"},
+    }
+
+
+def describe_global(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    return HttpResponse.json(
+        200,
+        {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [_object_summary(s) for s in schema.SOBJECTS]},
+    )
+
+
+def describe(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    spec = spec_or_404(match["sobject"])
+    return HttpResponse.json(200, {**_object_summary(spec), "fields": [_field_describe(f) for f in spec.fields]})
+
+
+def sobject_root(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    spec = spec_or_404(match["sobject"])
+    if req.method == "GET":
+        return HttpResponse.json(200, {"objectDescribe": _object_summary(spec), "recentItems": []})
+    payload = req.json()
+    if not isinstance(payload, dict):
+        raise BadRequest(400, "JSON_PARSER_ERROR", "Expected a JSON object for the record")
+    try:
+        with org.store.transaction():
+            new_id = records.create(spec, payload, org.store)
+    except RowFailure as failure:
+        error = failure.error
+        raise BadRequest(400, error.status_code, error.message, list(error.fields)) from None
+    org.wrote(ctx)
+    return HttpResponse.json(201, {"id": new_id, "success": True, "errors": []})
+
+
+def shape_record(spec: SObjectSpec, row: dict[str, Any], version: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"attributes": {"type": spec.name, "url": record_url(version, spec, row["Id"])}}
+    for field in spec.fields:
+        value = row.get(field.name)
+        if field.type is FieldType.BOOLEAN:
+            value = bool(value)
+        out[field.name] = value
+    return out
+
+
+def sobject_record(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    spec = spec_or_404(match["sobject"])
+    try:
+        record_id = records.check_id(spec, match["id"])
+    except RowFailure:
+        raise not_found() from None
+    current = org.store.get(spec, record_id)
+    if current is None:
+        raise not_found()
+    if current["IsDeleted"]:
+        raise BadRequest(404, "ENTITY_IS_DELETED", "entity is deleted")
+    if req.method == "GET":
+        return HttpResponse.json(200, shape_record(spec, current, ctx.version))
+    payload = req.json() if req.method == "PATCH" else {}
+    if not isinstance(payload, dict):
+        raise BadRequest(400, "JSON_PARSER_ERROR", "Expected a JSON object for the record")
+    lock_error = org.lock_row(ctx, spec, record_id)
+    if lock_error is not None:
+        raise BadRequest(400, lock_error.status_code, lock_error.message)
+    try:
+        with org.store.transaction():
+            if req.method == "PATCH":
+                records.update(spec, record_id, payload, org.store)
+            else:
+                records.delete(spec, record_id, org.store)
+    except RowFailure as failure:
+        error = failure.error
+        raise BadRequest(400, error.status_code, error.message, list(error.fields)) from None
+    org.wrote(ctx)
+    return HttpResponse.empty(204)
+
+
+# --- query --------------------------------------------------------------------------------------------
+def _batch_size(req: HttpRequest) -> int:
+    option = _BATCH_OPTION.search(req.header("sforce-query-options") or "")
+    if option is None:
+        return DEFAULT_BATCH
+    return max(MIN_BATCH, min(DEFAULT_BATCH, int(option.group(1))))
+
+
+class Locator:
+    """A query's membership, fixed when it ran, so pages stay consistent while records change."""
+
+    def __init__(self, compiled: CompiledQuery, rowids: list[int], batch: int) -> None:
+        self.key = f"01g5g{secrets.token_hex(6)}"
+        self.compiled = compiled
+        self.rowids = rowids
+        self.batch = batch
+
+
+# Open locators are kept so a page can be fetched again after a lost response; the oldest are dropped first.
+MAX_OPEN_LOCATORS = 64
+
+
+def _keep(org: LocalOrg, locator: Locator) -> None:
+    org.locators[locator.key] = locator
+    while len(org.locators) > MAX_OPEN_LOCATORS:
+        del org.locators[next(iter(org.locators))]
+
+
+def _page(org: LocalOrg, ctx: RequestContext, locator: Locator, start: int, endpoint: str) -> HttpResponse:
+    chunk = locator.rowids[start : start + locator.batch]
+    with org.store.lock:
+        rows = locator.compiled.fetch(org.store.conn, chunk)
+    for row in rows:
+        row["attributes"]["url"] = row["attributes"]["url"].replace("/v60.0/", f"/v{ctx.version}/")
+    ctx.sleep_ms += len(rows) * org.profile.latency.read_ms_per_record
+    end = start + len(chunk)
+    body: dict[str, Any] = {"totalSize": len(locator.rowids), "done": end >= len(locator.rowids), "records": rows}
+    if end < len(locator.rowids):
+        _keep(org, locator)
+        body["nextRecordsUrl"] = f"/services/data/v{ctx.version}/{endpoint}/{locator.key}-{end}"
+    return HttpResponse.json(200, body)
+
+
+def run_query(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    endpoint = match["endpoint"]
+    text = req.param("q")
+    if text is None:
+        raise BadRequest(400, "MALFORMED_QUERY", "A query string must be provided as the q parameter")
+    try:
+        compiled = compile_soql(text, now=org.now(), include_deleted=endpoint == "queryAll")
+    except SoqlError as exc:
+        raise BadRequest(400, exc.error_code, exc.message) from None
+    with org.store.lock:
+        if compiled.kind == "count":
+            return HttpResponse.json(200, {"totalSize": compiled.count(org.store.conn), "done": True, "records": []})
+        if compiled.kind == "aggregate":
+            rows = compiled.aggregate(org.store.conn)
+            return HttpResponse.json(200, {"totalSize": len(rows), "done": True, "records": rows})
+        rowids = compiled.rowids(org.store.conn)
+    return _page(org, ctx, Locator(compiled, rowids, _batch_size(req)), 0, endpoint)
+
+
+def query_more(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    key, _, position = match["locator"].rpartition("-")
+    locator = org.locators.get(key)
+    if locator is None or not position.isdigit():
+        raise BadRequest(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+    return _page(org, ctx, locator, int(position), match["endpoint"])

@@ -1,0 +1,217 @@
+"""SQLite state of the local org: one table per sObject, derived from the schema.
+
+Table layout (relied on by the SOQL compiler): the table is named after the object's API name, `_rowid` is
+the integer primary key, and every field is a column named after its API name. Text holds ids, strings,
+picklists, dates (YYYY-MM-DD) and datetimes (sftime.DATETIME_FORMAT); REAL holds numbers; INTEGER 0/1 holds
+booleans. `IsDeleted` marks records in the recycle bin.
+
+One connection is shared by all request threads and guarded by `lock`: SQLite work is short, while the
+latency the org simulates happens outside it, so concurrent requests still overlap where a real org would.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sfcleanup import ids
+from sfcleanup.localorg import schema
+from sfcleanup.localorg.schema import FieldType, SObjectSpec
+from sfcleanup.localorg.sftime import format_datetime
+
+Clock = Callable[[], datetime]
+
+_SQL_TYPES = {
+    FieldType.DOUBLE: "REAL",
+    FieldType.CURRENCY: "REAL",
+    FieldType.BOOLEAN: "INTEGER",
+}
+
+
+def quote(name: str) -> str:
+    """SQL identifier quoting; names come from the schema, never from a request."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    def __init__(self, path: str | Path | None = None, *, clock: Clock = _utcnow) -> None:
+        self.path = str(path) if path is not None else ":memory:"
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        with self.lock:
+            for spec in schema.SOBJECTS:
+                columns = ["_rowid INTEGER PRIMARY KEY"]
+                for field in spec.fields:
+                    sql_type = _SQL_TYPES.get(field.type, "TEXT")
+                    suffix = " UNIQUE NOT NULL" if field.type is FieldType.ID else ""
+                    columns.append(f"{quote(field.name)} {sql_type}{suffix}")
+                self.conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(spec.name)} ({', '.join(columns)})")
+                for field in spec.fields:
+                    if field.type is FieldType.REFERENCE:
+                        index = quote(f"ix_{spec.name}_{field.name}")
+                        self.conn.execute(
+                            f"CREATE INDEX IF NOT EXISTS {index} ON {quote(spec.name)} ({quote(field.name)})"
+                        )
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work; nested use becomes a savepoint so allOrNone can roll back a part."""
+        with self.lock:
+            nested = self.conn.in_transaction
+            name = f"sp{threading.get_ident()}"
+            self.conn.execute(f"SAVEPOINT {name}" if nested else "BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}" if nested else "ROLLBACK")
+                if nested:
+                    self.conn.execute(f"RELEASE {name}")
+                raise
+            self.conn.execute(f"RELEASE {name}" if nested else "COMMIT")
+
+    def now(self) -> str:
+        return format_datetime(self.clock())
+
+    def insert(self, spec: SObjectSpec, values: Mapping[str, Any]) -> str:
+        """Insert already-validated values (canonical field names) and return the new 18-character id."""
+        with self.lock:
+            row = self.conn.execute(f"SELECT COALESCE(MAX(_rowid), 0) + 1 FROM {quote(spec.name)}").fetchone()
+            rowid = int(row[0])
+            record_id = ids.make(spec.key_prefix, rowid)
+            stamp = self.now()
+            full = {
+                **values,
+                "Id": record_id,
+                "IsDeleted": 0,
+                "CreatedDate": stamp,
+                "LastModifiedDate": stamp,
+                "SystemModstamp": stamp,
+            }
+            _mirror_status_index(spec, full)
+            names = ", ".join(quote(k) for k in full)
+            marks = ", ".join("?" for _ in full)
+            self.conn.execute(
+                f"INSERT INTO {quote(spec.name)} (_rowid, {names}) VALUES (?, {marks})",
+                (rowid, *full.values()),
+            )
+            return record_id
+
+    def insert_many(self, spec: SObjectSpec, rows: list[dict[str, Any]]) -> list[str]:
+        """Fast path for seeding: one executemany inside the caller's transaction."""
+        if not rows:
+            return []
+        with self.lock:
+            start = int(self.conn.execute(f"SELECT COALESCE(MAX(_rowid), 0) + 1 FROM {quote(spec.name)}").fetchone()[0])
+            stamp = self.now()
+            keys = list(rows[0])
+            names = ["_rowid", "Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp", *keys]
+            if spec.field("blng__InvoiceRunStatusIndex__c") is not None:
+                names.append("blng__InvoiceRunStatusIndex__c")
+            new_ids = []
+            params = []
+            for offset, row in enumerate(rows):
+                rowid = start + offset
+                record_id = ids.make(spec.key_prefix, rowid)
+                new_ids.append(record_id)
+                values = [rowid, record_id, 0, stamp, stamp, stamp, *(row[k] for k in keys)]
+                if spec.field("blng__InvoiceRunStatusIndex__c") is not None:
+                    values.append(row.get("blng__InvoiceRunProcessingStatus__c"))
+                params.append(values)
+            column_list = ", ".join(quote(n) for n in names)
+            marks = ", ".join("?" for _ in names)
+            self.conn.executemany(f"INSERT INTO {quote(spec.name)} ({column_list}) VALUES ({marks})", params)
+            return new_ids
+
+    def get(self, spec: SObjectSpec, record_id: str) -> dict[str, Any] | None:
+        """The stored row (deleted ones included, with IsDeleted=1), or None when the id does not exist."""
+        with self.lock:
+            row = self.conn.execute(f"SELECT * FROM {quote(spec.name)} WHERE Id = ?", (ids.to18(record_id),)).fetchone()
+        return None if row is None else _without_rowid(row)
+
+    def update(self, spec: SObjectSpec, record_id: str, values: Mapping[str, Any]) -> None:
+        """Apply already-validated values; stamps LastModifiedDate and SystemModstamp."""
+        stamp = self.now()
+        full = {**values, "LastModifiedDate": stamp, "SystemModstamp": stamp}
+        _mirror_status_index(spec, full)
+        assignments = ", ".join(f"{quote(k)} = ?" for k in full)
+        with self.lock:
+            self.conn.execute(f"UPDATE {quote(spec.name)} SET {assignments} WHERE Id = ?", (*full.values(), record_id))
+
+    def mark_deleted(self, spec: SObjectSpec, record_id: str) -> None:
+        stamp = self.now()
+        with self.lock:
+            self.conn.execute(
+                f"UPDATE {quote(spec.name)} SET IsDeleted = 1, SystemModstamp = ? WHERE Id = ?",
+                (stamp, record_id),
+            )
+
+    def count(self, spec: SObjectSpec) -> int:
+        with self.lock:
+            return int(self.conn.execute(f"SELECT COUNT(*) FROM {quote(spec.name)} WHERE IsDeleted = 0").fetchone()[0])
+
+    def group_counts(self, sobject: str, field: str) -> dict[str, int]:
+        """Live records of `sobject` counted by the value of `field` (names from the schema)."""
+        spec = schema.sobject(sobject)
+        column = spec.field(field) if spec else None
+        if spec is None or column is None:
+            raise KeyError(f"{sobject}.{field} is not in the local org's schema")
+        sql = (
+            f"SELECT {quote(column.name)}, COUNT(*) FROM {quote(spec.name)} WHERE IsDeleted = 0 "
+            "GROUP BY 1 ORDER BY 1"
+        )
+        with self.lock:
+            return {str(row[0]): int(row[1]) for row in self.conn.execute(sql).fetchall()}
+
+    def count_all(self) -> int:
+        """Records in every table, deleted ones included: zero means a new, unseeded store."""
+        with self.lock:
+            return sum(
+                int(self.conn.execute(f"SELECT COUNT(*) FROM {quote(spec.name)}").fetchone()[0])
+                for spec in schema.SOBJECTS
+            )
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every table, for tests that compare the whole org before and after."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.lock:
+            for spec in schema.SOBJECTS:
+                rows = self.conn.execute(f"SELECT * FROM {quote(spec.name)} ORDER BY _rowid").fetchall()
+                out[spec.name] = [_without_rowid(r) for r in rows]
+        return out
+
+
+def _mirror_status_index(spec: SObjectSpec, values: dict[str, Any]) -> None:
+    """blng__InvoiceRunStatusIndex__c follows the processing status, as the package's trigger keeps it."""
+    if "blng__InvoiceRunProcessingStatus__c" in values and spec.field("blng__InvoiceRunStatusIndex__c"):
+        values["blng__InvoiceRunStatusIndex__c"] = values["blng__InvoiceRunProcessingStatus__c"]
+
+
+def _without_rowid(row: sqlite3.Row) -> dict[str, Any]:
+    record = dict(row)
+    record.pop("_rowid", None)
+    return record
+
+
+def by_prefix(record_id: str) -> SObjectSpec | None:
+    return schema.BY_PREFIX.get(record_id[:3])

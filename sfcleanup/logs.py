@@ -1,0 +1,71 @@
+"""Structured logs (structlog) on stderr: JSON lines for machines, a readable console for people.
+
+Secrets never reach the output: values registered with `register_secret` are masked wherever they appear,
+and any field whose name says it holds a credential is masked whatever its value.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+_SECRETS: set[str] = set()
+_SECRET_KEY = re.compile(r"token|secret|password|private_key|authorization|assertion", re.IGNORECASE)
+MASK = "[redacted]"
+
+
+def register_secret(value: str | None) -> None:
+    """Mask this value in every later log line (tokens obtained at run time included)."""
+    if value and len(value) >= 6:
+        _SECRETS.add(value)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        for secret in _SECRETS:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: MASK if _SECRET_KEY.search(str(k)) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        event[key] = MASK if _SECRET_KEY.search(key) else _scrub(event[key])
+    return event
+
+
+def scrub_text(text: str) -> str:
+    """For text that leaves the process outside the log (exception messages, reports)."""
+    result: str = _scrub(text)
+    return result
+
+
+def configure(
+    level: str = "info", fmt: Literal["auto", "json", "console"] = "auto", stream: TextIO | None = None
+) -> None:
+    out = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )

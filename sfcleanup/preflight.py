@@ -1,0 +1,171 @@
+"""Read-only checks before any write: the org has what the clean-up needs, each run may be cleaned, and the
+API allowance can pay for it. Every problem is reported with what an admin does about it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sfcleanup import billing, ids, queries
+from sfcleanup.billing import RunStatus
+from sfcleanup.errors import BudgetReserveReached, ConfigError, PreflightError
+from sfcleanup.models import InvoiceRun
+from sfcleanup.salesforce.client import SalesforceClient
+
+
+@dataclass(frozen=True)
+class OrgReadiness:
+    run_key_prefix: str
+    run_status_values: frozenset[str]
+    cleanup_status_values: frozenset[str]
+    problems: tuple[str, ...]
+
+
+def _picklist_values(field: dict[str, Any]) -> frozenset[str]:
+    return frozenset(str(v["value"]) for v in field.get("picklistValues", []) if v.get("active", True))
+
+
+def _field_problems(sobject: str, described: dict[str, dict[str, Any]]) -> list[str]:
+    problems = []
+    for name in sorted(
+        billing.FIELDS_READ.get(sobject, frozenset()) | billing.FIELDS_WRITTEN.get(sobject, frozenset())
+    ):
+        field = described.get(name)
+        if field is None:
+            problems.append(
+                f"{sobject}.{name} is missing or not visible: give the integration user read access to it "
+                "(permission set config/permissionset/sfcleanup.permissionset-meta.xml)"
+            )
+        elif name in billing.FIELDS_WRITTEN.get(sobject, frozenset()) and not field.get("updateable"):
+            problems.append(f"{sobject}.{name} is read-only for the integration user: grant edit access to it")
+    return problems
+
+
+def _value_problems(sobject: str, described: dict[str, dict[str, Any]]) -> list[str]:
+    problems = []
+    for (owner, name), needed in billing.REQUIRED_PICKLIST_VALUES.items():
+        if owner != sobject or name not in described:
+            continue
+        for value in sorted(needed - _picklist_values(described[name])):
+            problems.append(
+                f"picklist value {value!r} is missing from {sobject}.{name}: an admin adds it in Setup > Object "
+                f"Manager > {sobject} > Fields > {name} > Values (API name exactly {value!r})"
+            )
+    return problems
+
+
+def check_org(client: SalesforceClient) -> OrgReadiness:
+    """Describe the Billing objects; collect every missing field, permission and picklist value at once."""
+    problems: list[str] = []
+    fields_by_object: dict[str, dict[str, dict[str, Any]]] = {}
+    prefix = ""
+    for sobject in (
+        billing.INVOICE_RUN,
+        billing.INVOICE,
+        billing.INVOICE_LINE,
+        billing.ORDER_PRODUCT,
+        billing.USAGE_SUMMARY,
+    ):
+        describe = client.describe(sobject)
+        if sobject == billing.INVOICE_RUN:
+            prefix = str(describe.get("keyPrefix") or "")
+        described = {str(f["name"]): f for f in describe.get("fields", [])}
+        fields_by_object[sobject] = described
+        problems += _field_problems(sobject, described)
+        problems += _value_problems(sobject, described)
+    run_fields = fields_by_object[billing.INVOICE_RUN]
+    return OrgReadiness(
+        run_key_prefix=prefix,
+        run_status_values=_picklist_values(run_fields.get(billing.RUN_STATUS, {})),
+        cleanup_status_values=_picklist_values(run_fields.get(billing.CLEANUP_STATUS, {})),
+        problems=tuple(problems),
+    )
+
+
+def require_ready(readiness: OrgReadiness) -> None:
+    if readiness.problems:
+        more = (
+            f" (and {len(readiness.problems) - 1} more; `sfcleanup config check` lists all)"
+            if len(readiness.problems) > 1
+            else ""
+        )
+        raise PreflightError(readiness.problems[0] + more)
+
+
+def parse_run_ids(raw: Sequence[str], key_prefix: str | None = None) -> list[str]:
+    """Validate run ids as typed (length, characters, checksum, the invoice run's key prefix)."""
+    out: list[str] = []
+    for value in raw:
+        try:
+            full = ids.to18(value.strip())
+        except ids.InvalidId as exc:
+            raise ConfigError(f"{exc}; copy the run's id from its URL in Salesforce") from None
+        if key_prefix and full[:3] != key_prefix:
+            raise ConfigError(
+                f"{value!r} is not an invoice run id: invoice run ids start with {key_prefix!r} in this org"
+            )
+        if full not in out:
+            out.append(full)
+    return out
+
+
+def check_runs(
+    client: SalesforceClient, run_ids: Sequence[str], readiness: OrgReadiness, *, include_completed: bool
+) -> list[InvoiceRun]:
+    """The runs, in the order given; refuses unknown, running, and (without the flag) completed runs."""
+    found = {
+        r["Id"]: InvoiceRun.model_validate(r)
+        for r in client.query_all(queries.render("invoice_run", ids=list(run_ids)))
+    }
+    runs = []
+    for run_id in run_ids:
+        run = found.get(run_id)
+        if run is None:
+            raise PreflightError(f"invoice run {run_id} does not exist in this org (or the user cannot see it)")
+        refusal = refusal_for(run, readiness, include_completed=include_completed)
+        if refusal:
+            raise PreflightError(refusal)
+        runs.append(run)
+    return runs
+
+
+def refusal_for(run: InvoiceRun, readiness: OrgReadiness, *, include_completed: bool) -> str | None:
+    """Why this run must not be cleaned now, or None."""
+    if billing.run_is_running(run.status):
+        return f"invoice run {run.id} is still running ({run.status}): cleaning it would corrupt a live job"
+    if run.status == RunStatus.COMPLETED:
+        if not include_completed:
+            return (
+                f"invoice run {run.id} completed cleanly; to clean it anyway pass --include-completed, which first "
+                "sets its status to Completed with errors"
+            )
+        return None
+    failed_values = billing.FAILED_RUN_STATES & (readiness.run_status_values or billing.FAILED_RUN_STATES)
+    if run.status not in failed_values:
+        return f"invoice run {run.id} has status {run.status!r}, which is not a failed state; nothing to clean"
+    return None
+
+
+# Calls beyond the writes: CleanUp Status Started and final, verify counts per object, and the odd status.
+FIXED_CALLS_PER_RUN = 2 + 4 + 1
+
+
+def estimate_write_calls(changes: int, *, per_call: int) -> int:
+    return math.ceil(changes / per_call) + FIXED_CALLS_PER_RUN if changes else 0
+
+
+def check_budget(client: SalesforceClient, estimate: int, reserve: float) -> dict[str, int]:
+    """Refuse to start writing if the estimate would eat into the reserve left for the rest of the business."""
+    daily = client.limits().get("DailyApiRequests", {})
+    maximum, remaining = int(daily.get("Max", 0)), int(daily.get("Remaining", 0))
+    keep = math.ceil(maximum * reserve)
+    budget = {"max": maximum, "remaining": remaining, "reserve": keep, "estimate": estimate}
+    if estimate and remaining - estimate < keep:
+        raise BudgetReserveReached(
+            f"the clean-up needs about {estimate} API calls but only {remaining - keep} are available above the "
+            f"{reserve:.0%} reserve ({remaining} of {maximum} left today); run later or lower api_reserve"
+        )
+    return budget

@@ -1,0 +1,148 @@
+"""What a plan or a clean-up did, per run and object: a table for people, JSON for machines, a failures CSV
+for admins used to Data Loader's error files. The JSON schema is documented in the README."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sfcleanup.errors import ExitCode
+from sfcleanup.plan import Anomaly
+from sfcleanup.salesforce.write import Failure
+
+
+class RunResult(StrEnum):
+    PLANNED = "planned"  # `plan`: nothing written
+    NOTHING_TO_DO = "nothing_to_do"  # nothing eligible: nothing written
+    CLEANED = "cleaned"
+    CLEANED_WITH_FAILURES = "cleaned_with_failures"
+    STOPPED = "stopped"  # stopped early; safe to run again
+    NOT_STARTED = "not_started"  # an earlier run in the same invocation stopped
+
+
+@dataclass
+class ObjectCounts:
+    planned: int = 0
+    updated: int = 0
+    failed: int = 0
+    anomalies: int = 0
+
+
+@dataclass
+class RunOutcome:
+    id: str
+    name: str | None
+    run_status: str | None
+    status: RunResult
+    objects: dict[str, ObjectCounts]
+    transitions: dict[str, dict[str, int]]
+    failures: list[Failure] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    cleanup_status: str | None = None
+    eligible_left: dict[str, int] = field(default_factory=dict)
+    journal: str | None = None
+    message: str | None = None
+    exit_code: ExitCode = ExitCode.CLEAN
+
+
+@dataclass
+class Report:
+    mode: str
+    runs: list[RunOutcome]
+    api_calls: int = 0
+    api_usage: dict[str, int | None] = field(default_factory=dict)
+    estimated_calls: int = 0
+    budget: dict[str, int] = field(default_factory=dict)
+    failures_csv: str | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return max((r.exit_code for r in self.runs), default=ExitCode.CLEAN)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "exit_code": int(self.exit_code),
+            "api_calls": self.api_calls,
+            "api_usage": self.api_usage,
+            "estimated_calls": self.estimated_calls,
+            "budget": self.budget,
+            "failures_csv": self.failures_csv,
+            "runs": [_run_json(r) for r in self.runs],
+        }
+
+
+def _run_json(run: RunOutcome) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "run_status": run.run_status,
+        "status": run.status.value,
+        "cleanup_status": run.cleanup_status,
+        "objects": {name: asdict(counts) for name, counts in run.objects.items()},
+        "transitions": run.transitions,
+        "failures": [{"id": f.id, "object": f.sobject, "code": f.code, "message": f.message} for f in run.failures],
+        "anomalies": [
+            {"id": a.id, "object": a.sobject, "reason": a.reason.value, "detail": a.detail} for a in run.anomalies
+        ],
+        "eligible_left": run.eligible_left,
+        "journal": run.journal,
+        "message": run.message,
+        "exit_code": int(run.exit_code),
+    }
+
+
+def write_failures_csv(report: Report, path: Path) -> Path | None:
+    """Id, object, error code, message: one row per record that finally failed; no file when none did."""
+    rows = [(r.id, f) for r in report.runs for f in r.failures]
+    if not rows:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Id", "Object", "ErrorCode", "Message", "InvoiceRunId"])
+        for run_id, failure in rows:
+            writer.writerow([failure.id, failure.sobject, failure.code, failure.message, run_id])
+    report.failures_csv = str(path)
+    return path
+
+
+def render(report: Report, console: Console) -> None:
+    for run in report.runs:
+        title = f"Invoice run {run.id}" + (f" ({run.name})" if run.name else "") + f": {run.status.value}"
+        table = Table(title=title, title_justify="left")
+        for column in ("object", "transition", "planned", "updated", "failed", "anomalies"):
+            table.add_column(column, justify="right" if column not in ("object", "transition") else "left")
+        for sobject, counts in run.objects.items():
+            transitions = run.transitions.get(sobject) or {"-": 0}
+            label = ", ".join(f"{k}: {v}" for k, v in transitions.items()) if run.transitions.get(sobject) else "-"
+            table.add_row(
+                sobject, label, str(counts.planned), str(counts.updated), str(counts.failed), str(counts.anomalies)
+            )
+        console.print(table)
+        details = [f"run status: {run.run_status}", f"CleanUp Status: {run.cleanup_status or '-'}"]
+        if run.journal:
+            details.append(f"journal: {run.journal}")
+        console.print("  " + "; ".join(details))
+        for anomaly in run.anomalies[:10]:
+            console.print(f"  anomaly {anomaly.sobject} {anomaly.id}: {anomaly.detail}")
+        if len(run.anomalies) > 10:
+            console.print(f"  ... and {len(run.anomalies) - 10} more anomalies (see --json)")
+        for failure in run.failures[:10]:
+            console.print(f"  failed {failure.sobject} {failure.id}: {failure.code}: {failure.message}")
+        if run.message:
+            console.print(f"  {run.message}")
+    summary = f"API calls: {report.api_calls}"
+    if report.estimated_calls:
+        summary += f" (estimated for the writes: {report.estimated_calls})"
+    if report.api_usage.get("max"):
+        summary += f"; org usage today {report.api_usage.get('used')}/{report.api_usage.get('max')}"
+    console.print(summary)
+    if report.failures_csv:
+        console.print(f"Failures CSV: {report.failures_csv}")

@@ -1,0 +1,1 @@
+"""Everything that talks to Salesforce: connecting, classifying errors, retrying, reading and writing."""

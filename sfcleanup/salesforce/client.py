@@ -1,0 +1,186 @@
+"""The worker's one door to Salesforce: every call goes through `_call`, which counts it, retries what is
+transient, logs in again once on an expired session, and translates failures into sfcleanup's errors.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+import structlog
+from simple_salesforce.api import Salesforce
+
+from sfcleanup.errors import AmbiguousWrite, ApiError, AuthFailed, ConfigError, DailyLimitReached, TransientExhausted
+from sfcleanup.salesforce.classify import Verdict, classify
+from sfcleanup.salesforce.connect import Connector, OrgSession
+from sfcleanup.salesforce.retry import RetryPolicy
+
+T = TypeVar("T")
+_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+log = structlog.get_logger("sfcleanup.salesforce")
+
+
+def _restful(sf: Salesforce, path: str, **kwargs: Any) -> Any:
+    """simple-salesforce types restful's result as optional; an empty body only comes back from a 204."""
+    return sf.restful(path, **kwargs)
+
+
+class ApiUsage:
+    """Calls this worker made, and the org's daily usage as the last `Sforce-Limit-Info` header reported it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.used: int | None = None
+        self.max: int | None = None
+
+    def observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """A requests response hook: sees every HTTP response, whichever API made it."""
+        match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
+        with self._lock:
+            if "/services/oauth2/" not in (response.url or ""):
+                self.calls += 1
+            if match:
+                self.used, self.max = int(match.group(1)), int(match.group(2))
+
+
+class SalesforceClient:
+    def __init__(self, connector: Connector, *, api_version: str, retry: RetryPolicy, timeout_s: float) -> None:
+        self._connector = connector
+        self.api_version = api_version
+        self._retry = retry
+        self._timeout = timeout_s
+        self.usage = ApiUsage()
+        self.http = connector.http
+        self.http.hooks["response"].append(self.usage.observe)
+        self._sf = self._open(connector.login())
+
+    def _open(self, session: OrgSession) -> Salesforce:
+        self.instance_url = session.instance_url
+        return Salesforce(
+            instance_url=session.instance_url,
+            session_id=session.access_token.get_secret_value(),
+            session=self.http,
+            version=self.api_version,
+            object_pairs_hook=dict,
+        )
+
+    @property
+    def sf(self) -> Salesforce:
+        return self._sf
+
+    def _relogin(self) -> None:
+        if not self._connector.can_refresh:
+            raise AuthFailed(
+                "the session expired and a given access token cannot be renewed: get a new token and run again"
+            )
+        try:
+            self._sf = self._open(self._connector.login())
+        except ConfigError as exc:
+            raise AuthFailed(f"the session expired and logging in again failed: {exc}") from None
+        log.info("salesforce.relogin")
+
+    def _call(self, what: str, fn: Callable[[Salesforce], T], *, write: bool = False) -> T:
+        """Run one API call under the retry policy; a lost connection on a write raises AmbiguousWrite."""
+        relogged = False
+        while True:
+            try:
+                return self._retry.run(
+                    lambda: fn(self._sf),
+                    retry_connection_lost=not write,
+                    on_retry=lambda exc, n: log.warning(
+                        "salesforce.retry", call=what, attempt=n, reason=classify(exc).message[:200]
+                    ),
+                )
+            except Exception as exc:
+                verdict = classify(exc)
+                if verdict.verdict is Verdict.EXPIRED_SESSION and not relogged:
+                    self._relogin()
+                    relogged = True
+                    continue
+                raise self._translate(what, exc, write=write) from None
+
+    def _translate(self, what: str, exc: Exception, *, write: bool) -> Exception:
+        found = classify(exc)
+        match found.verdict:
+            case Verdict.DAILY_LIMIT:
+                return DailyLimitReached(
+                    f"the org's daily API limit is spent ({found.message}); run again when the 24-hour window rolls"
+                )
+            case Verdict.EXPIRED_SESSION:
+                return AuthFailed(f"{what}: session refused after logging in again: {found.message}")
+            case Verdict.CONNECTION_LOST if write:
+                return AmbiguousWrite(f"{what}: {found.message} after the request was sent")
+            case Verdict.CONNECTION_LOST | Verdict.TRANSIENT:
+                return TransientExhausted(f"{what}: still failing after retries: {found.message}; run again later")
+            case Verdict.FATAL:
+                return ApiError(
+                    f"{what}: {found.error_code or 'error'}: {found.message}",
+                    status=found.status,
+                    error_code=found.error_code,
+                )
+
+    # --- reads ----------------------------------------------------------------------------------------
+    def query_pages(self, soql: str, *, batch_size: int = 2000) -> Iterator[list[dict[str, Any]]]:
+        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
+        page: dict[str, Any] = self._call(
+            "query", lambda sf: sf.query(soql, headers=headers, timeout=self._timeout)
+        )
+        yield list(page.get("records", []))
+        while not page.get("done", True):
+            page = self._call("query_more", self._more(str(page["nextRecordsUrl"]), headers))
+            yield list(page.get("records", []))
+
+    def _more(self, next_url: str, headers: dict[str, str]) -> Callable[[Salesforce], Any]:
+        return lambda sf: sf.query_more(next_url, identifier_is_url=True, headers=headers, timeout=self._timeout)
+
+    def query_all(self, soql: str) -> list[dict[str, Any]]:
+        return [record for page in self.query_pages(soql) for record in page]
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            f"describe {sobject}", lambda sf: _restful(sf, f"sobjects/{sobject}/describe/", timeout=self._timeout)
+        )
+        return result
+
+    def limits(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("limits", lambda sf: _restful(sf, "limits/", timeout=self._timeout))
+        return result
+
+    # --- writes ---------------------------------------------------------------------------------------
+    def composite(self, subrequests: list[dict[str, Any]], *, all_or_none: bool = False) -> list[dict[str, Any]]:
+        body = {"allOrNone": all_or_none, "compositeRequest": subrequests}
+        result: dict[str, Any] = self._call(
+            "composite",
+            lambda sf: _restful(sf, "composite", method="POST", json=body, timeout=self._timeout),
+            write=True,
+        )
+        responses: list[dict[str, Any]] = result["compositeResponse"]
+        return responses
+
+    def update_record(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
+        self._call(
+            f"update {sobject}",
+            lambda sf: _restful(
+                sf, f"sobjects/{sobject}/{record_id}", method="PATCH", json=fields, timeout=self._timeout
+            ),
+            write=True,
+        )
+
+    def create_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """sObject Collections create (up to 200 records, each with attributes.type)."""
+        result: list[dict[str, Any]] = self._call(
+            "create",
+            lambda sf: _restful(
+                sf,
+                "composite/sobjects",
+                method="POST",
+                json={"allOrNone": False, "records": records},
+                timeout=self._timeout,
+            ),
+            write=True,
+        )
+        return result

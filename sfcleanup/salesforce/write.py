@@ -1,0 +1,173 @@
+"""The Composite writer: up to five sObject Collections of 200 records in one API call, allOrNone false.
+
+Rows that fail on a lock are re-queued and retried at the end, in smaller batches, then one parent at a time.
+Other row errors are recorded and do not stop the phase. When the connection drops after a call was sent,
+the records are read back first and only those the org did not apply are sent again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from sfcleanup import batches, queries
+from sfcleanup.billing import Rule
+from sfcleanup.config import WriteSettings
+from sfcleanup.errors import AmbiguousWrite, TransientExhausted
+from sfcleanup.journal import Journal
+from sfcleanup.plan import Change
+from sfcleanup.salesforce.classify import RowVerdict, classify_row
+from sfcleanup.salesforce.client import SalesforceClient
+
+log = structlog.get_logger("sfcleanup.write")
+MAX_RESENDS = 3
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: str
+    sobject: str
+    code: str
+    message: str
+
+
+@dataclass
+class PhaseOutcome:
+    updated: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+RowResult = tuple[Change, str, str | None, str | None]  # change, outcome, code, message
+
+
+def _payload(change: Change) -> dict[str, Any]:
+    return {"attributes": {"type": change.sobject}, "id": change.id, **change.after}
+
+
+def _row_results(call: batches.Call, responses: list[dict[str, Any]]) -> list[RowResult]:
+    """Pair each record with its row result; a collection refused whole fails each of its rows."""
+    results: list[RowResult] = []
+    for collection, response in zip(call, responses, strict=True):
+        body = response.get("body")
+        if response.get("httpStatusCode", 500) >= 400 or not isinstance(body, list):
+            error = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
+            code = str(error.get("errorCode", f"HTTP_{response.get('httpStatusCode')}"))
+            results.extend((c, "failed", code, str(error.get("message", ""))) for c in collection)
+            continue
+        for change, row in zip(collection, body, strict=True):
+            if row.get("success"):
+                results.append((change, "updated", None, None))
+                continue
+            errors = row.get("errors") or [{}]
+            code = errors[0].get("statusCode")
+            outcome = "locked" if classify_row(code) is RowVerdict.LOCKED else "failed"
+            results.append((change, outcome, code, errors[0].get("message")))
+    return results
+
+
+class CompositeWriter:
+    def __init__(
+        self,
+        client: SalesforceClient,
+        settings: WriteSettings,
+        journal: Journal,
+        *,
+        progress: Callable[[int], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._sleep = sleep
+        self._client = client
+        self._settings = settings
+        self._journal = journal
+        self._progress = progress or (lambda _: None)
+        self._batch = 0
+
+    def apply(self, phase: str, rule: Rule, changes: Sequence[Change]) -> PhaseOutcome:
+        outcome = PhaseOutcome()
+        calls = batches.pack(
+            changes,
+            per_collection=self._settings.batch_size,
+            collections_per_call=self._settings.collections_per_call,
+        )
+        locked = self._send_all(phase, rule, calls, outcome)
+        for round_number in range(1, self._settings.lock_retry_rounds + 1):
+            if not locked:
+                break
+            last = round_number == self._settings.lock_retry_rounds
+            log.info("write.lock_retry", phase=phase, round=round_number, records=len(locked), one_parent=last)
+            self._sleep(self._settings.lock_retry_pause_s * round_number)
+            if last:
+                calls = batches.one_group_per_call(locked, per_collection=self._settings.batch_size)
+            else:
+                calls = batches.pack(
+                    locked,
+                    per_collection=self._settings.lock_retry_batch_size,
+                    collections_per_call=self._settings.collections_per_call,
+                )
+            locked = self._send_all(phase, rule, calls, outcome)
+        outcome.failures.extend(
+            Failure(c.id, c.sobject, "UNABLE_TO_LOCK_ROW", "still locked after every retry round") for c in locked
+        )
+        return outcome
+
+    def _send_all(self, phase: str, rule: Rule, calls: list[batches.Call], outcome: PhaseOutcome) -> list[Change]:
+        locked: list[Change] = []
+        for call in calls:
+            self._batch += 1
+            batch = f"{phase}-{self._batch}"
+            flat = [c for collection in call for c in collection]
+            self._journal.pending(phase, batch, flat)
+            results = self._send(rule, call)
+            self._journal.outcomes(phase, batch, results)
+            for change, result, code, message in results:
+                if result in ("updated", "confirmed"):
+                    outcome.updated.append(change.id)
+                elif result == "locked":
+                    locked.append(change)
+                else:
+                    outcome.failures.append(Failure(change.id, change.sobject, code or "UNKNOWN", message or ""))
+            self._progress(len(flat))
+        return locked
+
+    def _send(self, rule: Rule, call: batches.Call) -> list[RowResult]:
+        """One composite call; after a lost answer, read back, keep what was applied, send the rest again."""
+        confirmed: list[RowResult] = []
+        for _ in range(MAX_RESENDS + 1):
+            subrequests = [
+                {
+                    "method": "PATCH",
+                    "url": f"/services/data/v{self._client.api_version}/composite/sobjects",
+                    "referenceId": f"c{index}",
+                    "body": {"allOrNone": False, "records": [_payload(c) for c in collection]},
+                }
+                for index, collection in enumerate(call)
+            ]
+            try:
+                return confirmed + _row_results(call, self._client.composite(subrequests))
+            except AmbiguousWrite as exc:
+                log.warning("write.ambiguous", reason=str(exc), records=sum(len(c) for c in call))
+                applied = self._applied(rule, [c for collection in call for c in collection])
+                confirmed += [(c, "confirmed", None, None) for col in call for c in col if c.id in applied]
+                call = [[c for c in col if c.id not in applied] for col in call]
+                call = [col for col in call if col]
+                if not call:
+                    return confirmed
+        raise TransientExhausted("writes kept losing their answers; run again: the journal shows what was applied")
+
+    def _applied(self, rule: Rule, changes: list[Change]) -> set[str]:
+        """Ids whose fields already hold the after-values: the org applied them before the connection dropped."""
+        current: dict[str, dict[str, Any]] = {}
+        # 200 ids keep the query's URL well under Salesforce's 16,384-byte limit.
+        for start in range(0, len(changes), 200):
+            soql = queries.render(
+                "verify_by_ids",
+                fields=", ".join(rule.fields),
+                sobject=rule.sobject,
+                ids=[c.id for c in changes[start : start + 200]],
+            )
+            current.update((r["Id"], r) for r in self._client.query_all(soql))
+        return {c.id for c in changes if c.id in current and all(current[c.id].get(k) == v for k, v in c.after.items())}

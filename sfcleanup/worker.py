@@ -1,0 +1,199 @@
+"""The clean-up of invoice runs, phase by phase in the safe order, journaled, verified and reported.
+
+prepare(): preflight, read and plan, all read-only. apply(): CleanUp Status Started, invoice lines, invoices,
+usage summaries, order products, verify, CleanUp Status Completed (or Completed with errors).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from sfcleanup import billing, preflight
+from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
+from sfcleanup.config import Settings
+from sfcleanup.errors import ExitCode, SfCleanupError
+from sfcleanup.journal import Journal
+from sfcleanup.models import InvoiceRun
+from sfcleanup.plan import RunPlan, plan_run
+from sfcleanup.preflight import OrgReadiness
+from sfcleanup.report import ObjectCounts, Report, RunOutcome, RunResult
+from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.read import eligible_left, read_run, remaining_by_status
+from sfcleanup.salesforce.write import CompositeWriter, Failure
+
+log = structlog.get_logger("sfcleanup.worker")
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+@dataclass
+class Prepared:
+    readiness: OrgReadiness
+    plans: list[RunPlan]
+    estimated_calls: int
+    budget: dict[str, int] = field(default_factory=dict)
+
+
+def _outcome(plan: RunPlan, status: RunResult) -> RunOutcome:
+    anomalies = plan.anomalies_by_object()
+    objects = {
+        RULE_BY_PHASE[phase].sobject: ObjectCounts(
+            planned=len(plan.changes[phase]), anomalies=anomalies.get(RULE_BY_PHASE[phase].sobject, 0)
+        )
+        for phase in Phase
+    }
+    return RunOutcome(
+        id=plan.run.id,
+        name=plan.run.name,
+        run_status=plan.run.status,
+        status=status,
+        objects=objects,
+        transitions=plan.transitions(),
+        anomalies=list(plan.anomalies),
+        cleanup_status=plan.run.cleanup_status,
+    )
+
+
+class Worker:
+    def __init__(
+        self,
+        client: SalesforceClient,
+        settings: Settings,
+        *,
+        include_completed: bool = False,
+        progress: ProgressFactory | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._sleep = sleep
+        self.client = client
+        self.settings = settings
+        self.include_completed = include_completed
+        self._progress = progress
+
+    @property
+    def _per_call(self) -> int:
+        return self.settings.write.batch_size * self.settings.write.collections_per_call
+
+    def prepare(self, raw_run_ids: Sequence[str]) -> Prepared:
+        """Preflight, read and plan every run; read-only. Raises before anything is written."""
+        readiness = preflight.check_org(self.client)
+        preflight.require_ready(readiness)
+        run_ids = preflight.parse_run_ids(raw_run_ids, readiness.run_key_prefix)
+        runs = preflight.check_runs(self.client, run_ids, readiness, include_completed=self.include_completed)
+        plans = []
+        for run in runs:
+            records = read_run(self.client, run)
+            plans.append(
+                plan_run(run, records.invoices, records.lines, records.order_products, records.usage_summaries)
+            )
+            log.info("plan.ready", run=run.id, records=records.total, changes=plans[-1].total)
+        estimate = sum(preflight.estimate_write_calls(p.total, per_call=self._per_call) for p in plans)
+        budget = preflight.check_budget(self.client, estimate, self.settings.api_reserve)
+        return Prepared(readiness, plans, estimate, budget)
+
+    def report(self, mode: str, prepared: Prepared, outcomes: list[RunOutcome]) -> Report:
+        usage = self.client.usage
+        return Report(
+            mode=mode,
+            runs=outcomes,
+            api_calls=usage.calls,
+            api_usage={"used": usage.used, "max": usage.max},
+            estimated_calls=prepared.estimated_calls,
+            budget=prepared.budget,
+        )
+
+    def preview(self, prepared: Prepared) -> Report:
+        return self.report("plan", prepared, [_outcome(p, RunResult.PLANNED) for p in prepared.plans])
+
+    def apply(self, prepared: Prepared) -> Report:
+        outcomes: list[RunOutcome] = []
+        stopped = False
+        for plan in prepared.plans:
+            if stopped:
+                outcomes.append(_outcome(plan, RunResult.NOT_STARTED))
+                outcomes[-1].exit_code = ExitCode.STOPPED
+                continue
+            outcome = self._clean(plan)
+            outcomes.append(outcome)
+            stopped = outcome.status is RunResult.STOPPED
+        return self.report("run", prepared, outcomes)
+
+    # --- one run --------------------------------------------------------------------------------------
+    def _clean(self, plan: RunPlan) -> RunOutcome:
+        run = plan.run
+        outcome = _outcome(plan, RunResult.CLEANED)
+        if plan.is_empty and run.cleanup_status != CleanUpStatus.STARTED and run.status != RunStatus.COMPLETED:
+            outcome.status = RunResult.NOTHING_TO_DO
+            outcome.message = "nothing eligible for clean-up: nothing was changed"
+            return outcome
+        structlog.contextvars.bind_contextvars(run=run.id)
+        with Journal(self.settings.journal_dir, run.id) as journal:
+            outcome.journal = str(journal.path)
+            journal.start(mode="run", options={"include_completed": self.include_completed, "planned": plan.total})
+            try:
+                self._phases(plan, journal, outcome)
+            except SfCleanupError as exc:
+                outcome.status = RunResult.STOPPED
+                outcome.exit_code = exc.exit_code
+                outcome.message = f"stopped: {exc}"
+                log.warning("run.stopped", reason=str(exc))
+            finally:
+                journal.end(
+                    status=outcome.status.value,
+                    exit_code=int(outcome.exit_code),
+                    counts={name: vars(counts) for name, counts in outcome.objects.items()},
+                )
+                structlog.contextvars.unbind_contextvars("run", "phase")
+        return outcome
+
+    def _set_run_field(self, journal: Journal, run: InvoiceRun, name: str, before: str | None, after: str) -> None:
+        journal.run_field(name, before, after, "pending")
+        self.client.update_record(billing.INVOICE_RUN, run.id, {name: after})
+        journal.run_field(name, before, after, "updated")
+        log.info("run.field", field=name, before=before, after=str(after))
+
+    def _phases(self, plan: RunPlan, journal: Journal, outcome: RunOutcome) -> None:
+        run = plan.run
+        if run.status == RunStatus.COMPLETED:
+            # The package's documented way to clean a run that completed: mark it Completed with errors first.
+            self._set_run_field(journal, run, billing.RUN_STATUS, run.status, RunStatus.COMPLETED_WITH_ERRORS)
+            outcome.run_status = RunStatus.COMPLETED_WITH_ERRORS
+        if run.cleanup_status != CleanUpStatus.STARTED:
+            self._set_run_field(journal, run, billing.CLEANUP_STATUS, run.cleanup_status, CleanUpStatus.STARTED)
+        outcome.cleanup_status = CleanUpStatus.STARTED
+        for phase in Phase:
+            rule = RULE_BY_PHASE[phase]
+            changes = plan.changes[phase]
+            if not changes:
+                continue
+            structlog.contextvars.bind_contextvars(phase=phase.value)
+            progress = self._progress(f"{run.id} {rule.sobject}", len(changes)) if self._progress else None
+            writer = CompositeWriter(self.client, self.settings.write, journal, progress=progress, sleep=self._sleep)
+            result = writer.apply(phase.value, rule, changes)
+            counts = outcome.objects[rule.sobject]
+            counts.updated, counts.failed = len(result.updated), len(result.failures)
+            outcome.failures.extend(result.failures)
+            log.info("phase.done", updated=counts.updated, failed=counts.failed)
+        self._verify(plan, outcome)
+        final = CleanUpStatus.COMPLETED_WITH_ERRORS if outcome.failures else CleanUpStatus.COMPLETED
+        self._set_run_field(journal, run, billing.CLEANUP_STATUS, CleanUpStatus.STARTED, final)
+        outcome.cleanup_status = final
+        if outcome.failures:
+            outcome.status = RunResult.CLEANED_WITH_FAILURES
+            outcome.exit_code = ExitCode.ROW_FAILURES
+
+    def _verify(self, plan: RunPlan, outcome: RunOutcome) -> None:
+        """Re-count what is still eligible: only anomalies and recorded failures may be left."""
+        left = eligible_left(remaining_by_status(self.client, plan.run.id))
+        outcome.eligible_left = left
+        failed_ids = {f.id for f in outcome.failures}
+        for sobject, count in left.items():
+            expected = outcome.objects[sobject].anomalies + sum(1 for f in outcome.failures if f.sobject == sobject)
+            if count > expected:
+                message = f"verify: {count - expected} {sobject} records are still eligible after the clean-up"
+                outcome.failures.append(Failure(plan.run.id, sobject, "VERIFY_MISMATCH", message))
+                log.warning("verify.mismatch", object=sobject, left=count, expected=expected)
+        log.info("verify.done", eligible_left=left, failed=len(failed_ids))

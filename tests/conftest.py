@@ -1,0 +1,34 @@
+"""Shared fixtures: a seeded in-process local org, a worker client connected to it, and settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from sfcleanup.config import Settings, load_settings
+from sfcleanup.localorg.app import LocalOrg
+from sfcleanup.localorg.seed import ScenarioInfo
+from tests.support import make_org
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """structlog's configuration and context are global: every test starts from the defaults."""
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def demo() -> tuple[LocalOrg, ScenarioInfo]:
+    return make_org("demo")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(None, journal_dir=tmp_path / "journal")
