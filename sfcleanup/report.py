@@ -114,17 +114,18 @@ def write_failures_csv(report: Report, path: Path) -> Path | None:
 
 
 def render(report: Report, console: Console) -> None:
+    planning = report.mode == "plan"
+    counts = ("planned", "anomalies") if planning else ("planned", "updated", "failed", "anomalies")
     for run in report.runs:
         title = f"Invoice run {run.id}" + (f" ({run.name})" if run.name else "") + f": {run.status.value}"
         table = Table(title=title, title_justify="left")
-        for column in ("object", "transition", "planned", "updated", "failed", "anomalies"):
-            table.add_column(column, justify="right" if column not in ("object", "transition") else "left")
-        for sobject, counts in run.objects.items():
-            transitions = run.transitions.get(sobject) or {"-": 0}
-            label = ", ".join(f"{k}: {v}" for k, v in transitions.items()) if run.transitions.get(sobject) else "-"
-            table.add_row(
-                sobject, label, str(counts.planned), str(counts.updated), str(counts.failed), str(counts.anomalies)
-            )
+        table.add_column("object")
+        table.add_column("transition")
+        for column in counts:
+            table.add_column(column, justify="right")
+        for sobject, numbers in run.objects.items():
+            label = "\n".join(f"{k}: {v}" for k, v in (run.transitions.get(sobject) or {}).items()) or "-"
+            table.add_row(sobject, label, *(str(getattr(numbers, c)) for c in counts))
         console.print(table)
         details = [f"run status: {run.run_status}", f"CleanUp Status: {run.cleanup_status or '-'}"]
         if run.journal:
@@ -138,9 +139,9 @@ def render(report: Report, console: Console) -> None:
             console.print(f"  failed {failure.sobject} {failure.id}: {failure.code}: {failure.message}")
         if run.message:
             console.print(f"  {run.message}")
-    summary = f"API calls: {report.api_calls}"
+    summary = f"API calls so far: {report.api_calls}"
     if report.estimated_calls:
-        summary += f" (estimated for the writes: {report.estimated_calls})"
+        summary += f"; estimated for the clean-up: {report.estimated_calls}"
     if report.api_usage.get("max"):
         summary += f"; org usage today {report.api_usage.get('used')}/{report.api_usage.get('max')}"
     console.print(summary)

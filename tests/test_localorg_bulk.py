@@ -334,3 +334,16 @@ def test_error_shapes(make_env: Callable[..., Env]) -> None:
     assert env.send("DELETE", f"ingest/{job['id']}").status_code == 204
     assert env.get(f"ingest/{job['id']}").status_code == 404
     assert env.item(env.items[0])[STATUS] == "Error"
+
+
+def test_query_job_abort_and_delete(make_env: Callable[..., Env]) -> None:
+    """An aborted query job serves no results; deleting it makes it unknown."""
+    env = make_env()
+    job = env.send("POST", "query", json={"operation": "query", "query": "SELECT Id FROM OrderItem"}).json()
+    assert (job["id"][:3], job["state"]) == ("750", "UploadComplete")
+
+    assert env.send("PATCH", f"query/{job['id']}", json={"state": "Aborted"}).json()["state"] == "Aborted"
+    results = env.get(f"query/{job['id']}/results")
+    assert (results.status_code, results.json()[0]["errorCode"]) == (400, "INVALIDJOBSTATE")
+    assert env.send("DELETE", f"query/{job['id']}").status_code == 204
+    assert env.get(f"query/{job['id']}").status_code == 404

@@ -303,6 +303,9 @@ def _delete_job(org: LocalOrg, job: _Job) -> HttpResponse:
         if job.state not in DELETABLE:
             raise _invalid_state(f"Deleting a job in state {job.state} is not allowed")
         org.bulk_jobs.pop(job.id, None)
+        if job.state is JobState.UPLOAD_COMPLETE:
+            # Nobody can read a deleted job's results: stop its processing as an abort would.
+            _set_state(org, job, JobState.ABORTED)
     if isinstance(job, IngestJob):
         job.deleted = True
         # A running job's thread still writes its files: it removes them itself when it stops.
@@ -311,7 +314,8 @@ def _delete_job(org: LocalOrg, job: _Job) -> HttpResponse:
     return HttpResponse.empty(204)
 
 
-def _abort(org: LocalOrg, job: _Job) -> None:
+def _abort(org: LocalOrg, job: _Job) -> dict[str, Any]:
+    """Abort the job; returns its info as of the transition."""
     with _state(org).lock:
         if job.state is JobState.JOB_COMPLETE:
             raise _invalid_state("Aborting already Completed Job not allowed")
@@ -319,10 +323,12 @@ def _abort(org: LocalOrg, job: _Job) -> None:
             raise _invalid_state(f"Aborting a job in state {job.state} is not allowed")
         never_started = job.state is JobState.OPEN
         _set_state(org, job, JobState.ABORTED)
+        info = job.info(detail=False)
     if isinstance(job, IngestJob) and never_started:
         # No thread runs for a job aborted before it was closed: its results are final now.
         _abandon(job)
         job.done.set()
+    return info
 
 
 # --- ingest: HTTP handlers -------------------------------------------------------------------------------------
@@ -379,16 +385,16 @@ def ingest_job(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.M
     if req.method == "PATCH":
         wanted = _json_object(req).get("state")
         if wanted == JobState.UPLOAD_COMPLETE:
-            _close_job(org, job)
-        elif wanted == JobState.ABORTED:
-            _abort(org, job)
-        else:
-            raise _invalid_state(f"Invalid state transition to {wanted}")
+            return HttpResponse.json(200, _close_job(org, job))
+        if wanted == JobState.ABORTED:
+            return HttpResponse.json(200, _abort(org, job))
+        raise _invalid_state(f"Invalid state transition to {wanted}")
     with _state(org).lock:
-        return HttpResponse.json(200, job.info(detail=req.method == "GET"))
+        return HttpResponse.json(200, job.info(detail=True))
 
 
-def _close_job(org: LocalOrg, job: IngestJob) -> None:
+def _close_job(org: LocalOrg, job: IngestJob) -> dict[str, Any]:
+    """Close the job and start processing it; returns its info as of the transition (UploadComplete)."""
     state = _state(org)
     with state.lock:
         if job.state is not JobState.OPEN:
@@ -396,9 +402,11 @@ def _close_job(org: LocalOrg, job: IngestJob) -> None:
         # Drawn here, in request order, so a seeded profile fails the same jobs on every run.
         job.fails = org.faults.draw(org.profile.bulk_job_failure_rate)
         _set_state(org, job, JobState.UPLOAD_COMPLETE)
+        info = job.info(detail=False)
         thread = threading.Thread(target=_run_job, args=(org, job), name=f"bulk-{job.id}", daemon=True)
         state.threads = [t for t in state.threads if t.is_alive()] + [thread]
     thread.start()
+    return info
 
 
 def ingest_upload(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
@@ -786,11 +794,10 @@ def query_job(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Ma
         wanted = _json_object(req).get("state")
         if wanted != JobState.ABORTED:
             raise _invalid_state(f"Invalid state transition to {wanted}")
-        _abort(org, job)
-    else:
-        _settle(org, job)
+        return HttpResponse.json(200, _abort(org, job))
+    _settle(org, job)
     with _state(org).lock:
-        return HttpResponse.json(200, job.info(detail=req.method == "GET"))
+        return HttpResponse.json(200, job.info(detail=True))
 
 
 def _locator(offset: int) -> str:

@@ -108,9 +108,11 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: urllib3 reuses connections, as it does with Salesforce
     server_version = "sfcleanup-localorg"
-    sys_version = ""
     timeout = IDLE_TIMEOUT_S
     server: _Server
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: a rehearsal of a million-record clean-up must not print a line per request."""

@@ -1,0 +1,158 @@
+"""The command line against a persisted local org: exit codes, one-line errors, JSON report, no stray writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sfcleanup.cli import main
+from sfcleanup.localorg.connect import open_local_org
+from sfcleanup.localorg.seed import ScenarioInfo
+from sfcleanup.localorg.store import Store
+
+
+@pytest.fixture
+def org_file(tmp_path: Path) -> tuple[Path, ScenarioInfo]:
+    state = tmp_path / "org.sqlite3"
+    org, info = open_local_org(state)
+    org.store.close()
+    assert info is not None
+    return state, info
+
+
+def _args(state: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        *extra,
+        "--org",
+        "local",
+        "--state",
+        str(state),
+        "--journal-dir",
+        str(tmp_path / "j"),
+        "--log-level",
+        "warning",
+    ]
+
+
+def _snapshot(state: Path) -> dict[str, list[dict[str, object]]]:
+    store = Store(state)
+    try:
+        return store.snapshot()
+    finally:
+        store.close()
+
+
+def test_plan_prints_json_and_writes_nothing(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`plan --json` exits 0 with per-object counts and leaves the org and the journal directory untouched."""
+    state, info = org_file
+    before = _snapshot(state)
+    code = main(_args(state, tmp_path, "plan", info.runs["failed_run"], "--json"))
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert document["mode"] == "plan"
+    assert document["runs"][0]["objects"]["OrderItem"]["planned"] > 0
+    assert _snapshot(state) == before
+    assert not (tmp_path / "j").exists()
+
+
+def test_run_without_terminal_needs_yes(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a terminal and without --yes, `run` refuses with exit 2 and writes nothing."""
+    state, info = org_file
+    before = _snapshot(state)
+    assert main(_args(state, tmp_path, "run", info.runs["failed_run"], "--json")) == 2
+    assert "pass --yes" in capsys.readouterr().err
+    assert _snapshot(state) == before
+
+
+def test_run_yes_json_report_schema(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --yes --json` exits 0 and prints the documented report; a second run says nothing_to_do."""
+    state, info = org_file
+    run_id = info.runs["failed_run"]
+    assert main(_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert set(document) >= {"runs", "api_calls", "exit_code", "mode"}
+    run = document["runs"][0]
+    assert set(run) >= {"id", "status", "objects", "failures", "anomalies", "journal", "cleanup_status"}
+    assert run["status"] == "cleaned" and run["cleanup_status"] == "Completed"
+    for counts in run["objects"].values():
+        assert set(counts) == {"planned", "updated", "failed", "anomalies"}
+        assert counts["updated"] == counts["planned"]
+    assert Path(run["journal"]).is_file()
+    assert main(_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["runs"][0]["status"] == "nothing_to_do"
+
+
+@pytest.mark.parametrize(
+    ("run_id", "message"),
+    [
+        ("a1A5g000000", "has 11 characters"),
+        ("a1A5g0000000001EA!", "contains '!'"),
+        ("a1A5g0000000001ZZZ", "checksum"),
+        ("0015g0000000001AAA", "not an invoice run id"),
+        ("a1A5g00000000G7EAI", "does not exist"),
+        ("a1A' OR Id != '", "is not a Salesforce id"),
+    ],
+)
+def test_bad_run_ids_exit_2_with_one_line(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str], run_id: str, message: str
+) -> None:
+    """Malformed, mistyped, foreign or unknown run ids (SOQL injection included) exit 2 with one line."""
+    state, _ = org_file
+    before = _snapshot(state)
+    assert main(_args(state, tmp_path, "run", run_id, "--yes")) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert _snapshot(state) == before
+
+
+@pytest.mark.parametrize(
+    ("role", "message"), [("running_run", "still running"), ("completed_run", "--include-completed")]
+)
+def test_runs_in_the_wrong_state_exit_2(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str], role: str, message: str
+) -> None:
+    """A running run and a cleanly completed one (without the flag) are refused with exit 2."""
+    state, info = org_file
+    assert main(_args(state, tmp_path, "run", info.runs[role], "--yes")) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_config_typo_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped key in --config is named in a one-line error, exit 2."""
+    config = tmp_path / "c.toml"
+    config.write_text("[org]\nconsumer_kye = 'x'\n")
+    assert main(["plan", "a1A5g0000000001EAA", "--config", str(config)]) == 2
+    assert "org.consumer_kye: unknown setting" in capsys.readouterr().err
+
+
+def test_no_credentials_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no way to log in, the error says which options provide one."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "a1A5g0000000001EAA"]) == 2
+    assert "no Salesforce credentials" in capsys.readouterr().err
+
+
+def test_unknown_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse errors use the documented bad-input exit code."""
+    with pytest.raises(SystemExit) as caught:
+        main(["run", "x", "--bogus"])
+    assert caught.value.code == 2
+
+
+def test_demo_runs_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`sfcleanup demo --json` cleans the demo runs and leaves posted records as they were."""
+    assert main(["demo", "--json", "--journal-dir", str(tmp_path / "j")]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [r["status"] for r in document["report"]["runs"]] == ["cleaned", "cleaned"]
+    assert document["before"]["blng__Invoice__c"]["Posted"] == document["after"]["blng__Invoice__c"]["Posted"]
+    assert len(document["refused"]) == 2
