@@ -28,7 +28,7 @@ import tempfile
 import threading
 import tomllib
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,11 +38,11 @@ from typing import Any, NoReturn
 import trustme
 from pydantic import ValidationError
 
-from sfcleanup.localorg import schema, seed
+from sfcleanup.localorg import seed
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile, LatencyModel
 from sfcleanup.localorg.http import HttpRequest, HttpResponse, error_body
-from sfcleanup.localorg.store import Store, quote
+from sfcleanup.localorg.store import Store
 
 HOST = "127.0.0.1"
 # A client that connects and never finishes the TLS handshake must not hold a thread for long.
@@ -297,7 +297,7 @@ def _rate(text: str) -> float:
     return value
 
 
-def _count(minimum: int) -> Any:
+def _count(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -324,7 +324,7 @@ def _port(text: str) -> int:
     value = _count(0)(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a TCP port")
-    return int(value)
+    return value
 
 
 def _parser() -> _Parser:
@@ -376,14 +376,6 @@ def _profile(args: argparse.Namespace) -> FaultProfile:
     return FaultProfile.model_validate({**base.model_dump(), **overrides})
 
 
-def _has_data(store: Store) -> bool:
-    with store.lock:
-        return any(
-            store.conn.execute(f"SELECT 1 FROM {quote(spec.name)} LIMIT 1").fetchone() is not None
-            for spec in schema.SOBJECTS
-        )
-
-
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
@@ -411,7 +403,8 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: cannot open --state {args.state}: {_one_line(exc)}", file=sys.stderr)
         return 2
     try:
-        if not _has_data(store):
+        # A --state file that already holds an org is served as it is: re-seeding would undo a rehearsal.
+        if store.count_all() == 0:
             seed.seed(store, args.scenario, records=args.records)
         org = LocalOrg(store, faults=profile, access_token=args.token)
         stop = threading.Event()

@@ -4,9 +4,13 @@ username-password flow, and the embedded local org. Each returns an OrgSession; 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,10 +18,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import jwt
 import requests
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import SecretStr
+from requests.adapters import HTTPAdapter
 
 from sfcleanup.config import AuthMode, OrgSettings
 from sfcleanup.errors import ConfigError
@@ -191,11 +197,48 @@ def build_connector(settings: OrgSettings, http: requests.Session) -> Connector:
             )
 
 
+class _TrustAdapter(HTTPAdapter):
+    """Verifies against one CA bundle on every request.
+
+    requests lets REQUESTS_CA_BUNDLE override `session.verify` (psf/requests#3829), and simple-salesforce
+    passes no `verify`, so the bundle is applied here, at the transport, where nothing overrides it.
+    """
+
+    def __init__(self, bundle: str) -> None:
+        super().__init__()
+        self._bundle = bundle
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["verify"] = self._bundle
+        return super().send(request, *args, **kwargs)
+
+
+def _combined_bundle(extra: Path) -> str:
+    """The public CAs, REQUESTS_CA_BUNDLE's (if set) and --ca-bundle's, in one file: all stay trusted."""
+    parts = [Path(certifi.where())]
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        value = os.environ.get(variable)
+        if value and Path(value).is_file():
+            parts.append(Path(value))
+    parts.append(extra)
+    handle = tempfile.NamedTemporaryFile("w", prefix="sfcleanup-ca-", suffix=".pem", delete=False)  # noqa: SIM115
+    with handle:
+        for part in parts:
+            handle.write(part.read_text(encoding="utf-8").rstrip() + "\n")
+    atexit.register(_remove, handle.name)
+    return handle.name
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        Path(path).unlink()
+
+
 def http_session(settings: OrgSettings) -> requests.Session:
-    """TLS verification is always on; --ca-bundle (or REQUESTS_CA_BUNDLE, which requests reads) adds a CA."""
+    """TLS verification is always on; REQUESTS_CA_BUNDLE is honoured, and --ca-bundle adds a CA to it."""
     session = requests.Session()
     if settings.ca_bundle is not None:
         if not settings.ca_bundle.is_file():
             raise ConfigError(f"org.ca_bundle {settings.ca_bundle} does not exist")
-        session.verify = str(settings.ca_bundle)
+        session.mount("https://", _TrustAdapter(_combined_bundle(settings.ca_bundle)))
     return session

@@ -120,9 +120,11 @@ class CompositeWriter:
             self._batch += 1
             batch = f"{phase}-{self._batch}"
             flat = [c for collection in call for c in collection]
-            self._journal.pending(phase, batch, flat)
-            results = self._send(rule, call)
-            self._journal.outcomes(phase, batch, results)
+            with structlog.contextvars.bound_contextvars(batch=batch, object=rule.sobject):
+                self._journal.pending(phase, batch, flat)
+                results = self._send(rule, call)
+                self._journal.outcomes(phase, batch, results)
+                log.debug("write.batch", records=len(flat), updated=sum(1 for r in results if r[1] == "updated"))
             for change, result, code, message in results:
                 if result in ("updated", "confirmed"):
                     outcome.updated.append(change.id)

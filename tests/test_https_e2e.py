@@ -1,0 +1,73 @@
+"""The worker and the local org in two separate processes, over real HTTPS with the org's test CA."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sfcleanup.localorg.seed import seed
+from sfcleanup.localorg.store import Store
+from tests.oracle import differences, expected_after, journal_consistent
+
+
+@pytest.mark.slow
+def test_clean_over_https_from_another_process(tmp_path: Path) -> None:
+    """`sfcleanup run` in its own process cleans a run served by `localorg serve` in another, reaching the
+    oracle state, with the access token taken from the environment and the CA from --ca-bundle."""
+    state = tmp_path / "org.sqlite3"
+    store = Store(state)
+    info = seed(store, "demo")
+    before = store.snapshot()
+    store.close()
+    run_id = info.runs["errors_run"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sfcleanup.localorg.server", "--port", "0", "--scenario", "demo", "--state", str(state)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        endpoint = json.loads(server.stdout.readline())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SFCLEANUP_")}
+        env["SFCLEANUP_ORG__ACCESS_TOKEN"] = endpoint["access_token"]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sfcleanup",
+                "run",
+                run_id,
+                "--yes",
+                "--json",
+                "--instance-url",
+                endpoint["instance_url"],
+                "--ca-bundle",
+                endpoint["ca_bundle"],
+                "--journal-dir",
+                str(tmp_path / "journal"),
+                "--log-format",
+                "json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["runs"][0]["status"] == "cleaned"
+    assert endpoint["access_token"] not in result.stdout + result.stderr
+    store = Store(state)
+    after = store.snapshot()
+    store.close()
+    assert differences(expected_after(before, run_id), after, skip={run_id}) == []
+    assert journal_consistent(tmp_path / "journal" / f"{run_id}.jsonl", before, after) == []
