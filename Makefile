@@ -16,12 +16,12 @@ demo: $(STAMP)
 	$(BIN)/sfcleanup demo
 
 test: $(STAMP)
-	$(BIN)/ruff check sfcleanup tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check sfcleanup tests bench
+	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -49,7 +49,7 @@ def _value_problems(sobject: str, described: dict[str, dict[str, Any]]) -> list[
     for (owner, name), needed in billing.REQUIRED_PICKLIST_VALUES.items():
         if owner != sobject or name not in described:
             continue
-        for value in sorted(needed - _picklist_values(described[name])):
+        for value in sorted(str(v) for v in needed - _picklist_values(described[name])):
             problems.append(
                 f"picklist value {value!r} is missing from {sobject}.{name}: an admin adds it in Setup > Object "
                 f"Manager > {sobject} > Fields > {name} > Values (API name exactly {value!r})"
