@@ -3,211 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import structlog
 from rich.console import Console
 
 from sfcleanup import __version__, logs
-from sfcleanup.config import AuthMode, Settings, load_settings
-from sfcleanup.errors import ConfigError, ExitCode, SfCleanupError
-from sfcleanup.report import Report, render, write_failures_csv
-from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.connect import build_connector, http_session
-from sfcleanup.salesforce.retry import RetryPolicy
-from sfcleanup.worker import Worker
-
-log = structlog.get_logger("sfcleanup.cli")
+from sfcleanup.commands import MODULES
+from sfcleanup.errors import ExitCode, SfCleanupError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         """One line, the documented exit code for bad input."""
-        self.exit(ExitCode.BAD_INPUT, f"sfcleanup: error: {message} (see `sfcleanup {self.prog.split()[-1]} --help`)\n")
-
-
-def _connection_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("connection")
-    group.add_argument("--config", type=Path, help="TOML settings file (see config/sfcleanup.example.toml)")
-    group.add_argument("--org", choices=["local"], help="`local`: the embedded local org, in this process")
-    group.add_argument("--state", type=Path, help="with --org local: the org's SQLite state file")
-    group.add_argument("--instance-url", help="org URL, with --access-token")
-    group.add_argument("--access-token", help="an access token (prefer SFCLEANUP_ORG__ACCESS_TOKEN)")
-    group.add_argument("--target-org", help="an sf CLI org alias (uses `sf org display`)")
-    group.add_argument("--login-url", help="login, test or My Domain URL for JWT / client credentials")
-    group.add_argument("--ca-bundle", type=Path, help="extra CA bundle for TLS verification")
-    out = parser.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
-    out.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    out.add_argument("--log-format", choices=["auto", "json", "console"])
-    out.add_argument("--journal-dir", type=Path, help="where journals and failure CSVs go")
+        self.exit(ExitCode.BAD_INPUT, f"sfcleanup: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sfcleanup", description="Clean up failed Salesforce Billing invoice runs.")
     parser.add_argument("--version", action="version", version=f"sfcleanup {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    plan = commands.add_parser("plan", help="preview the clean-up of runs; writes nothing")
-    plan.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    plan.add_argument("--include-completed", action="store_true", help="also plan cleanly completed runs")
-    _connection_options(plan)
-
-    run = commands.add_parser("run", help="clean up runs: preview, confirm, apply, verify, record")
-    run.add_argument("run_ids", nargs="+", metavar="RUN_ID")
-    run.add_argument("--yes", action="store_true", help="apply without asking (required without a terminal)")
-    run.add_argument(
-        "--include-completed",
-        action="store_true",
-        help="clean runs that completed cleanly, first setting their status to Completed with errors",
-    )
-    _connection_options(run)
-
-    demo = commands.add_parser("demo", help="rehearse on the embedded local org: plan, apply, verify")
-    demo.add_argument("--json", action="store_true")
-    demo.add_argument("--journal-dir", type=Path)
-    demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    demo.add_argument("--log-format", choices=["auto", "json", "console"])
-
-    localorg = commands.add_parser("localorg", help="the embedded local org")
-    localorg_commands = localorg.add_subparsers(dest="localorg_command", required=True, parser_class=_Parser)
-    localorg_commands.add_parser("serve", help="serve it over HTTPS on 127.0.0.1", add_help=False)
+    for module in MODULES:
+        module.register(commands)
     return parser
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Flags become settings overrides; the file and the environment fill in the rest."""
-    org: dict[str, Any] = {}
-    for flag, key in (
-        ("instance_url", "instance_url"),
-        ("access_token", "access_token"),
-        ("target_org", "target_org"),
-        ("login_url", "login_url"),
-        ("ca_bundle", "ca_bundle"),
-        ("state", "local_state"),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            org[key] = value
-    if getattr(args, "org", None) == "local":
-        org["auth"] = AuthMode.LOCAL
-    elif org.get("access_token") and org.get("instance_url"):
-        org["auth"] = AuthMode.TOKEN
-    elif org.get("target_org"):
-        org["auth"] = AuthMode.SF_CLI
-    overrides: dict[str, Any] = {"org": org} if org else {}
-    for flag in ("journal_dir", "log_level", "log_format"):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[flag] = value
-    return load_settings(getattr(args, "config", None), **overrides)
-
-
-def connect(settings: Settings) -> SalesforceClient:
-    if settings.org.auth is AuthMode.LOCAL:
-        from sfcleanup.localorg.connect import local_connector, open_local_org
-
-        org, _ = open_local_org(settings.org.local_state)
-        connector = local_connector(org, settings.org)
-    else:
-        connector = build_connector(settings.org, http_session(settings.org))
-    for secret in (
-        settings.org.access_token,
-        settings.org.consumer_secret,
-        settings.org.password,
-        settings.org.security_token,
-    ):
-        if secret is not None:
-            logs.register_secret(secret.get_secret_value())
-    retry = RetryPolicy(
-        max_attempts=settings.retry.max_attempts,
-        deadline_s=settings.retry.deadline_s,
-        initial_s=settings.retry.backoff_initial_s,
-        max_backoff_s=settings.retry.backoff_max_s,
-    )
-    client = SalesforceClient(
-        connector, api_version=settings.org.api_version, retry=retry, timeout_s=settings.org.timeout_s
-    )
-    logs.register_secret(client.sf.session_id)
-    return client
-
-
-def progress_factory(console: Console) -> Callable[[str, int], Callable[[int], None]] | None:
-    """A progress bar per phase (records, rate, ETA), on a terminal only."""
-    if not console.is_terminal:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    def start(label: str, total: int) -> Callable[[int], None]:
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.speed} rec/s"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        task = bar.add_task(label, total=total)
-        bar.start()
-
-        def advance(done: int) -> None:
-            bar.advance(task, done)
-            if bar.finished:
-                bar.stop()
-
-        return advance
-
-    return start
-
-
-def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
-    if assume_yes:
-        return True
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            "refusing to write without a terminal to confirm on: review `sfcleanup plan`, then pass --yes"
-        )
-    total = sum(c.planned for r in report.runs for c in r.objects.values())
-    answer = console.input(f"Apply {total} changes to {len(report.runs)} run(s)? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
-
-
-def emit(report: Report, args: argparse.Namespace, out: Console) -> int:
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        render(report, out)
-    return int(report.exit_code)
-
-
-def _failures_path(settings: Settings) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return settings.journal_dir / f"failures-{stamp}.csv"
-
-
-def cmd_plan_or_run(args: argparse.Namespace, out: Console) -> int:
-    settings = settings_from(args)
-    logs.configure(settings.log_level, settings.log_format)
-    client = connect(settings)
-    worker = Worker(client, settings, include_completed=args.include_completed, progress=progress_factory(out))
-    prepared = worker.prepare(args.run_ids)
-    preview = worker.preview(prepared)
-    if args.command == "plan":
-        return emit(preview, args, out)
-    if not args.json:
-        render(preview, out)
-    if not confirm(preview, args.yes, out):
-        out.print("Nothing was changed.")
-        return int(ExitCode.CLEAN)
-    report = worker.apply(prepared)
-    write_failures_csv(report, _failures_path(settings))
-    return emit(report, args, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,13 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve_main(arguments[2:])
     args = build_parser().parse_args(arguments)
-    out = Console(stderr=False)
+    out = Console()
     try:
-        if args.command == "demo":
-            from sfcleanup.demo import run_demo
-
-            return run_demo(args, out)
-        return cmd_plan_or_run(args, out)
+        code: int = args.handler(args, out)
+        return code
     except SfCleanupError as exc:
         print(f"sfcleanup: {logs.scrub_text(str(exc))}", file=sys.stderr)
         return int(exc.exit_code)

@@ -1,0 +1,7 @@
+"""The subcommands; each module registers its parser and sets `handler(args, console) -> exit code`."""
+
+from __future__ import annotations
+
+from sfcleanup.commands import clean, demo, localorg
+
+MODULES = (clean, demo, localorg)

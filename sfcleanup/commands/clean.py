@@ -1,0 +1,60 @@
+"""`sfcleanup plan` and `sfcleanup run`: preview the clean-up of runs, or apply it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+
+from sfcleanup import logs
+from sfcleanup.commands.common import (
+    confirm,
+    connect,
+    connection_options,
+    emit,
+    failures_path,
+    progress_factory,
+    settings_from,
+)
+from sfcleanup.errors import ExitCode
+from sfcleanup.report import render, write_failures_csv
+from sfcleanup.worker import Worker
+
+
+def register(commands: Any) -> None:
+    plan = commands.add_parser("plan", help="preview the clean-up of runs; writes nothing")
+    plan.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    plan.add_argument("--include-completed", action="store_true", help="also plan cleanly completed runs")
+    connection_options(plan)
+    plan.set_defaults(handler=plan_or_run)
+
+    run = commands.add_parser("run", help="clean up runs: preview, confirm, apply, verify, record")
+    run.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    run.add_argument("--yes", action="store_true", help="apply without asking (required without a terminal)")
+    run.add_argument(
+        "--include-completed",
+        action="store_true",
+        help="clean runs that completed cleanly, first setting their status to Completed with errors",
+    )
+    connection_options(run)
+    run.set_defaults(handler=plan_or_run)
+
+
+def plan_or_run(args: argparse.Namespace, out: Console) -> int:
+    settings = settings_from(args)
+    logs.configure(settings.log_level, settings.log_format)
+    client = connect(settings)
+    worker = Worker(client, settings, include_completed=args.include_completed, progress=progress_factory(out))
+    prepared = worker.prepare(args.run_ids)
+    preview = worker.preview(prepared)
+    if args.command == "plan":
+        return emit(preview, args, out)
+    if not args.json:
+        render(preview, out)
+    if not confirm(preview, args.yes, out):
+        out.print("Nothing was changed.")
+        return int(ExitCode.CLEAN)
+    report = worker.apply(prepared)
+    write_failures_csv(report, failures_path(settings))
+    return emit(report, args, out)

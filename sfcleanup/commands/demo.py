@@ -1,0 +1,17 @@
+"""`sfcleanup demo`: the rehearsal on the embedded local org that `make demo` runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sfcleanup.demo import run_demo
+
+
+def register(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="rehearse on the embedded local org: plan, apply, verify")
+    demo.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    demo.add_argument("--journal-dir", type=Path, help="where journals and failure CSVs go")
+    demo.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    demo.add_argument("--log-format", choices=["auto", "json", "console"])
+    demo.set_defaults(handler=run_demo)
