@@ -13,7 +13,7 @@ Steps, on a fresh in-memory store seeded with the `scale` scenario:
 2. REST query of every order product linked to the run (query/queryMore, batchSize 2000);
 3. the same query as a Bulk API 2.0 query job;
 4. update them all to Pending Billing through composite calls of 5 sObject Collections of 200 records, serially;
-5. set them all to Error with a Bulk API 2.0 update job fed by a CSV file;
+5. set them all to Error with a Bulk API 2.0 update job fed by a CSV file (written before the clock starts);
 6. check the final state with SQL straight in the store.
 
 Columns: `api_calls` is the delta of `org.stats.api_calls` over the step (so bulk polling counts);
@@ -38,9 +38,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
+# psutil ships no type hints and types-psutil is not in the dev extras; it gives one number, the current RSS.
+import psutil  # type: ignore[import-untyped]
 import requests
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce
+from simple_salesforce.bulk2 import SFBulk2Handler, SFBulk2Type
 
 from sfcleanup.localorg import bulk
 from sfcleanup.localorg.adapter import mount
@@ -50,6 +52,7 @@ from sfcleanup.localorg.seed import check_records, seed
 from sfcleanup.localorg.store import Store
 
 DEFAULT_RECORDS = 100_000
+API_VERSION = "62.0"
 QUERY_BATCH = 2000
 COLLECTION_RECORDS = 200
 COLLECTIONS_PER_CALL = 5
@@ -162,12 +165,20 @@ def rest_query(sf: Salesforce, query: str, ids: list[str]) -> Outcome:
     return Outcome(len(ids), ok, f"pages={pages} totalSize={total} no Order.AccountId={missing_account}")
 
 
-def bulk_query(sf: Salesforce, query: str, expected: list[str], wait: float) -> Outcome:
+def order_items_bulk2(sf: Salesforce) -> SFBulk2Type:
+    # simple-salesforce types `sf.bulk2` as a union of its handlers; narrow it to the Bulk API 2.0 one.
+    handler = sf.bulk2
+    assert isinstance(handler, SFBulk2Handler)
+    return handler.OrderItem
+
+
+def bulk_query(sf: Salesforce, query: str, expected: list[str], wait: int) -> Outcome:
     pages = 0
     seen: set[str] = set()
     rows = 0
     missing_account = 0
-    for page in sf.bulk2.OrderItem.query(query, wait=wait):
+    for page in order_items_bulk2(sf).query(query, wait=wait):
+        assert isinstance(page, str)  # the generator yields each result page's CSV text
         pages += 1
         for row in csv.DictReader(io.StringIO(page)):
             rows += 1
@@ -203,7 +214,7 @@ def composite_body(version: str, ids: list[str], status: str) -> dict[str, Any]:
 def composite_update(sf: Salesforce, org: LocalOrg, run_id: str, ids: list[str]) -> Outcome:
     failed = calls = 0
     for call_ids in _chunks(ids, COLLECTION_RECORDS * COLLECTIONS_PER_CALL):
-        answer = sf.restful("composite", method="POST", json=composite_body(sf.sf_version, call_ids, PENDING))
+        answer = sf.restful("composite", method="POST", json=composite_body(API_VERSION, call_ids, PENDING))
         calls += 1
         for sub in answer["compositeResponse"] if answer else []:
             if sub["httpStatusCode"] != 200:
@@ -224,8 +235,8 @@ def write_reset_csv(path: Path, ids: list[str]) -> None:
         writer.writerows([rid, RESET] for rid in ids)
 
 
-def bulk_update(sf: Salesforce, csv_path: Path, wait: float, jobs: list[str]) -> Outcome:
-    results = sf.bulk2.OrderItem.update(csv_file=str(csv_path), wait=wait)
+def bulk_update(sf: Salesforce, csv_path: Path, wait: int, jobs: list[str]) -> Outcome:
+    results = order_items_bulk2(sf).update(csv_file=str(csv_path), wait=wait)
     processed = sum(int(result["numberRecordsProcessed"]) for result in results)
     failed = sum(int(result["numberRecordsFailed"]) for result in results)
     jobs.extend(str(result["job_id"]) for result in results)
@@ -242,7 +253,7 @@ def server_seconds(sf: Salesforce, jobs: list[str]) -> float:
 
 
 # --- the run -------------------------------------------------------------------------------------------------
-def run(records: int, latency: str, bulk_wait: float) -> dict[str, Any]:
+def run(records: int, latency: str, bulk_wait: int) -> dict[str, Any]:
     steps: list[Step] = []
     store = Store()
     run_ids: dict[str, str] = {}
@@ -251,13 +262,13 @@ def run(records: int, latency: str, bulk_wait: float) -> dict[str, Any]:
         info = seed(store, "scale", records=records)
         run_ids.update(info.runs)
         total = sum(info.counts.values())
-        return Outcome(total, total > 0, f"{records:,} sources; rows per object: {info.counts}")
+        return Outcome(total, total > 0, f"{total:,} rows for {records:,} sources: {info.counts}")
 
     steps.append(measure("seed scale", None, do_seed))
     run_id = run_ids["failed_run"]
     org = LocalOrg(store, faults=FaultProfile(latency=LATENCIES[latency]))
     session = mount(requests.Session(), org)
-    sf = Salesforce(instance_url=org.instance_url, session_id=org.access_token, session=session)
+    sf = Salesforce(instance_url=org.instance_url, session_id=org.access_token, session=session, version=API_VERSION)
     query = soql(run_id)
     ids: list[str] = []
     jobs: list[str] = []
@@ -357,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", choices=sorted(LATENCIES), default="none", help="simulated org latency")
     # simple-salesforce sleeps `wait` seconds before its first bulk job poll (5 s by default), which would
     # swamp the org's own cost; 0 keeps only its short exponential back-off between polls.
-    parser.add_argument("--bulk-wait", type=float, default=0.0, help="simple-salesforce bulk2 wait (default 0)")
+    parser.add_argument("--bulk-wait", type=int, default=0, help="simple-salesforce bulk2 wait (default 0)")
     args = parser.parse_args(argv)
     print(f"local org benchmark, {args.records:,} sources, latency {args.latency}", file=sys.stderr, flush=True)
     report = run(args.records, args.latency, args.bulk_wait)

@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     # Never leave less than this share of the daily API allowance to the rest of the business.
     api_reserve: float = Field(default=0.2, ge=0, lt=1)
+    # Who this worker is, in the run's lease (default: user@host:journal_dir, stable across restarts).
+    worker_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # A lease not renewed for this long belongs to a worker that died: another may take it over.
+    lease_timeout_s: float = Field(default=900.0, ge=60)
 
     @classmethod
     def settings_customise_sources(

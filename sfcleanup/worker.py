@@ -6,6 +6,7 @@ usage summaries, order products, verify, CleanUp Status Completed (or Completed 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
 from sfcleanup.config import Settings
 from sfcleanup.errors import ExitCode, SfCleanupError
 from sfcleanup.journal import Journal
+from sfcleanup.lease import Lease, LeaseHeld, Leases, LocalLock, default_identity
 from sfcleanup.models import InvoiceRun
 from sfcleanup.plan import RunPlan, plan_run
 from sfcleanup.preflight import OrgReadiness
@@ -70,6 +72,8 @@ class Worker:
         self._sleep = sleep
         self.client = client
         self.settings = settings
+        identity = settings.worker_id or default_identity(settings.journal_dir)
+        self.leases = Leases(client, identity, settings.lease_timeout_s)
         self.include_completed = include_completed
         self._progress = progress
 
@@ -83,6 +87,8 @@ class Worker:
         preflight.require_ready(readiness)
         run_ids = preflight.parse_run_ids(raw_run_ids, readiness.run_key_prefix)
         runs = preflight.check_runs(self.client, run_ids, readiness, include_completed=self.include_completed)
+        for run in runs:
+            self.check_lease(run)
         plans = []
         for run in runs:
             records = read_run(self.client, run)
@@ -93,6 +99,13 @@ class Worker:
         estimate = sum(preflight.estimate_write_calls(p.total, per_call=self._per_call) for p in plans)
         budget = preflight.check_budget(self.client, estimate, self.settings.api_reserve)
         return Prepared(readiness, plans, estimate, budget)
+
+    def check_lease(self, run: InvoiceRun) -> None:
+        """Refuse, before anything is written, a run another live worker is cleaning."""
+        if run.cleanup_status == CleanUpStatus.STARTED:
+            holder = self.leases.holder_other_than_me(run.id)
+            if holder is not None:
+                raise LeaseHeld(f"invoice run {run.id}: {self.leases.refusal(holder)}")
 
     def report(self, mode: str, prepared: Prepared, outcomes: list[RunOutcome]) -> Report:
         usage = self.client.usage
@@ -130,23 +143,44 @@ class Worker:
             outcome.message = "nothing eligible for clean-up: nothing was changed"
             return outcome
         structlog.contextvars.bind_contextvars(run=run.id)
-        with Journal(self.settings.journal_dir, run.id) as journal:
+        try:
+            return self._clean_locked(plan, outcome)
+        except LeaseHeld as exc:
+            self._stopped(outcome, exc)
+            return outcome
+        finally:
+            structlog.contextvars.unbind_contextvars("run", "phase")
+
+    @staticmethod
+    def _stopped(outcome: RunOutcome, exc: SfCleanupError) -> None:
+        outcome.status = RunResult.STOPPED
+        outcome.exit_code = exc.exit_code
+        outcome.message = f"stopped: {exc}"
+        log.warning("run.stopped", reason=str(exc))
+
+    def _clean_locked(self, plan: RunPlan, outcome: RunOutcome) -> RunOutcome:
+        run = plan.run
+        with LocalLock(self.settings.journal_dir, run.id), Journal(self.settings.journal_dir, run.id) as journal:
             outcome.journal = str(journal.path)
             journal.start(mode="run", options={"include_completed": self.include_completed, "planned": plan.total})
+            lease: Lease | None = None
             try:
-                self._phases(plan, journal, outcome)
+                lease = self.leases.acquire(run.id)
+                journal.note("lease.acquired", holder=lease.holder, record=lease.record_id)
+                self._phases(plan, journal, outcome, lease)
+                self.leases.release(lease)
             except SfCleanupError as exc:
-                outcome.status = RunResult.STOPPED
-                outcome.exit_code = exc.exit_code
-                outcome.message = f"stopped: {exc}"
-                log.warning("run.stopped", reason=str(exc))
+                self._stopped(outcome, exc)
+                if lease is not None:
+                    # Best effort: with the daily limit spent this fails too, and the lease then times out.
+                    with contextlib.suppress(SfCleanupError):
+                        self.leases.release(lease)
             finally:
                 journal.end(
                     status=outcome.status.value,
                     exit_code=int(outcome.exit_code),
                     counts={name: vars(counts) for name, counts in outcome.objects.items()},
                 )
-                structlog.contextvars.unbind_contextvars("run", "phase")
         return outcome
 
     def _set_run_field(self, journal: Journal, run: InvoiceRun, name: str, before: str | None, after: str) -> None:
@@ -155,7 +189,18 @@ class Worker:
         journal.run_field(name, before, after, "updated")
         log.info("run.field", field=name, before=before, after=str(after))
 
-    def _phases(self, plan: RunPlan, journal: Journal, outcome: RunOutcome) -> None:
+    def _progress_for(self, label: str, total: int, lease: Lease) -> Callable[[int], None]:
+        """Progress on a terminal, and the lease's heartbeat, after every batch."""
+        shown = self._progress(label, total) if self._progress else None
+
+        def advance(done: int) -> None:
+            if shown is not None:
+                shown(done)
+            self.leases.heartbeat(lease)
+
+        return advance
+
+    def _phases(self, plan: RunPlan, journal: Journal, outcome: RunOutcome, lease: Lease) -> None:
         run = plan.run
         if run.status == RunStatus.COMPLETED:
             # The package's documented way to clean a run that completed: mark it Completed with errors first.
@@ -170,7 +215,7 @@ class Worker:
             if not changes:
                 continue
             structlog.contextvars.bind_contextvars(phase=phase.value)
-            progress = self._progress(f"{run.id} {rule.sobject}", len(changes)) if self._progress else None
+            progress = self._progress_for(f"{run.id} {rule.sobject}", len(changes), lease)
             writer = CompositeWriter(self.client, self.settings.write, journal, progress=progress, sleep=self._sleep)
             result = writer.apply(phase.value, rule, changes)
             counts = outcome.objects[rule.sobject]

@@ -48,9 +48,9 @@ from sfcleanup.localorg import records, schema
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse, not_found
 from sfcleanup.localorg.records import RowError, RowFailure
 from sfcleanup.localorg.schema import FieldType, SObjectSpec
-from sfcleanup.localorg.sftime import format_datetime
 from sfcleanup.localorg.soql import CompiledQuery, SoqlError, compile_soql
 from sfcleanup.localorg.store import Store, quote
+from sfcleanup.sftime import format_datetime
 
 if TYPE_CHECKING:
     from sfcleanup.localorg.app import Handler, LocalOrg, RequestContext

@@ -14,8 +14,8 @@ from typing import Any
 from sfcleanup import ids
 from sfcleanup.localorg import schema
 from sfcleanup.localorg.schema import FieldSpec, FieldType, SObjectSpec
-from sfcleanup.localorg.sftime import normalise_date, normalise_datetime
 from sfcleanup.localorg.store import Store
+from sfcleanup.sftime import normalise_date, normalise_datetime
 
 POSTED_STATES = frozenset({"Posted"})
 

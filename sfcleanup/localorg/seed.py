@@ -103,8 +103,8 @@ from typing import Any
 from sfcleanup import ids
 from sfcleanup.localorg import schema
 from sfcleanup.localorg.schema import SObjectSpec
-from sfcleanup.localorg.sftime import format_datetime
 from sfcleanup.localorg.store import Store, quote
+from sfcleanup.sftime import format_datetime
 
 SCENARIOS: tuple[str, ...] = ("empty", "demo", "scale")
 SCALE_DEFAULT_RECORDS = 10_000

@@ -22,7 +22,7 @@ from typing import Any
 from sfcleanup import ids
 from sfcleanup.localorg import schema
 from sfcleanup.localorg.schema import FieldType, SObjectSpec
-from sfcleanup.localorg.sftime import format_datetime
+from sfcleanup.sftime import format_datetime
 
 Clock = Callable[[], datetime]
 

@@ -126,9 +126,7 @@ class SalesforceClient:
     # --- reads ----------------------------------------------------------------------------------------
     def query_pages(self, soql: str, *, batch_size: int = 2000) -> Iterator[list[dict[str, Any]]]:
         headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
-        page: dict[str, Any] = self._call(
-            "query", lambda sf: sf.query(soql, headers=headers, timeout=self._timeout)
-        )
+        page: dict[str, Any] = self._call("query", lambda sf: sf.query(soql, headers=headers, timeout=self._timeout))
         yield list(page.get("records", []))
         while not page.get("done", True):
             page = self._call("query_more", self._more(str(page["nextRecordsUrl"]), headers))
@@ -162,12 +160,12 @@ class SalesforceClient:
         return responses
 
     def update_record(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
+        """PATCH one record. Setting fixed values by Id is idempotent, so a lost answer is simply re-sent."""
         self._call(
             f"update {sobject}",
             lambda sf: _restful(
                 sf, f"sobjects/{sobject}/{record_id}", method="PATCH", json=fields, timeout=self._timeout
             ),
-            write=True,
         )
 
     def create_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from sfcleanup.localorg.sftime import format_datetime
 from sfcleanup.localorg.soql.ast import RelativeDate
+from sfcleanup.sftime import format_datetime
 
 # SOQL's escape sequences; the letters are accepted in either case.
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\"}

@@ -11,9 +11,9 @@ from importlib.resources import files
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from sfcleanup.localorg.sftime import normalise_date, normalise_datetime
 from sfcleanup.localorg.soql import ast, literals
 from sfcleanup.localorg.soql.errors import Pos, malformed
+from sfcleanup.sftime import normalise_date, normalise_datetime
 
 _COMPARATORS: dict[str, ast.Operator] = {
     "=": "=",
