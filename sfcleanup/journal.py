@@ -23,14 +23,15 @@ from sfcleanup.plan import Change
 JOURNAL_VERSION = 1
 
 
-def journal_path(directory: Path, run_id: str) -> Path:
-    return directory / f"{run_id}.jsonl"
+def journal_path(directory: Path, run_id: str, kind: str = "") -> Path:
+    """`<run_id>.jsonl` for clean-ups; `<run_id>.<kind>.jsonl` for other writers (undo) on the same run."""
+    return directory / (f"{run_id}.{kind}.jsonl" if kind else f"{run_id}.jsonl")
 
 
 class Journal:
-    def __init__(self, directory: Path, run_id: str, *, clock: Any = None) -> None:
+    def __init__(self, directory: Path, run_id: str, *, kind: str = "", clock: Any = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = journal_path(directory, run_id)
+        self.path = journal_path(directory, run_id, kind)
         self.run_id = run_id
         self.invocation = uuid.uuid4().hex
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -72,7 +73,16 @@ class Journal:
 
     def pending(self, phase: str, batch: str, changes: Iterable[Change]) -> None:
         self._write(
-            self._entry("pending", phase=phase, batch=batch, object=c.sobject, id=c.id, before=c.before, after=c.after)
+            self._entry(
+                "pending",
+                phase=phase,
+                batch=batch,
+                object=c.sobject,
+                id=c.id,
+                group=c.group,
+                before=c.before,
+                after=c.after,
+            )
             for c in changes
         )
 
@@ -86,6 +96,7 @@ class Journal:
                 batch=batch,
                 object=c.sobject,
                 id=c.id,
+                group=c.group,
                 before=c.before,
                 after=c.after,
                 outcome=outcome,
@@ -105,15 +116,39 @@ class Journal:
         self._write([self._entry("end", status=status, exit_code=exit_code, counts=counts)])
 
 
-def read_entries(path: Path) -> list[dict[str, Any]]:
-    """All entries of a journal; a torn last line (a crash mid-write) is ignored, any other bad line raises."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    entries = []
+class JournalError(ValueError):
+    """A journal that cannot be trusted as it is; the message says what is wrong and what to do."""
+
+
+REQUIRED_KEYS = frozenset({"type", "run_id", "invocation", "at"})
+
+
+def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str, Any]]:
+    """Every entry of a journal, checked: one run, known shape, no torn lines unless allowed.
+
+    A torn last line is what a crash mid-write leaves; it is refused unless `allow_truncated`, because a
+    journal that ends early may not record the last batch's outcome.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise JournalError(f"journal {path} cannot be read: {exc.strerror}") from None
+    entries: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except json.JSONDecodeError:
-            if number == len(lines):
+            if number == len(lines) and allow_truncated:
                 break
-            raise ValueError(f"{path}: line {number} is not a journal entry") from None
+            where = "is truncated at its last line" if number == len(lines) else f"has a damaged line {number}"
+            hint = "; pass --allow-truncated to use what it records" if number == len(lines) else ""
+            raise JournalError(f"journal {path} {where}{hint}") from None
+        if not isinstance(entry, dict) or not set(entry) >= REQUIRED_KEYS:
+            raise JournalError(f"{path} line {number} is not an sfcleanup journal entry")
+        entries.append(entry)
+    if not entries:
+        raise JournalError(f"journal {path} is empty")
+    runs = {e["run_id"] for e in entries}
+    if len(runs) > 1:
+        raise JournalError(f"journal {path} mixes entries of several runs ({', '.join(sorted(runs))})")
     return entries

@@ -15,6 +15,7 @@ class InvoiceRun(_Record):
     name: str | None = Field(default=None, validation_alias="Name")
     status: str | None = Field(default=None, validation_alias="blng__Status__c")
     cleanup_status: str | None = Field(default=None, validation_alias="blng__CleanUpStatus__c")
+    modstamp: str | None = Field(default=None, validation_alias="SystemModstamp")
 
 
 class Invoice(_Record):

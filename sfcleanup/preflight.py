@@ -112,14 +112,16 @@ def parse_run_ids(raw: Sequence[str], key_prefix: str | None = None) -> list[str
     return out
 
 
+def read_runs(client: SalesforceClient, run_ids: Sequence[str]) -> dict[str, InvoiceRun]:
+    rows = client.query_all(queries.render("invoice_run", ids=list(run_ids)))
+    return {str(r["Id"]): InvoiceRun.model_validate(r) for r in rows}
+
+
 def check_runs(
     client: SalesforceClient, run_ids: Sequence[str], readiness: OrgReadiness, *, include_completed: bool
 ) -> list[InvoiceRun]:
     """The runs, in the order given; refuses unknown, running, and (without the flag) completed runs."""
-    found = {
-        r["Id"]: InvoiceRun.model_validate(r)
-        for r in client.query_all(queries.render("invoice_run", ids=list(run_ids)))
-    }
+    found = read_runs(client, run_ids)
     runs = []
     for run_id in run_ids:
         run = found.get(run_id)

@@ -100,6 +100,20 @@ class Worker:
         budget = preflight.check_budget(self.client, estimate, self.settings.api_reserve)
         return Prepared(readiness, plans, estimate, budget)
 
+    def _plan(self, run: InvoiceRun) -> RunPlan:
+        records = read_run(self.client, run)
+        plan = plan_run(run, records.invoices, records.lines, records.order_products, records.usage_summaries)
+        log.info("plan.ready", run=run.id, records=records.total, changes=plan.total)
+        return plan
+
+    def _fresh(self, plan: RunPlan) -> RunPlan:
+        """The plan again if the run changed since it was made (another worker finished it meanwhile)."""
+        current = preflight.read_runs(self.client, [plan.run.id]).get(plan.run.id)
+        if current is None or current.modstamp == plan.run.modstamp:
+            return plan
+        log.info("plan.stale", previous=plan.run.modstamp, current=current.modstamp)
+        return self._plan(current)
+
     def check_lease(self, run: InvoiceRun) -> None:
         """Refuse, before anything is written, a run another live worker is cleaning."""
         if run.cleanup_status == CleanUpStatus.STARTED:
@@ -167,7 +181,15 @@ class Worker:
             try:
                 lease = self.leases.acquire(run.id)
                 journal.note("lease.acquired", holder=lease.holder, record=lease.record_id)
-                self._phases(plan, journal, outcome, lease)
+                fresh = self._fresh(plan)
+                if fresh is not plan:
+                    outcome = _outcome(fresh, RunResult.CLEANED)
+                    outcome.journal = str(journal.path)
+                if fresh.is_empty and fresh.run.cleanup_status != CleanUpStatus.STARTED:
+                    outcome.status = RunResult.NOTHING_TO_DO
+                    outcome.message = "another worker cleaned this run meanwhile: nothing was changed"
+                else:
+                    self._phases(fresh, journal, outcome, lease)
                 self.leases.release(lease)
             except SfCleanupError as exc:
                 self._stopped(outcome, exc)

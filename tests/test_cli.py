@@ -156,3 +156,21 @@ def test_demo_runs_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert [r["status"] for r in document["report"]["runs"]] == ["cleaned", "cleaned"]
     assert document["before"]["blng__Invoice__c"]["Posted"] == document["after"]["blng__Invoice__c"]["Posted"]
     assert len(document["refused"]) == 2
+
+
+def test_status_shows_what_is_left(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`status --json` shows per-object states, eligibility and anomalies, before and after a clean-up."""
+    state, info = org_file
+    run_id = info.runs["failed_run"]
+    assert main(_args(state, tmp_path, "status", run_id, "--json")) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["eligible"]["OrderItem"] > 0 and first["planned"] > 0 and first["lease"] is None
+    assert main(_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
+    capsys.readouterr()
+    assert main(_args(state, tmp_path, "status", run_id, "--json")) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["planned"] == 0 and second["cleanup_status"] == "Completed"
+    assert second["eligible"]["OrderItem"] == len([a for a in second["anomalies"] if a["object"] == "OrderItem"])
+    assert {a["reason"] for a in second["anomalies"]} == {a["reason"] for a in first["anomalies"]}

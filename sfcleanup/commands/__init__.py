@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from sfcleanup.commands import clean, demo, localorg
+from sfcleanup.commands import clean, demo, localorg, status, undo
 
-MODULES = (clean, demo, localorg)
+MODULES = (clean, status, undo, demo, localorg)

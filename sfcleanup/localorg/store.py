@@ -176,10 +176,7 @@ class Store:
         column = spec.field(field) if spec else None
         if spec is None or column is None:
             raise KeyError(f"{sobject}.{field} is not in the local org's schema")
-        sql = (
-            f"SELECT {quote(column.name)}, COUNT(*) FROM {quote(spec.name)} WHERE IsDeleted = 0 "
-            "GROUP BY 1 ORDER BY 1"
-        )
+        sql = f"SELECT {quote(column.name)}, COUNT(*) FROM {quote(spec.name)} WHERE IsDeleted = 0 GROUP BY 1 ORDER BY 1"
         with self.lock:
             return {str(row[0]): int(row[1]) for row in self.conn.execute(sql).fetchall()}
 

@@ -68,5 +68,3 @@ def eligible_left(counts: dict[str, dict[str, int]]) -> dict[str, int]:
         sobject: sum(n for status, n in by_status.items() if status in RULE_BY_OBJECT[sobject].from_states)
         for sobject, by_status in counts.items()
     }
-
-

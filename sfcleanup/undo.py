@@ -1,0 +1,133 @@
+"""Undo: put back the values a clean-up journaled, where nobody has changed them since.
+
+Order products and usage summaries get their processing status, run lookup and start date back. Invoice and
+line statuses only with an explicit flag: un-cancelling drafts is rarely what anyone wants. A record whose
+current value is no longer the journaled after-value was changed by someone else: it is skipped and reported.
+Sources are restored before invoices and lines, the reverse of the clean-up, so stopping half-way never
+leaves a draft invoice next to a source the next run would bill again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sfcleanup import billing, queries
+from sfcleanup.billing import RULE_BY_OBJECT
+from sfcleanup.config import WriteSettings
+from sfcleanup.journal import Journal, JournalError, read_entries
+from sfcleanup.plan import Change
+from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.write import CompositeWriter, Failure
+
+APPLIED = frozenset({"updated", "confirmed"})
+SOURCES = (billing.ORDER_PRODUCT, billing.USAGE_SUMMARY)
+INVOICES = (billing.INVOICE, billing.INVOICE_LINE)
+UNDO_ORDER = (*SOURCES, *INVOICES)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    id: str
+    sobject: str
+    reason: str
+
+
+@dataclass
+class UndoPlan:
+    run_id: str
+    journal: Path
+    restore: dict[str, list[Change]] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in self.restore.values())
+
+
+def journaled_changes(entries: Sequence[dict[str, Any]], objects: Sequence[str]) -> dict[str, Change]:
+    """Per record: its value before sfcleanup first changed it, and the value sfcleanup last gave it.
+
+    Pending entries without an outcome (a crash in flight) count too: whether they were applied is read from
+    the org, like everything else, before anything is restored.
+    """
+    out: dict[str, Change] = {}
+    for entry in entries:
+        if entry["type"] not in ("pending", "outcome") or entry.get("object") not in objects:
+            continue
+        if entry["type"] == "outcome" and entry.get("outcome") not in APPLIED:
+            continue
+        first = out.get(entry["id"])
+        before = first.after if first else entry["before"]
+        group = str(entry.get("group") or entry["id"])
+        out[entry["id"]] = Change(entry["object"], entry["id"], group, entry["after"], before)
+    return out
+
+
+def load(path: Path, *, run_id: str | None, allow_truncated: bool) -> tuple[str, list[dict[str, Any]]]:
+    entries = read_entries(path, allow_truncated=allow_truncated)
+    journal_run = str(entries[0]["run_id"])
+    if run_id is not None and journal_run != run_id:
+        raise JournalError(f"journal {path} is for invoice run {journal_run}, not {run_id}")
+    if not any(e["type"] == "start" for e in entries):
+        raise JournalError(f"{path} has no start entry: it is not a complete sfcleanup journal")
+    return journal_run, entries
+
+
+def _current(client: SalesforceClient, sobject: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    rule = RULE_BY_OBJECT[sobject]
+    rows: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 200):
+        soql = queries.render(
+            "verify_by_ids", fields=", ".join(rule.fields), sobject=sobject, ids=ids[start : start + 200]
+        )
+        rows.update((str(r["Id"]), r) for r in client.query_all(soql))
+    return rows
+
+
+def plan_undo(
+    client: SalesforceClient, path: Path, *, run_id: str | None, include_invoices: bool, allow_truncated: bool
+) -> UndoPlan:
+    """What undo would restore, checked against the org's current values (read-only)."""
+    journal_run, entries = load(path, run_id=run_id, allow_truncated=allow_truncated)
+    objects = UNDO_ORDER if include_invoices else SOURCES
+    changes = journaled_changes(entries, objects)
+    plan = UndoPlan(journal_run, path)
+    for sobject in objects:
+        wanted = [c for c in changes.values() if c.sobject == sobject]
+        current = _current(client, sobject, [c.id for c in wanted]) if wanted else {}
+        restore = []
+        for change in wanted:
+            row = current.get(change.id)
+            if row is None:
+                plan.skipped.append(Skipped(change.id, sobject, "no longer exists or is not visible"))
+            elif any(row.get(k) != v for k, v in change.before.items()):
+                now = {k: row.get(k) for k in change.before}
+                plan.skipped.append(Skipped(change.id, sobject, f"changed since the clean-up: now {now}"))
+            else:
+                restore.append(change)
+        plan.restore[sobject] = restore
+    return plan
+
+
+def apply_undo(
+    client: SalesforceClient, plan: UndoPlan, settings: WriteSettings, journal_dir: Path
+) -> tuple[list[str], list[Failure]]:
+    """Restore, journaled in `<run_id>.undo.jsonl` like any clean-up."""
+    updated: list[str] = []
+    failures: list[Failure] = []
+    with Journal(journal_dir, plan.run_id, kind="undo") as journal:
+        journal.start(mode="undo", options={"source": str(plan.journal), "records": plan.total})
+        for sobject, changes in plan.restore.items():
+            if changes:
+                outcome = CompositeWriter(client, settings, journal).apply(
+                    f"undo_{sobject}", RULE_BY_OBJECT[sobject], changes
+                )
+                updated += outcome.updated
+                failures += outcome.failures
+        journal.end(
+            status="undone", exit_code=1 if failures else 0, counts={"updated": len(updated), "failed": len(failures)}
+        )
+    return updated, failures
