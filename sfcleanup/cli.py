@@ -36,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve_main(arguments[2:])
     args = build_parser().parse_args(arguments)
-    out = Console()
+    # Org data (messages, names) must print as it is: no rich markup or highlighting of it.
+    out = Console(markup=False, highlight=False)
     try:
         code: int = args.handler(args, out)
         return code

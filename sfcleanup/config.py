@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     # Never leave less than this share of the daily API allowance to the rest of the business.
     api_reserve: float = Field(default=0.2, ge=0, lt=1)
+    # Write each row that finally failed to the run's Error Logs (blng__ErrorLog__c), as the package does.
+    error_logs: bool = True
     # Who this worker is, in the run's lease (default: user@host:journal_dir, stable across restarts).
     worker_id: str | None = Field(default=None, min_length=1, max_length=200)
     # A lease not renewed for this long belongs to a worker that died: another may take it over.

@@ -137,14 +137,27 @@ def _plan_lines(
     return changes, billed
 
 
+def _source_on_posted_invoice(source: BillingSource, invoice_status: dict[str, str | None]) -> bool:
+    """A usage summary whose own invoice is posted; the invoice list covers a join that came back empty."""
+    if not isinstance(source, UsageSummary):
+        return False
+    status = source.invoice_status or invoice_status.get(source.invoice_id or "")
+    return status in GUARDED_INVOICE_STATES
+
+
 def _plan_sources(
-    rule: Rule, sources: Iterable[BillingSource], billed: set[str], run_id: str, anomalies: list[Anomaly]
+    rule: Rule,
+    sources: Iterable[BillingSource],
+    billed: set[str],
+    invoice_status: dict[str, str | None],
+    run_id: str,
+    anomalies: list[Anomaly],
 ) -> list[Change]:
     changes = []
     for source in sources:
         if source.run_id != run_id or source.status not in rule.from_states:
             continue
-        on_posted = isinstance(source, UsageSummary) and source.invoice_status in GUARDED_INVOICE_STATES
+        on_posted = _source_on_posted_invoice(source, invoice_status)
         if source.id in billed or on_posted:
             anomalies.append(
                 Anomaly(
@@ -171,8 +184,9 @@ def plan_run(
     anomalies: list[Anomaly] = []
     invoice_changes, invoice_status = _plan_invoices(RULE_BY_PHASE[Phase.INVOICES], invoices, anomalies)
     line_changes, billed = _plan_lines(RULE_BY_PHASE[Phase.INVOICE_LINES], lines, invoice_status, anomalies)
-    usage_changes = _plan_sources(RULE_BY_PHASE[Phase.USAGE_SUMMARIES], usage_summaries, billed, run.id, anomalies)
-    product_changes = _plan_sources(RULE_BY_PHASE[Phase.ORDER_PRODUCTS], order_products, billed, run.id, anomalies)
+    usage_rule, product_rule = RULE_BY_PHASE[Phase.USAGE_SUMMARIES], RULE_BY_PHASE[Phase.ORDER_PRODUCTS]
+    usage_changes = _plan_sources(usage_rule, usage_summaries, billed, invoice_status, run.id, anomalies)
+    product_changes = _plan_sources(product_rule, order_products, billed, invoice_status, run.id, anomalies)
     changes = {
         Phase.INVOICE_LINES: tuple(line_changes),
         Phase.INVOICES: tuple(invoice_changes),

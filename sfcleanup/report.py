@@ -46,9 +46,12 @@ class RunOutcome:
     anomalies: list[Anomaly] = field(default_factory=list)
     cleanup_status: str | None = None
     eligible_left: dict[str, int] = field(default_factory=dict)
+    error_logs: int = 0
     journal: str | None = None
     message: str | None = None
     exit_code: ExitCode = ExitCode.CLEAN
+    # The kind of stop (the error's class name), so a sweep can tell a busy run from a spent API limit.
+    stopped_by: str | None = None
 
 
 @dataclass
@@ -92,6 +95,7 @@ def _run_json(run: RunOutcome) -> dict[str, Any]:
             {"id": a.id, "object": a.sobject, "reason": a.reason.value, "detail": a.detail} for a in run.anomalies
         ],
         "eligible_left": run.eligible_left,
+        "error_logs": run.error_logs,
         "journal": run.journal,
         "message": run.message,
         "exit_code": int(run.exit_code),

@@ -16,6 +16,7 @@ import structlog
 from sfcleanup import billing, preflight
 from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
 from sfcleanup.config import Settings
+from sfcleanup.errorlogs import write_error_logs
 from sfcleanup.errors import ExitCode, SfCleanupError
 from sfcleanup.journal import Journal
 from sfcleanup.lease import Lease, LeaseHeld, Leases, LocalLock, default_identity
@@ -81,10 +82,15 @@ class Worker:
     def _per_call(self) -> int:
         return self.settings.write.batch_size * self.settings.write.collections_per_call
 
-    def prepare(self, raw_run_ids: Sequence[str]) -> Prepared:
-        """Preflight, read and plan every run; read-only. Raises before anything is written."""
+    def readiness(self) -> OrgReadiness:
+        """Describe the Billing objects once; raises if the org lacks what the clean-up needs."""
         readiness = preflight.check_org(self.client)
         preflight.require_ready(readiness)
+        return readiness
+
+    def prepare(self, raw_run_ids: Sequence[str], *, readiness: OrgReadiness | None = None) -> Prepared:
+        """Preflight, read and plan every run; read-only. Raises before anything is written."""
+        readiness = readiness or self.readiness()
         run_ids = preflight.parse_run_ids(raw_run_ids, readiness.run_key_prefix)
         runs = preflight.check_runs(self.client, run_ids, readiness, include_completed=self.include_completed)
         for run in runs:
@@ -132,10 +138,17 @@ class Worker:
             budget=prepared.budget,
         )
 
+    def outcome_of(self, plan: RunPlan, status: RunResult) -> RunOutcome:
+        return _outcome(plan, status)
+
     def preview(self, prepared: Prepared) -> Report:
         return self.report("plan", prepared, [_outcome(p, RunResult.PLANNED) for p in prepared.plans])
 
     def apply(self, prepared: Prepared) -> Report:
+        return self.report("run", prepared, self.clean_all(prepared))
+
+    def clean_all(self, prepared: Prepared) -> list[RunOutcome]:
+        """Clean each planned run in turn; after a stop, the rest are not started."""
         outcomes: list[RunOutcome] = []
         stopped = False
         for plan in prepared.plans:
@@ -146,7 +159,7 @@ class Worker:
             outcome = self._clean(plan)
             outcomes.append(outcome)
             stopped = outcome.status is RunResult.STOPPED
-        return self.report("run", prepared, outcomes)
+        return outcomes
 
     # --- one run --------------------------------------------------------------------------------------
     def _clean(self, plan: RunPlan) -> RunOutcome:
@@ -170,6 +183,7 @@ class Worker:
         outcome.status = RunResult.STOPPED
         outcome.exit_code = exc.exit_code
         outcome.message = f"stopped: {exc}"
+        outcome.stopped_by = type(exc).__name__
         log.warning("run.stopped", reason=str(exc))
 
     def _clean_locked(self, plan: RunPlan, outcome: RunOutcome) -> RunOutcome:
@@ -245,6 +259,8 @@ class Worker:
             outcome.failures.extend(result.failures)
             log.info("phase.done", updated=counts.updated, failed=counts.failed)
         self._verify(plan, outcome)
+        if outcome.failures and self.settings.error_logs:
+            outcome.error_logs, _ = write_error_logs(self.client, run.id, outcome.failures, journal)
         final = CleanUpStatus.COMPLETED_WITH_ERRORS if outcome.failures else CleanUpStatus.COMPLETED
         self._set_run_field(journal, run, billing.CLEANUP_STATUS, CleanUpStatus.STARTED, final)
         outcome.cleanup_status = final

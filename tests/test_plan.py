@@ -184,3 +184,11 @@ def test_targets_are_the_documented_api_values() -> None:
         Phase.USAGE_SUMMARIES,
         Phase.ORDER_PRODUCTS,
     ]
+
+
+def test_usage_summary_guard_falls_back_to_the_invoice_list() -> None:
+    """When a usage summary's invoice join comes back empty, the run's invoice list still guards it."""
+    usage = UsageSummary(id="us1", status="Error", run_id=RUN.id, run_start=START, account_id="acc1", invoice_id="inv1")
+    plan = _plan(invoices=[_invoice("Posted")], usage=[usage])
+    assert plan.is_empty
+    assert [a.reason for a in plan.anomalies] == [AnomalyReason.SOURCE_BILLED_ON_POSTED_INVOICE]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from sfcleanup.commands import clean, demo, localorg, status, undo
+from sfcleanup.commands import clean, config, demo, localorg, status, sweep, undo
 
-MODULES = (clean, status, undo, demo, localorg)
+MODULES = (clean, sweep, status, undo, config, demo, localorg)

@@ -127,13 +127,18 @@ def progress_factory(console: Console) -> Callable[[str, int], Callable[[int], N
     return start
 
 
-def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
-    if assume_yes:
-        return True
+def require_terminal() -> None:
+    """Writing needs a yes: from a person at a terminal, or --yes from a job."""
     if not sys.stdin.isatty():
         raise ConfigError(
             "refusing to write without a terminal to confirm on: review `sfcleanup plan`, then pass --yes"
         )
+
+
+def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
+    if assume_yes:
+        return True
+    require_terminal()
     total = sum(c.planned for r in report.runs for c in r.objects.values())
     answer = console.input(f"Apply {total} changes to {len(report.runs)} run(s)? [y/N] ")
     return answer.strip().lower() in ("y", "yes")

@@ -43,6 +43,8 @@ class RequestContext:
     sleep_ms: float = 0.0
     records_written: int = 0
     touched: list[str] = field(default_factory=list)
+    # Seconds this request has spent waiting for record locks: the lock wait is one budget per request.
+    lock_wait_spent_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,16 @@ class LocalOrg:
             self.stats.add("lock_failures")
             return _unable_to_lock(record_id)
         keys = records.lock_keys(spec, record_id, self.store)
-        waits_before = self.locks.waits
-        if not self.locks.acquire(ctx.owner, keys):
+        # One wait budget per request, as Salesforce fails a DML statement after one lock timeout. Waiting the
+        # full lock_wait_s again for every row made N children of a locked parent wait N times as long, and the
+        # later rows succeeded once the holder let go, so one request came back half failed, half applied.
+        budget = max(0.0, self.profile.lock_wait_s - ctx.lock_wait_spent_s)
+        attempt = self.locks.try_acquire(ctx.owner, keys, wait_s=budget)
+        ctx.lock_wait_spent_s += attempt.waited_s
+        if not attempt.acquired:
             self.stats.add("lock_failures")
             return _unable_to_lock(record_id)
-        if self.locks.waits != waits_before:
+        if attempt.waited:
             self.stats.add("lock_waits")
         return None
 

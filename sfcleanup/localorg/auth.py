@@ -3,6 +3,8 @@ credentials and the legacy username-password flow, with Salesforce's error bodie
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
 from typing import TYPE_CHECKING
@@ -65,9 +67,27 @@ def _jwt_grant(org: LocalOrg, assertion: str) -> HttpResponse:
     return _granted(org)
 
 
+def _basic_client(req: HttpRequest) -> tuple[str, str] | None:
+    """Client id and secret from `Authorization: Basic` (RFC 6749 client_secret_basic), if it holds them."""
+    scheme, _, encoded = (req.header("authorization") or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, colon, secret = decoded.partition(":")
+    return (client_id, secret) if colon else None
+
+
 def token(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
     form.update({k: v[0] for k, v in req.query.items() if k not in form})
+    # Salesforce takes the client's credentials from the form or from HTTP Basic; simple-salesforce's
+    # client-credentials login sends them only as Basic, which this endpoint used to refuse.
+    basic = _basic_client(req)
+    if basic is not None and "client_id" not in form:
+        form["client_id"], form["client_secret"] = basic
     grant = form.get("grant_type", "")
     creds = org.credentials
     if grant == JWT_GRANT:
@@ -79,6 +99,10 @@ def token(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[
     if grant == "password":
         if form.get("client_id") != creds.consumer_key:
             return _oauth_error("invalid_client_id", "client identifier invalid")
+        # The username-password flow needs the consumer secret too; it used to be ignored, so a worker
+        # configured with a wrong secret passed rehearsal and failed against a real org.
+        if form.get("client_secret") != creds.consumer_secret:
+            return _oauth_error("invalid_client", "invalid client credentials")
         if form.get("username") != creds.username or form.get("password") != creds.password:
             return _oauth_error("invalid_grant", "authentication failure")
         return _granted(org)

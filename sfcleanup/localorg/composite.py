@@ -37,14 +37,21 @@ def _resolve_path(value: Any, path: str) -> Any:
 
 
 def _substitute(text: str, results: dict[str, Any]) -> str:
+    """Replace `@{ref.path}` with the value from an earlier subrequest's body; BadRequest halts this subrequest."""
+
     def replace(match: re.Match[str]) -> str:
         reference, path = match.group(1), match.group(2)
         if reference not in results:
-            raise BadRequest(400, "INVALID_FIELD", f"Invalid reference specified. No value for {reference} found")
+            raise BadRequest(400, "PROCESSING_HALTED", f"Invalid reference specified. No value for {reference} found")
         try:
             return str(_resolve_path(results[reference], path))
         except (KeyError, IndexError, TypeError):
-            raise BadRequest(400, "INVALID_FIELD", f"Invalid reference specified: {match.group(0)}") from None
+            # The referenced subrequest failed (its body is an error array) or has no such path.
+            raise BadRequest(
+                400,
+                "PROCESSING_HALTED",
+                f"Invalid reference specified. No value for {reference}{path} found in {reference}",
+            ) from None
 
     return _REFERENCE.sub(replace, text)
 
@@ -67,6 +74,21 @@ def _validate(subrequests: Any) -> list[dict[str, Any]]:
     return subrequests
 
 
+def _run_subrequest(
+    org: LocalOrg, ctx: RequestContext, req: HttpRequest, sub: dict[str, Any], results: dict[str, Any]
+) -> HttpResponse:
+    body = sub.get("body")
+    try:
+        url = _substitute(str(sub["url"]), results)
+        raw = _substitute(json.dumps(body), results).encode() if body is not None else b""
+    except BadRequest as exc:
+        # A reference to a subrequest that failed halts only this subrequest. Raising it out of the loop (as
+        # before) answered 400 for the whole composite although earlier subrequests had already committed.
+        return exc.response()
+    sub_req = HttpRequest.build(str(sub["method"]), url, {**req.headers, **sub.get("httpHeaders", {})}, raw)
+    return org.route(ctx, sub_req)
+
+
 def composite(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     payload = req.json()
     if not isinstance(payload, dict):
@@ -80,11 +102,7 @@ def composite(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Ma
         # while they wait for record locks.
         with org.store.transaction() if all_or_none else nullcontext():
             for sub in subrequests:
-                body = sub.get("body")
-                url = _substitute(str(sub["url"]), results)
-                raw = _substitute(json.dumps(body), results).encode() if body is not None else b""
-                sub_req = HttpRequest.build(str(sub["method"]), url, {**req.headers, **sub.get("httpHeaders", {})}, raw)
-                response = org.route(ctx, sub_req)
+                response = _run_subrequest(org, ctx, req, sub, results)
                 parsed = json.loads(response.body) if response.body else None
                 results[str(sub["referenceId"])] = parsed
                 responses.append(

@@ -1,7 +1,8 @@
 """Record locks held for the length of a request, as Salesforce holds them for a transaction.
 
 A write locks the record and its master-detail parents. A request that needs a lock another request holds
-waits up to `wait_s`; if it is still held the row fails with UNABLE_TO_LOCK_ROW. Locks are re-entrant per
+waits up to `wait_s` in all (the app keeps that budget per request); if it is still held the row fails with
+UNABLE_TO_LOCK_ROW. Locks are re-entrant per
 request, so many children of one parent in one request do not contend with each other.
 """
 
@@ -10,6 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Attempt:
+    acquired: bool
+    waited: bool
+    waited_s: float
 
 
 class LockManager:
@@ -24,8 +33,17 @@ class LockManager:
 
     def acquire(self, owner: int, keys: Iterable[str]) -> bool:
         """Take every key for `owner`, waiting for other owners up to `wait_s`; all or nothing."""
+        return self.try_acquire(owner, keys).acquired
+
+    def try_acquire(self, owner: int, keys: Iterable[str], wait_s: float | None = None) -> Attempt:
+        """Like `acquire`, waiting up to `wait_s` (default: the manager's), and saying whether and how long it waited.
+
+        The caller learns about its own wait here: comparing the shared `waits` counter before and after, as the
+        app did, also counted waits of other threads that happened in between.
+        """
         wanted = set(keys)
-        deadline = self._monotonic() + self.wait_s
+        started = self._monotonic()
+        deadline = started + (self.wait_s if wait_s is None else wait_s)
         waited = False
         with self._cond:
             while True:
@@ -34,11 +52,11 @@ class LockManager:
                     for key in wanted:
                         self._owners[key] = owner
                     self._held.setdefault(owner, set()).update(wanted)
-                    return True
+                    return Attempt(True, waited, self._monotonic() - started if waited else 0.0)
                 remaining = deadline - self._monotonic()
                 if remaining <= 0:
                     self.timeouts += 1
-                    return False
+                    return Attempt(False, waited, self._monotonic() - started if waited else 0.0)
                 if not waited:
                     self.waits += 1
                     waited = True

@@ -119,7 +119,11 @@ def sobject_root(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re
         error = failure.error
         raise BadRequest(400, error.status_code, error.message, list(error.fields)) from None
     org.wrote(ctx)
-    return HttpResponse.json(201, {"id": new_id, "success": True, "errors": []})
+    created = HttpResponse.json(201, {"id": new_id, "success": True, "errors": []})
+    # Salesforce names the new record's URL in Location; composite copies it into the subrequest's httpHeaders,
+    # which were always empty without it.
+    created.headers["Location"] = record_url(ctx.version, spec, new_id)
+    return created
 
 
 def shape_record(spec: SObjectSpec, row: dict[str, Any], version: str) -> dict[str, Any]:
@@ -194,10 +198,10 @@ def _keep(org: LocalOrg, locator: Locator) -> None:
 
 def _page(org: LocalOrg, ctx: RequestContext, locator: Locator, start: int, endpoint: str) -> HttpResponse:
     chunk = locator.rowids[start : start + locator.batch]
+    # The version goes to fetch itself: rewriting only the top-level url afterwards left nested parent records
+    # (blng__Invoice__r, ...) pointing at v60.0 whatever version the client asked for.
     with org.store.lock:
-        rows = locator.compiled.fetch(org.store.conn, chunk)
-    for row in rows:
-        row["attributes"]["url"] = row["attributes"]["url"].replace("/v60.0/", f"/v{ctx.version}/")
+        rows = locator.compiled.fetch(org.store.conn, chunk, version=f"v{ctx.version}")
     ctx.sleep_ms += len(rows) * org.profile.latency.read_ms_per_record
     end = start + len(chunk)
     body: dict[str, Any] = {"totalSize": len(locator.rowids), "done": end >= len(locator.rowids), "records": rows}

@@ -1,0 +1,101 @@
+"""`sfcleanup config init` writes a commented example configuration; `sfcleanup config check` validates one
+and runs the read-only preflight against the org, listing everything missing and how to fix it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from sfcleanup import billing, logs, preflight
+from sfcleanup.commands.common import connect, connection_options, settings_from
+from sfcleanup.errors import ConfigError, ExitCode, SfCleanupError
+
+
+def example_text() -> str:
+    return resources.files("sfcleanup").joinpath("templates/sfcleanup.example.toml").read_text(encoding="utf-8")
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("config", help="write an example configuration, or check one against the org")
+    sub = parser.add_subparsers(dest="config_command", required=True)
+    init = sub.add_parser("init", help="write a commented example configuration")
+    init.add_argument("path", nargs="?", type=Path, default=Path("sfcleanup.toml"), metavar="PATH")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(handler=run_init)
+    check = sub.add_parser("check", help="validate settings, log in, and run the read-only preflight")
+    connection_options(check)
+    check.set_defaults(handler=run_check)
+
+
+def run_init(args: argparse.Namespace, out: Console) -> int:
+    path: Path = args.path
+    if path.exists() and not args.force:
+        raise ConfigError(f"{path} already exists; pass --force to overwrite it")
+    path.write_text(example_text(), encoding="utf-8")
+    out.print(
+        f"Wrote {path}. Fill in the [org] section, then run `sfcleanup config check --config {path}`.", markup=False
+    )
+    return int(ExitCode.CLEAN)
+
+
+def _checks(args: argparse.Namespace) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+
+    def record(name: str, problems: list[str], detail: str = "") -> None:
+        checks.append({"check": name, "ok": not problems, "problems": problems, "detail": detail})
+
+    settings = settings_from(args)
+    record("settings", [], f"auth mode {settings.org.auth}")
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        client = connect(settings)
+    except SfCleanupError as exc:
+        record("login", [str(exc)])
+        return checks
+    record("login", [], client.instance_url)
+    readiness = preflight.check_org(client)
+    record("fields, permissions and picklist values", list(readiness.problems))
+    if settings.error_logs:
+        described = client.describe(billing.ERROR_LOG)
+        missing = (
+            []
+            if described.get("createable")
+            else [
+                "the integration user cannot create blng__ErrorLog__c records: grant Create on Error Log, or set "
+                "error_logs = false"
+            ]
+        )
+        record("error logs", missing)
+    daily = client.limits().get("DailyApiRequests", {})
+    maximum, remaining = int(daily.get("Max", 0)), int(daily.get("Remaining", 0))
+    reserve = math.ceil(maximum * settings.api_reserve)
+    headroom = (
+        []
+        if remaining > reserve
+        else [
+            f"only {remaining} of {maximum} daily API calls left, at or below the {settings.api_reserve:.0%} reserve: "
+            "run later"
+        ]
+    )
+    record("API headroom", headroom, f"{remaining} of {maximum} left, reserve {reserve}")
+    return checks
+
+
+def run_check(args: argparse.Namespace, out: Console) -> int:
+    checks = _checks(args)
+    ok = all(c["ok"] for c in checks)
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": checks}, indent=2))
+    else:
+        for check in checks:
+            mark = "ok " if check["ok"] else "FAIL"
+            out.print(f"[{mark}] {check['check']}" + (f": {check['detail']}" if check["detail"] else ""), markup=False)
+            for problem in check["problems"]:
+                out.print(f"       - {problem}", markup=False)
+    return int(ExitCode.CLEAN if ok else ExitCode.BAD_INPUT)

@@ -1,0 +1,60 @@
+"""`sfcleanup sweep`: the scheduled job. Finds every run that needs clean-up and cleans each in turn."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+
+from sfcleanup import logs
+from sfcleanup.commands.common import (
+    confirm,
+    connect,
+    connection_options,
+    emit,
+    failures_path,
+    progress_factory,
+    require_terminal,
+    settings_from,
+)
+from sfcleanup.errors import ExitCode
+from sfcleanup.report import render, write_failures_csv
+from sfcleanup.sweep import SweepOptions, sweep
+from sfcleanup.worker import Worker
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("sweep", help="find and clean every failed run whose clean-up is not Completed")
+    parser.add_argument("--since", type=int, metavar="DAYS", help="only runs created in the last DAYS days")
+    parser.add_argument("--max-runs", type=int, default=50, metavar="N", help="at most N runs, oldest first")
+    parser.add_argument("--dry-run", action="store_true", help="plan every run found; write nothing")
+    parser.add_argument("--yes", action="store_true", help="apply without asking (required without a terminal)")
+    connection_options(parser)
+    parser.set_defaults(handler=run_sweep)
+
+
+def run_sweep(args: argparse.Namespace, out: Console) -> int:
+    options = SweepOptions(since_days=args.since, max_runs=args.max_runs, dry_run=args.dry_run)
+    settings = settings_from(args)
+    logs.configure(settings.log_level, settings.log_format)
+    confirm_needed = not args.dry_run and not args.yes
+    if confirm_needed:
+        require_terminal()
+    client = connect(settings)
+    worker = Worker(client, settings, progress=progress_factory(out))
+    if confirm_needed:
+        preview = sweep(worker, SweepOptions(since_days=args.since, max_runs=args.max_runs, dry_run=True))
+        if not preview.runs:
+            return emit(preview, args, out)
+        if not args.json:
+            render(preview, out)
+        if not confirm(preview, False, out):
+            out.print("Nothing was changed.")
+            return int(ExitCode.CLEAN)
+    report = sweep(worker, options)
+    if not args.dry_run:
+        write_failures_csv(report, failures_path(settings))
+    if not report.runs and not args.json:
+        out.print("No invoice run needs clean-up.")
+    return emit(report, args, out)
