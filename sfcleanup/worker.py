@@ -17,13 +17,15 @@ from sfcleanup import billing, preflight
 from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
 from sfcleanup.config import Settings
 from sfcleanup.errorlogs import write_error_logs
-from sfcleanup.errors import ExitCode, SfCleanupError
-from sfcleanup.journal import Journal
+from sfcleanup.errors import ExitCode, SfCleanupError, StopRun
+from sfcleanup.journal import Journal, JournalError, read_entries
 from sfcleanup.lease import Lease, LeaseHeld, Leases, LocalLock, default_identity
 from sfcleanup.models import InvoiceRun
 from sfcleanup.plan import RunPlan, plan_run
 from sfcleanup.preflight import OrgReadiness
 from sfcleanup.report import ObjectCounts, Report, RunOutcome, RunResult
+from sfcleanup.salesforce.bulk import BulkApi, Polling
+from sfcleanup.salesforce.bulkwrite import BulkWriter, open_jobs, resume_open_jobs
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.read import eligible_left, read_run, remaining_by_status
 from sfcleanup.salesforce.write import CompositeWriter, Failure
@@ -102,9 +104,23 @@ class Worker:
                 plan_run(run, records.invoices, records.lines, records.order_products, records.usage_summaries)
             )
             log.info("plan.ready", run=run.id, records=records.total, changes=plans[-1].total)
-        estimate = sum(preflight.estimate_write_calls(p.total, per_call=self._per_call) for p in plans)
+        estimate = sum(self._estimate(p) for p in plans)
         budget = preflight.check_budget(self.client, estimate, self.settings.api_reserve)
         return Prepared(readiness, plans, estimate, budget)
+
+    def use_bulk(self, count: int) -> bool:
+        """The route for one phase of `count` records: the setting, or by size when it is auto."""
+        route = self.settings.write.route
+        return route == "bulk" or (route == "auto" and count >= self.settings.write.bulk_threshold)
+
+    def _estimate(self, plan: RunPlan) -> int:
+        if plan.is_empty:
+            return 0
+        phases = sum(
+            preflight.estimate_phase_calls(len(c), per_call=self._per_call, bulk=self.use_bulk(len(c)))
+            for c in plan.changes.values()
+        )
+        return phases + preflight.FIXED_CALLS_PER_RUN
 
     def _plan(self, run: InvoiceRun) -> RunPlan:
         records = read_run(self.client, run)
@@ -149,6 +165,7 @@ class Worker:
 
     def clean_all(self, prepared: Prepared) -> list[RunOutcome]:
         """Clean each planned run in turn; after a stop, the rest are not started."""
+        self.client.keep_reserve(self.settings.api_reserve)
         outcomes: list[RunOutcome] = []
         stopped = False
         for plan in prepared.plans:
@@ -195,7 +212,7 @@ class Worker:
             try:
                 lease = self.leases.acquire(run.id)
                 journal.note("lease.acquired", holder=lease.holder, record=lease.record_id)
-                fresh = self._fresh(plan)
+                fresh = self._plan(plan.run) if self._resume_bulk(journal) else self._fresh(plan)
                 if fresh is not plan:
                     outcome = _outcome(fresh, RunResult.CLEANED)
                     outcome.journal = str(journal.path)
@@ -218,6 +235,39 @@ class Worker:
                     counts={name: vars(counts) for name, counts in outcome.objects.items()},
                 )
         return outcome
+
+    def _bulk_api(self) -> BulkApi:
+        write = self.settings.write
+        polling = Polling(
+            first_s=min(0.5, write.bulk_poll_max_s),
+            max_s=write.bulk_poll_max_s,
+            deadline_s=write.bulk_timeout_s,
+            sleep=self._sleep,
+        )
+        return BulkApi(self.client, polling)
+
+    def _bulk_writer(self, journal: Journal, progress: Callable[[int], None] | None = None) -> BulkWriter:
+        return BulkWriter(
+            self.client,
+            self.settings.write,
+            journal,
+            self._bulk_api(),
+            self.settings.journal_dir / "bulk",
+            progress=progress,
+            sleep=self._sleep,
+        )
+
+    def _resume_bulk(self, journal: Journal) -> bool:
+        """Finish reading Bulk API jobs an earlier, stopped invocation left running; True if there were any."""
+        try:
+            entries = read_entries(journal.path, allow_truncated=True)
+        except JournalError as exc:
+            raise StopRun(f"cannot check the journal for unfinished Bulk API jobs: {exc}") from None
+        if not open_jobs(entries):
+            return False
+        resumed = resume_open_jobs(self._bulk_writer(journal), self._bulk_api(), entries)
+        journal.note("bulk.resumed", jobs=resumed)
+        return True
 
     def _set_run_field(self, journal: Journal, run: InvoiceRun, name: str, before: str | None, after: str) -> None:
         journal.run_field(name, before, after, "pending")
@@ -252,7 +302,14 @@ class Worker:
                 continue
             structlog.contextvars.bind_contextvars(phase=phase.value)
             progress = self._progress_for(f"{run.id} {rule.sobject}", len(changes), lease)
-            writer = CompositeWriter(self.client, self.settings.write, journal, progress=progress, sleep=self._sleep)
+            writer: CompositeWriter | BulkWriter
+            if self.use_bulk(len(changes)):
+                writer = self._bulk_writer(journal, progress)
+            else:
+                writer = CompositeWriter(
+                    self.client, self.settings.write, journal, progress=progress, sleep=self._sleep
+                )
+            log.info("phase.start", object=rule.sobject, records=len(changes), route=type(writer).__name__)
             result = writer.apply(phase.value, rule, changes)
             counts = outcome.objects[rule.sobject]
             counts.updated, counts.failed = len(result.updated), len(result.failures)

@@ -312,6 +312,8 @@ def test_describe_global_lists_every_object_with_its_key_prefix(sf: Salesforce) 
     assert_shape(described, "describe_global.json")
     prefixes = {s["name"]: s["keyPrefix"] for s in described["sobjects"]}
     assert prefixes == {s.name: s.key_prefix for s in schema.SOBJECTS}
+    urls = [s["urls"]["sobject"] for s in described["sobjects"]]
+    assert all(url.startswith(f"/services/data/v{sf.sf_version}/sobjects/") for url in urls), urls
 
 
 def test_describe_unknown_object_is_not_found(sf: Salesforce, org: LocalOrg) -> None:

@@ -15,6 +15,7 @@ from sfcleanup.commands.common import (
     emit,
     failures_path,
     progress_factory,
+    route_option,
     settings_from,
 )
 from sfcleanup.errors import ExitCode
@@ -26,6 +27,7 @@ def register(commands: Any) -> None:
     plan = commands.add_parser("plan", help="preview the clean-up of runs; writes nothing")
     plan.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     plan.add_argument("--include-completed", action="store_true", help="also plan cleanly completed runs")
+    route_option(plan)
     connection_options(plan)
     plan.set_defaults(handler=plan_or_run)
 
@@ -37,6 +39,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="clean runs that completed cleanly, first setting their status to Completed with errors",
     )
+    route_option(run)
     connection_options(run)
     run.set_defaults(handler=plan_or_run)
 

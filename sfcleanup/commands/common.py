@@ -24,6 +24,14 @@ from sfcleanup.salesforce.retry import RetryPolicy
 Handler = Callable[[argparse.Namespace, Console], int]
 
 
+def route_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--route",
+        choices=["auto", "composite", "bulk"],
+        help="which API writes: Composite, Bulk API 2.0, or auto by size (setting write.route)",
+    )
+
+
 def connection_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection")
     group.add_argument("--config", type=Path, help="TOML settings file (see config/sfcleanup.example.toml)")
@@ -62,6 +70,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     elif org.get("target_org"):
         org["auth"] = AuthMode.SF_CLI
     overrides: dict[str, Any] = {"org": org} if org else {}
+    if getattr(args, "route", None):
+        overrides["write"] = {"route": args.route}
     for flag in ("journal_dir", "log_level", "log_format"):
         value = getattr(args, flag, None)
         if value is not None:

@@ -16,6 +16,7 @@ from sfcleanup.commands.common import (
     failures_path,
     progress_factory,
     require_terminal,
+    route_option,
     settings_from,
 )
 from sfcleanup.errors import ExitCode
@@ -30,6 +31,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--max-runs", type=int, default=50, metavar="N", help="at most N runs, oldest first")
     parser.add_argument("--dry-run", action="store_true", help="plan every run found; write nothing")
     parser.add_argument("--yes", action="store_true", help="apply without asking (required without a terminal)")
+    route_option(parser)
     connection_options(parser)
     parser.set_defaults(handler=run_sweep)
 

@@ -79,7 +79,7 @@ def _field_describe(field: FieldSpec) -> dict[str, Any]:
     }
 
 
-def _object_summary(spec: SObjectSpec) -> dict[str, Any]:
+def _object_summary(spec: SObjectSpec, version: str) -> dict[str, Any]:
     return {
         "name": spec.name,
         "label": spec.label,
@@ -89,26 +89,26 @@ def _object_summary(spec: SObjectSpec) -> dict[str, Any]:
         "createable": True,
         "updateable": True,
         "deletable": True,
-        "urls": {"sobject": f"/services/data/v62.0/sobjects/{spec.name}"},
+        # The caller's version, as in every other url the org answers (it was fixed at v62.0).
+        "urls": {"sobject": f"/services/data/v{version}/sobjects/{spec.name}"},
     }
 
 
 def describe_global(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
-    return HttpResponse.json(
-        200,
-        {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": [_object_summary(s) for s in schema.SOBJECTS]},
-    )
+    sobjects = [_object_summary(s, ctx.version) for s in schema.SOBJECTS]
+    return HttpResponse.json(200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects})
 
 
 def describe(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     spec = spec_or_404(match["sobject"])
-    return HttpResponse.json(200, {**_object_summary(spec), "fields": [_field_describe(f) for f in spec.fields]})
+    fields = [_field_describe(f) for f in spec.fields]
+    return HttpResponse.json(200, {**_object_summary(spec, ctx.version), "fields": fields})
 
 
 def sobject_root(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     spec = spec_or_404(match["sobject"])
     if req.method == "GET":
-        return HttpResponse.json(200, {"objectDescribe": _object_summary(spec), "recentItems": []})
+        return HttpResponse.json(200, {"objectDescribe": _object_summary(spec, ctx.version), "recentItems": []})
     payload = req.json()
     if not isinstance(payload, dict):
         raise BadRequest(400, "JSON_PARSER_ERROR", "Expected a JSON object for the record")

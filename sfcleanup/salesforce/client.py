@@ -4,16 +4,27 @@ transient, logs in again once on an expired session, and translates failures int
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
 import structlog
 from simple_salesforce.api import Salesforce
+from simple_salesforce.util import exception_handler
 
-from sfcleanup.errors import AmbiguousWrite, ApiError, AuthFailed, ConfigError, DailyLimitReached, TransientExhausted
+from sfcleanup.errors import (
+    AmbiguousWrite,
+    ApiError,
+    AuthFailed,
+    BudgetReserveReached,
+    ConfigError,
+    DailyLimitReached,
+    TransientExhausted,
+)
 from sfcleanup.salesforce.classify import Verdict, classify
 from sfcleanup.salesforce.connect import Connector, OrgSession
 from sfcleanup.salesforce.retry import RetryPolicy
@@ -54,6 +65,7 @@ class SalesforceClient:
         self._retry = retry
         self._timeout = timeout_s
         self.usage = ApiUsage()
+        self._reserve = 0.0
         self.http = connector.http
         self.http.hooks["response"].append(self.usage.observe)
         self._sf = self._open(connector.login())
@@ -83,8 +95,25 @@ class SalesforceClient:
             raise AuthFailed(f"the session expired and logging in again failed: {exc}") from None
         log.info("salesforce.relogin")
 
+    def keep_reserve(self, fraction: float) -> None:
+        """Stop (resumable) before any call once the org's daily usage leaves less than `fraction` of its
+        allowance, as the latest Sforce-Limit-Info header reports it."""
+        self._reserve = fraction
+
+    def _check_reserve(self, what: str) -> None:
+        used, maximum = self.usage.used, self.usage.max
+        if self._reserve <= 0 or used is None or not maximum:
+            return
+        floor = math.ceil(maximum * self._reserve)
+        if maximum - used <= floor:
+            raise BudgetReserveReached(
+                f"{what}: the org has {maximum - used} of {maximum} daily API calls left, at the "
+                f"{self._reserve:.0%} reserve kept for the rest of the business; run again later to continue"
+            )
+
     def _call(self, what: str, fn: Callable[[Salesforce], T], *, write: bool = False) -> T:
         """Run one API call under the retry policy; a lost connection on a write raises AmbiguousWrite."""
+        self._check_reserve(what)
         relogged = False
         while True:
             try:
@@ -122,6 +151,27 @@ class SalesforceClient:
                     status=found.status,
                     error_code=found.error_code,
                 )
+
+    def request(self, what: str, method: str, path: str, *, write: bool = False, **kwargs: Any) -> requests.Response:
+        """Any REST call under /services/data/vXX.X/ (Bulk API 2.0), through the same door as the rest."""
+
+        extra_headers: dict[str, str] = kwargs.pop("headers", {})
+
+        def send(sf: Salesforce) -> requests.Response:
+            url = f"{self.instance_url}/services/data/v{self.api_version}/{path}"
+            headers = {"Authorization": f"Bearer {sf.session_id}", **extra_headers}
+            upload = kwargs.get("data")
+            if isinstance(upload, Path):  # streamed from disk, opened afresh for every attempt
+                with upload.open("rb") as handle:
+                    options = {**kwargs, "data": handle}
+                    response = self.http.request(method, url, headers=headers, timeout=self._timeout, **options)
+            else:
+                response = self.http.request(method, url, headers=headers, timeout=self._timeout, **kwargs)
+            if response.status_code >= 300:
+                exception_handler(response, what)
+            return response
+
+        return self._call(what, send, write=write)
 
     # --- reads ----------------------------------------------------------------------------------------
     def query_pages(self, soql: str, *, batch_size: int = 2000) -> Iterator[list[dict[str, Any]]]:

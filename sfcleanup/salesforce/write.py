@@ -7,8 +7,10 @@ the records are read back first and only those the org did not apply are sent ag
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,10 @@ class PhaseOutcome:
 
 
 RowResult = tuple[Change, str, str | None, str | None]  # change, outcome, code, message
+
+
+def _groups(call: batches.Call) -> set[str]:
+    return {c.group for collection in call for c in collection}
 
 
 def _payload(change: Change) -> dict[str, Any]:
@@ -86,13 +92,18 @@ class CompositeWriter:
         self._progress = progress or (lambda _: None)
         self._batch = 0
 
-    def apply(self, phase: str, rule: Rule, changes: Sequence[Change]) -> PhaseOutcome:
+    def apply(
+        self, phase: str, rule: Rule, changes: Sequence[Change], *, one_parent_at_a_time: bool = False
+    ) -> PhaseOutcome:
         outcome = PhaseOutcome()
-        calls = batches.pack(
-            changes,
-            per_collection=self._settings.batch_size,
-            collections_per_call=self._settings.collections_per_call,
-        )
+        if one_parent_at_a_time:
+            calls = batches.one_group_per_call(changes, per_collection=self._settings.batch_size)
+        else:
+            calls = batches.pack(
+                changes,
+                per_collection=self._settings.batch_size,
+                collections_per_call=self._settings.collections_per_call,
+            )
         locked = self._send_all(phase, rule, calls, outcome)
         for round_number in range(1, self._settings.lock_retry_rounds + 1):
             if not locked:
@@ -115,24 +126,63 @@ class CompositeWriter:
         return outcome
 
     def _send_all(self, phase: str, rule: Rule, calls: list[batches.Call], outcome: PhaseOutcome) -> list[Change]:
+        """Send every call, up to `max_in_flight` at once, never two at once that share a lock point.
+
+        Journaling and tallying stay on this thread; only the HTTP calls run in the pool.
+        """
         locked: list[Change] = []
-        for call in calls:
-            self._batch += 1
-            batch = f"{phase}-{self._batch}"
-            flat = [c for collection in call for c in collection]
-            with structlog.contextvars.bound_contextvars(batch=batch, object=rule.sobject):
-                self._journal.pending(phase, batch, flat)
-                results = self._send(rule, call)
-                self._journal.outcomes(phase, batch, results)
-                log.debug("write.batch", records=len(flat), updated=sum(1 for r in results if r[1] == "updated"))
-            for change, result, code, message in results:
-                if result in ("updated", "confirmed"):
-                    outcome.updated.append(change.id)
-                elif result == "locked":
-                    locked.append(change)
-                else:
-                    outcome.failures.append(Failure(change.id, change.sobject, code or "UNKNOWN", message or ""))
-            self._progress(len(flat))
+        waiting = [(call, _groups(call)) for call in calls]
+        running: dict[Future[list[RowResult]], tuple[str, set[str]]] = {}
+        limit = max(1, self._settings.max_in_flight)
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="sfcleanup-write") as pool:
+            try:
+                while waiting or running:
+                    busy = set().union(*(groups for _, groups in running.values()))
+                    while len(running) < limit:
+                        index = next((i for i, (_, groups) in enumerate(waiting) if not groups & busy), None)
+                        if index is None:
+                            break
+                        call, groups = waiting.pop(index)
+                        batch = self._start(phase, call)
+                        busy |= groups
+                        # Pool threads do not inherit context variables: hand them this one's, with the batch.
+                        with structlog.contextvars.bound_contextvars(batch=batch, object=rule.sobject):
+                            context = contextvars.copy_context()
+                        future = pool.submit(context.run, self._send, rule, call)
+                        running[future] = (batch, groups)
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        batch, _ = running.pop(future)
+                        locked += self._finish(phase, rule, batch, future.result(), outcome)
+            finally:
+                # A stop (limit, auth) must not lose the answers of calls that did complete.
+                for future in list(running):
+                    if future.exception() is None:
+                        batch, _ = running.pop(future)
+                        self._finish(phase, rule, batch, future.result(), outcome)
+        return locked
+
+    def _start(self, phase: str, call: batches.Call) -> str:
+        self._batch += 1
+        batch = f"{phase}-{self._batch}"
+        self._journal.pending(phase, batch, [c for collection in call for c in collection])
+        return batch
+
+    def _finish(
+        self, phase: str, rule: Rule, batch: str, results: list[RowResult], outcome: PhaseOutcome
+    ) -> list[Change]:
+        locked: list[Change] = []
+        with structlog.contextvars.bound_contextvars(batch=batch, object=rule.sobject):
+            self._journal.outcomes(phase, batch, results)
+            log.debug("write.batch", records=len(results), updated=sum(1 for r in results if r[1] == "updated"))
+        for change, result, code, message in results:
+            if result in ("updated", "confirmed"):
+                outcome.updated.append(change.id)
+            elif result == "locked":
+                locked.append(change)
+            else:
+                outcome.failures.append(Failure(change.id, change.sobject, code or "UNKNOWN", message or ""))
+        self._progress(len(results))
         return locked
 
     def _send(self, rule: Rule, call: batches.Call) -> list[RowResult]:

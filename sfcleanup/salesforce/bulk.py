@@ -1,0 +1,171 @@
+"""Bulk API 2.0 ingest: jobs created, fed a CSV streamed from disk, closed, polled and read back.
+
+Creating a job is the one call that is not safe to repeat: its id is journaled before anything else happens,
+and after a lost answer the worker looks for the job it may have created instead of creating another.
+Polling backs off and has a deadline; results are streamed to disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from sfcleanup.errors import AmbiguousWrite, ApiError, StopRun, TransientExhausted
+from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.sftime import parse_datetime
+
+TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
+RESULT_KINDS = ("successfulResults", "failedResults", "unprocessedrecords")
+log = structlog.get_logger("sfcleanup.bulk")
+
+
+@dataclass(frozen=True)
+class JobState:
+    id: str
+    state: str
+    processed: int
+    failed: int
+    error: str | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> JobState:
+        return cls(
+            str(body["id"]),
+            str(body.get("state")),
+            int(body.get("numberRecordsProcessed") or 0),
+            int(body.get("numberRecordsFailed") or 0),
+            body.get("errorMessage"),
+        )
+
+
+@dataclass(frozen=True)
+class Polling:
+    first_s: float = 0.5
+    max_s: float = 10.0
+    deadline_s: float = 3600.0
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+
+
+class BulkApi:
+    def __init__(self, client: SalesforceClient, polling: Polling | None = None) -> None:
+        self._client = client
+        self._polling = polling or Polling()
+
+    def create_job(self, sobject: str) -> str:
+        body = {
+            "object": sobject,
+            "operation": "update",
+            "contentType": "CSV",
+            "columnDelimiter": "COMMA",
+            "lineEnding": "LF",
+        }
+        asked_at = datetime.now(UTC)
+        try:
+            response = self._client.request(f"bulk create {sobject}", "POST", "jobs/ingest/", json=body, write=True)
+        except AmbiguousWrite:
+            found = self._find_created(sobject, asked_at)
+            if found is None:
+                raise StopRun(
+                    f"creating a Bulk API job for {sobject} lost its answer and no new job can be found; run again"
+                ) from None
+            log.warning("bulk.job_found_after_lost_answer", job=found)
+            return found
+        return str(response.json()["id"])
+
+    def _find_created(self, sobject: str, asked_at: datetime) -> str | None:
+        """The one Open update job on `sobject` created since we asked, if exactly one exists."""
+        response = self._client.request("bulk list jobs", "GET", "jobs/ingest/")
+        candidates = [
+            job
+            for job in response.json().get("records", [])
+            if job.get("object") == sobject
+            and job.get("state") == "Open"
+            and job.get("operation") == "update"
+            and _parse_time(str(job.get("createdDate", ""))) >= asked_at.replace(microsecond=0)
+        ]
+        return str(candidates[0]["id"]) if len(candidates) == 1 else None
+
+    def upload(self, job_id: str, csv_path: Path) -> None:
+        """PUT the CSV. After a lost answer, a second PUT that the org refuses as duplicate content proves the
+        first one arrived."""
+        try:
+            self._client.request(
+                "bulk upload",
+                "PUT",
+                f"jobs/ingest/{job_id}/batches",
+                data=csv_path,
+                headers={"Content-Type": "text/csv"},
+                write=True,
+            )
+        except AmbiguousWrite:
+            try:
+                self._client.request(
+                    "bulk upload",
+                    "PUT",
+                    f"jobs/ingest/{job_id}/batches",
+                    data=csv_path,
+                    headers={"Content-Type": "text/csv"},
+                    write=True,
+                )
+            except ApiError as exc:
+                if exc.error_code != "BULK_API_ERROR":
+                    raise
+
+    def close(self, job_id: str) -> None:
+        """Mark the upload complete; repeating it after a lost answer meets a job already closed."""
+        try:
+            self._client.request("bulk close", "PATCH", f"jobs/ingest/{job_id}/", json={"state": "UploadComplete"})
+        except ApiError as exc:
+            if exc.error_code != "INVALIDJOBSTATE" or self.state(job_id).state == "Open":
+                raise
+
+    def abort(self, job_id: str) -> None:
+        self._client.request("bulk abort", "PATCH", f"jobs/ingest/{job_id}/", json={"state": "Aborted"})
+
+    def state(self, job_id: str) -> JobState:
+        return JobState.parse(self._client.request("bulk job", "GET", f"jobs/ingest/{job_id}/").json())
+
+    def wait(self, job_id: str) -> JobState:
+        """Poll with doubling pauses up to `max_s`, until the job ends or the deadline passes."""
+        polling = self._polling
+        deadline = polling.monotonic() + polling.deadline_s
+        pause = polling.first_s
+        while True:
+            current = self.state(job_id)
+            if current.state in TERMINAL:
+                return current
+            if polling.monotonic() + pause > deadline:
+                raise TransientExhausted(
+                    f"Bulk API job {job_id} is still {current.state} after {polling.deadline_s:.0f} s; run again to "
+                    "resume polling it (the job goes on in the org)"
+                )
+            polling.sleep(pause)
+            pause = min(pause * 2, polling.max_s)
+
+    def results(self, job_id: str, kind: str, target: Path) -> Path:
+        """Stream one result CSV (successfulResults, failedResults, unprocessedrecords) to `target`."""
+        response = self._client.request(f"bulk {kind}", "GET", f"jobs/ingest/{job_id}/{kind}/", stream=True)
+        with target.open("wb") as handle:
+            for chunk in response.iter_content(chunk_size=1 << 16):
+                handle.write(chunk)
+        return target
+
+
+def read_rows(path: Path) -> Iterator[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        yield from csv.DictReader(handle)
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)

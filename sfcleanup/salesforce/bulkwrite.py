@@ -1,0 +1,192 @@
+"""The Bulk API 2.0 writer: one ingest job per phase, fed a CSV written to disk in lock-point order.
+
+Same contract as the Composite writer: row outcomes journaled, failures normalised. Rows the job could not
+lock are retried through Composite one parent at a time; rows it left unprocessed (a job that failed or
+stopped) go through Composite too. The job id is journaled before the job is fed or polled, so a restarted
+worker finishes reading that job instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from sfcleanup import batches
+from sfcleanup.billing import RULE_BY_OBJECT, Rule
+from sfcleanup.config import WriteSettings
+from sfcleanup.journal import Journal
+from sfcleanup.plan import Change
+from sfcleanup.salesforce.bulk import RESULT_KINDS, BulkApi, read_rows
+from sfcleanup.salesforce.classify import RowVerdict, classify_row
+from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.write import CompositeWriter, Failure, PhaseOutcome
+
+# CSV: an empty cell leaves a field as it is; this value sets it to null.
+NULL = "#N/A"
+CHUNK = 2000
+log = structlog.get_logger("sfcleanup.bulkwrite")
+Lookup = Callable[[str], Change | None]
+
+
+def _cell(value: str | None) -> str:
+    return NULL if value is None else value
+
+
+def write_csv(path: Path, rule: Rule, changes: Iterable[Change]) -> int:
+    """Id plus the rule's fields, one row per change, in the order given (lock point by lock point)."""
+    count = 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["Id", *rule.fields])
+        for change in changes:
+            writer.writerow([change.id, *(_cell(change.after[f]) for f in rule.fields)])
+            count += 1
+    return count
+
+
+def _chunks(rows: Iterator[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    while chunk := list(itertools.islice(rows, size)):
+        yield chunk
+
+
+class BulkWriter:
+    def __init__(
+        self,
+        client: SalesforceClient,
+        settings: WriteSettings,
+        journal: Journal,
+        api: BulkApi,
+        workdir: Path,
+        *,
+        progress: Callable[[int], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._journal = journal
+        self._api = api
+        self._workdir = workdir
+        self._progress = progress or (lambda _: None)
+        self._sleep = sleep
+
+    def _composite(self) -> CompositeWriter:
+        kwargs = {"sleep": self._sleep} if self._sleep else {}
+        return CompositeWriter(self._client, self._settings, self._journal, **kwargs)
+
+    def apply(self, phase: str, rule: Rule, changes: Sequence[Change]) -> PhaseOutcome:
+        ordered = [c for group in batches.groups(changes) for c in group]
+        by_id = {c.id: c for c in ordered}
+        batch = f"{phase}-bulk"
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        csv_path = self._workdir / f"{self._journal.run_id}-{batch}.csv"
+        count = write_csv(csv_path, rule, ordered)
+        for chunk in _chunks(iter(ordered)):
+            self._journal.pending(phase, batch, chunk)
+        job = self._api.create_job(rule.sobject)
+        self._journal.note(
+            "bulk.job", state="created", job=job, phase=phase, batch=batch, object=rule.sobject, records=count
+        )
+        self._api.upload(job, csv_path)
+        self._api.close(job)
+        self._journal.note("bulk.job", state="uploaded", job=job)
+        log.info("bulk.job_submitted", job=job, object=rule.sobject, records=count)
+        outcome, locked, leftover = self.collect(phase, rule, job, batch, by_id.get)
+        csv_path.unlink(missing_ok=True)
+        if locked:
+            log.info("bulk.lock_retry", records=len(locked))
+            self._merge(outcome, self._composite().apply(phase, rule, locked, one_parent_at_a_time=True))
+        if leftover:
+            log.info("bulk.unprocessed_retry", records=len(leftover))
+            self._merge(outcome, self._composite().apply(phase, rule, leftover))
+        return outcome
+
+    @staticmethod
+    def _merge(into: PhaseOutcome, more: PhaseOutcome) -> None:
+        into.updated += more.updated
+        into.failures += more.failures
+
+    def collect(
+        self, phase: str, rule: Rule, job: str, batch: str, lookup: Lookup
+    ) -> tuple[PhaseOutcome, list[Change], list[Change]]:
+        """Wait for the job, journal every row's outcome, and say which rows to retry (locked, unprocessed)."""
+        final = self._api.wait(job)
+        self._journal.note(
+            "bulk.job", state=final.state, job=job, processed=final.processed, failed=final.failed, error=final.error
+        )
+        if final.state != "JobComplete":
+            log.warning("bulk.job_ended", job=job, state=final.state, error=final.error)
+        outcome = PhaseOutcome()
+        locked: list[Change] = []
+        leftover: list[Change] = []
+        files = {kind: self._api.results(job, kind, self._workdir / f"{job}-{kind}.csv") for kind in RESULT_KINDS}
+        for rows in _chunks(read_rows(files["successfulResults"])):
+            done = [c for c in (lookup(r["sf__Id"]) for r in rows) if c is not None]
+            self._journal.outcomes(phase, batch, [(c, "updated", None, None) for c in done])
+            outcome.updated += [c.id for c in done]
+            self._progress(len(done))
+        for rows in _chunks(read_rows(files["failedResults"])):
+            results = []
+            for row in rows:
+                change = lookup(row.get("sf__Id") or row.get("Id") or "")
+                if change is None:
+                    continue
+                code, _, message = (row.get("sf__Error") or "UNKNOWN:").partition(":")
+                message = message.removesuffix(" --").removesuffix(":--").strip(":")
+                if classify_row(code) is RowVerdict.LOCKED:
+                    locked.append(change)
+                    results.append((change, "locked", code, message))
+                else:
+                    outcome.failures.append(Failure(change.id, change.sobject, code, message))
+                    results.append((change, "failed", code, message))
+            self._journal.outcomes(phase, batch, results)
+        for rows in _chunks(read_rows(files["unprocessedrecords"])):
+            leftover += [c for c in (lookup(r.get("Id", "")) for r in rows) if c is not None]
+        if leftover:
+            self._journal.note("bulk.unprocessed", job=job, records=len(leftover))
+        for path in files.values():
+            path.unlink(missing_ok=True)
+        self._journal.note("bulk.job", state="consumed", job=job)
+        return outcome, locked, leftover
+
+
+def open_jobs(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Jobs a journal shows created but never read to the end: a worker stopped while they ran."""
+    created: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if entry.get("type") != "note" or entry.get("event") != "bulk.job":
+            continue
+        if entry.get("state") == "created":
+            created[str(entry["job"])] = entry
+        elif entry.get("state") == "consumed":
+            created.pop(str(entry["job"]), None)
+    return list(created.values())
+
+
+def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[str, Any]]) -> int:
+    """Finish reading the jobs a stopped worker left behind, journaling their outcomes; no job is created.
+
+    A job never closed is aborted (its data may be partial). What the jobs did not do is picked up by
+    planning the run again afterwards, so nothing is retried here.
+    """
+    jobs = open_jobs(entries)
+    for note in jobs:
+        job, batch, phase = str(note["job"]), str(note["batch"]), str(note["phase"])
+        rule = RULE_BY_OBJECT[str(note["object"])]
+        pending = {
+            str(e["id"]): Change(
+                str(e["object"]), str(e["id"]), str(e.get("group") or e["id"]), e["before"], e["after"]
+            )
+            for e in entries
+            if e.get("type") == "pending" and e.get("batch") == batch
+        }
+        state = api.state(job)
+        log.info("bulk.resume", job=job, state=state.state)
+        if state.state == "Open":
+            api.abort(job)
+        writer.collect(phase, rule, job, batch, pending.get)
+    return len(jobs)

@@ -1,0 +1,129 @@
+"""The Bulk API 2.0 route: same results as Composite, faults absorbed, and a stopped job resumed, not redone."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfcleanup.config import load_settings
+from sfcleanup.errors import ExitCode
+from sfcleanup.localorg.app import LocalOrg
+from sfcleanup.localorg.faults import FaultProfile
+from sfcleanup.report import Report
+from sfcleanup.worker import Worker
+from tests.oracle import by_id, differences, expected_after, journal_consistent, journal_entries
+from tests.support import make_client, make_org
+
+
+def short_sleep(seconds: float) -> None:
+    time.sleep(min(seconds, 0.01))
+
+
+def _worker(org: LocalOrg, tmp_path: Path, route: str = "bulk", sleep: Any = short_sleep) -> Worker:
+    settings = load_settings(None, journal_dir=tmp_path / "j", write={"route": route, "bulk_poll_max_s": 0.05})
+    return Worker(make_client(org, attempts=10), settings, sleep=sleep)
+
+
+def _clean(org: LocalOrg, tmp_path: Path, run_id: str, route: str = "bulk") -> Report:
+    worker = _worker(org, tmp_path, route)
+    return worker.apply(worker.prepare([run_id]))
+
+
+def _ingest_jobs(org: LocalOrg) -> list[Any]:
+    return [job for job in org.bulk_jobs.values() if getattr(job, "operation", None) == "update"]
+
+
+def test_bulk_route_reaches_the_oracle_and_journals_the_job(tmp_path: Path) -> None:
+    """Every phase goes through one ingest job; the org ends in the oracle state and the journal shows each job
+    created, uploaded, complete and consumed, with every row's outcome."""
+    org, info = make_org("demo")
+    run_id = info.runs["failed_run"]
+    before = org.store.snapshot()
+    report = _clean(org, tmp_path, run_id)
+    after = org.store.snapshot()
+    assert report.exit_code is ExitCode.CLEAN
+    assert differences(expected_after(before, run_id), after, skip={run_id}) == []
+    journal = tmp_path / "j" / f"{run_id}.jsonl"
+    assert journal_consistent(journal, before, after) == []
+    states = [e["state"] for e in journal_entries(journal) if e.get("event") == "bulk.job"]
+    assert states == ["created", "uploaded", "JobComplete", "consumed"] * 4
+    assert len(_ingest_jobs(org)) == 4
+
+
+def test_bulk_and_composite_routes_give_the_same_result(tmp_path: Path) -> None:
+    """Both routes leave identical records and report identical counts."""
+    results = []
+    for route in ("composite", "bulk"):
+        org, info = make_org("demo")
+        report = _clean(org, tmp_path / route, info.runs["errors_run"], route)
+        snapshot = by_id(org.store.snapshot())
+        stable = {
+            sobject: {
+                i: {k: v for k, v in r.items() if k not in ("LastModifiedDate", "SystemModstamp")}
+                for i, r in rows.items()
+            }
+            for sobject, rows in snapshot.items()
+            if sobject != "blng__ErrorLog__c"
+        }
+        results.append((stable, report.to_json()["runs"][0]["objects"]))
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        FaultProfile(seed=3, lock_wait_s=0.05, lock_failure_rate=0.3),
+        FaultProfile(seed=3, lock_wait_s=0.05, bulk_job_failure_rate=1.0),
+        FaultProfile(seed=3, lock_wait_s=0.05, bulk_unprocessed_rate=0.3),
+    ],
+    ids=["row-locks-30pct", "job-ends-failed", "partial-results"],
+)
+def test_bulk_faults_converge_within_two_invocations(tmp_path: Path, faults: FaultProfile) -> None:
+    """Locked rows (retried through Composite one parent at a time), a job that fails, and rows a job left
+    unprocessed still reach the oracle state within two invocations."""
+    org, info = make_org("demo", faults)
+    run_id = info.runs["failed_run"]
+    before = org.store.snapshot()
+    codes = []
+    for _ in range(2):
+        report = _clean(org, tmp_path, run_id)
+        codes.append(report.exit_code)
+        if report.exit_code is ExitCode.CLEAN:
+            break
+    assert codes[-1] is ExitCode.CLEAN, codes
+    after = org.store.snapshot()
+    assert differences(expected_after(before, run_id), after, skip={run_id}) == []
+    assert journal_consistent(tmp_path / "j" / f"{run_id}.jsonl", before, after) == []
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing catches it, no journal entry follows it."""
+
+
+def test_a_stopped_worker_resumes_its_job_instead_of_creating_another(tmp_path: Path) -> None:
+    """A worker that dies while polling leaves its job id journaled; the next one reads that job's results,
+    creates no second job for those records, and finishes the run."""
+    org, info = make_org("demo")
+    run_id = info.runs["failed_run"]
+    before = org.store.snapshot()
+
+    def die(_: float) -> None:
+        raise Crash
+
+    first = _worker(org, tmp_path, sleep=die)
+    prepared = first.prepare([run_id])
+    with pytest.raises(Crash):
+        first.apply(prepared)
+    assert len(_ingest_jobs(org)) == 1
+    report = _clean(org, tmp_path, run_id)
+    assert report.exit_code is ExitCode.CLEAN
+    after = org.store.snapshot()
+    assert differences(expected_after(before, run_id), after, skip={run_id}) == []
+    lines_jobs = [j for j in _ingest_jobs(org) if j.sobject.name == "blng__InvoiceLine__c"]
+    assert len(lines_jobs) == 1
+    entries = journal_entries(tmp_path / "j" / f"{run_id}.jsonl")
+    assert any(e.get("event") == "bulk.resumed" for e in entries)
+    assert journal_consistent(tmp_path / "j" / f"{run_id}.jsonl", before, after) == []
