@@ -47,7 +47,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -244,12 +244,29 @@ class Org:
     instance_url: str
     token: str
     ca_bundle: str
+    process: subprocess.Popen[bytes] = field(compare=False, repr=False)
+    log: Path = field(compare=False, repr=False)
 
     def api_calls(self) -> int:
-        # verify= on the request itself: REQUESTS_CA_BUNDLE in the environment would override a session's.
-        answer = requests.get(f"{self.instance_url}/_localorg/stats", verify=self.ca_bundle, timeout=30)
-        answer.raise_for_status()
+        self.check_alive()
+        try:
+            # verify= on the request itself: REQUESTS_CA_BUNDLE in the environment would override a session's.
+            answer = requests.get(f"{self.instance_url}/_localorg/stats", verify=self.ca_bundle, timeout=30)
+            answer.raise_for_status()
+        except requests.RequestException:
+            self.check_alive()
+            raise
         return int(answer.json()["api_calls"])
+
+    def check_alive(self) -> None:
+        """Raise ServerGone when the server has exited: a run it did not serve to the end measures nothing."""
+        code = self.process.poll()
+        if code is not None:
+            raise ServerGone(f"the org server exited with {code} during the run: {_tail(self.log, 600)!r}")
+
+
+class ServerGone(Exception):
+    """The org server stopped under a contender (a crash, or a signal from outside the benchmark)."""
 
 
 def _tail(path: Path, chars: int = 2000) -> str:
@@ -276,7 +293,11 @@ def served(state: Path, records: int, rate: float, log: Path) -> Iterator[Org]:
         if not line:
             raise RuntimeError(f"the org server did not start (exit {proc.poll()}): {_tail(log)}")
         announced = json.loads(line)
-        yield Org(announced["instance_url"], announced["access_token"], announced["ca_bundle"])
+        # A copy of the CA beside the state file: the server's own copy lives in its temporary directory, which
+        # goes as soon as the server stops, and a stats call after that must say "server gone", not "no CA".
+        ca_bundle = Path(f"{state}.ca.pem")
+        shutil.copyfile(announced["ca_bundle"], ca_bundle)
+        yield Org(announced["instance_url"], announced["access_token"], str(ca_bundle), proc, log)
     finally:
         _stop(proc)
 
@@ -431,6 +452,14 @@ class Bench:
         return info
 
     def measure(self, name: str, limit: int | None) -> Measured:
+        """`_measure_once`, tried a second time on a fresh copy when the server went away under the first."""
+        try:
+            return self._measure_once(name, limit)
+        except ServerGone as exc:
+            _progress(f"  {name}: {exc}; trying once more on a fresh copy")
+            return self._measure_once(name, limit)
+
+    def _measure_once(self, name: str, limit: int | None) -> Measured:
         self._copies += 1
         state = self.workdir / f"state-{self._copies}-{name}.sqlite3"
         shutil.copyfile(self.template, state)
@@ -448,7 +477,7 @@ class Bench:
             # The server has stopped and closed the file: the check reads exactly what the org committed.
             check = check_state(state, self.template, self.run_id, self.expected)
         finally:
-            for suffix in ("", "-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm", ".ca.pem"):
                 Path(f"{state}{suffix}").unlink(missing_ok=True)
         if child.timed_out or child.output is None:
             self.unmeasured.append(name)
@@ -549,7 +578,13 @@ def run(records: int, rate: float, only: Sequence[str], subset_limit_s: float) -
         bench = Bench(Path(directory), records, rate, subset_limit_s)
         results = []
         for name in only:
-            result = bench.contender(name)
+            try:
+                result = bench.contender(name)
+            except (ServerGone, RuntimeError, OSError, requests.RequestException) as exc:
+                # One contender that cannot be measured must not cost the others' results.
+                _progress(f"  {name}: not measured: {exc}")
+                bench.unmeasured.append(name)
+                result = Result(name, 0, 0.0, 0.0, 0.0, False, note=f"not measured: {type(exc).__name__}")
             _progress(f"  {name}: {json.dumps(result.as_json())}")
             results.append(result)
         unmeasured = bench.unmeasured

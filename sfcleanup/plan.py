@@ -1,15 +1,20 @@
-"""The planner: records in, transitions out. A pure function: no client, clock, logger or environment.
+"""The planner: records in, transitions out. Pure: no client, clock, logger or environment.
 
 It applies the clean-up rules of `billing` to every record linked to a run, and its posted guard keeps away
 from anything that is, or is becoming, posted: such records are reported as anomalies for a person to look at.
+
+`Planner` takes records one at a time (invoices, then lines, then sources), so a run of any size is planned
+as it is read, with memory bound by what the guard must remember (invoice statuses, billed sources), not by
+the run; where the changes go is the caller's choice (`plan_run` keeps them in memory).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from sfcleanup import billing
 from sfcleanup.billing import GUARDED_INVOICE_STATES, RULE_BY_PHASE, Phase, Rule
@@ -42,16 +47,56 @@ class Anomaly:
     detail: str
 
 
+class ChangeSet(Protocol):
+    """The changes of one phase, iterated in lock-point order (group, then id)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Change]: ...
+
+    def get(self, record_id: str) -> Change | None: ...
+
+    def transitions(self, status_field: str) -> dict[str, int]: ...
+
+
+def _order(change: Change) -> tuple[str, str]:
+    return change.group, change.id
+
+
+class MemoryChanges:
+    """A ChangeSet held in memory: small runs and tests."""
+
+    def __init__(self, changes: Sequence[Change]) -> None:
+        self._changes = tuple(sorted(changes, key=_order))
+        self._by_id = {c.id: c for c in self._changes}
+
+    def __len__(self) -> int:
+        return len(self._changes)
+
+    def __iter__(self) -> Iterator[Change]:
+        return iter(self._changes)
+
+    def __bool__(self) -> bool:
+        return bool(self._changes)
+
+    def get(self, record_id: str) -> Change | None:
+        return self._by_id.get(record_id)
+
+    def transitions(self, status_field: str) -> dict[str, int]:
+        counts = Counter(f"{c.before[status_field]} -> {c.after[status_field]}" for c in self._changes)
+        return dict(sorted(counts.items()))
+
+
 @dataclass(frozen=True)
 class RunPlan:
     run: InvoiceRun
-    changes: dict[Phase, tuple[Change, ...]]
+    changes: Mapping[Phase, ChangeSet]
     anomalies: tuple[Anomaly, ...] = ()
     skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
-        return not any(self.changes.values())
+        return self.total == 0
 
     @property
     def total(self) -> int:
@@ -59,14 +104,10 @@ class RunPlan:
 
     def transitions(self) -> dict[str, dict[str, int]]:
         """Per object, how many records go from each state to the target: {"OrderItem": {"Error -> ...": 3}}."""
-        out: dict[str, dict[str, int]] = {}
-        for phase in Phase:
-            rule = RULE_BY_PHASE[phase]
-            counts = Counter(
-                f"{c.before[rule.status_field]} -> {c.after[rule.status_field]}" for c in self.changes[phase]
-            )
-            out[rule.sobject] = dict(sorted(counts.items()))
-        return out
+        return {
+            RULE_BY_PHASE[phase].sobject: self.changes[phase].transitions(RULE_BY_PHASE[phase].status_field)
+            for phase in Phase
+        }
 
     def anomalies_by_object(self) -> dict[str, int]:
         return dict(Counter(a.sobject for a in self.anomalies))
@@ -87,15 +128,28 @@ def _source_values(source: BillingSource) -> Values:
     }
 
 
-def _plan_invoices(
-    rule: Rule, invoices: Iterable[Invoice], anomalies: list[Anomaly]
-) -> tuple[list[Change], dict[str, str | None]]:
-    changes = []
-    statuses: dict[str, str | None] = {}
-    for invoice in invoices:
-        statuses[invoice.id] = invoice.status
+Emit = Callable[[Phase, Change], None]
+
+
+class Planner:
+    """Feed it a run's invoices, then its lines, then its sources; it emits each change as it is decided.
+
+    Lines must all come before any source: a source is billed when a line of this run on a posted invoice
+    names it, and only the lines can tell.
+    """
+
+    def __init__(self, run: InvoiceRun, emit: Emit) -> None:
+        self.run = run
+        self._emit = emit
+        self.anomalies: list[Anomaly] = []
+        self._invoice_status: dict[str, str | None] = {}
+        self._billed: set[str] = set()
+
+    def invoice(self, invoice: Invoice) -> None:
+        rule = RULE_BY_PHASE[Phase.INVOICES]
+        self._invoice_status[invoice.id] = invoice.status
         if invoice.status == billing.InvoiceStatus.POST_IN_PROGRESS:
-            anomalies.append(
+            self.anomalies.append(
                 Anomaly(
                     billing.INVOICE,
                     invoice.id,
@@ -104,24 +158,17 @@ def _plan_invoices(
                 )
             )
         if invoice.status in rule.from_states:
-            changes.append(
-                change_for(rule, invoice.id, invoice.account_id or invoice.id, {rule.status_field: invoice.status})
-            )
-    return changes, statuses
+            group = invoice.account_id or invoice.id
+            self._emit(Phase.INVOICES, change_for(rule, invoice.id, group, {rule.status_field: invoice.status}))
 
-
-def _plan_lines(
-    rule: Rule, lines: Iterable[InvoiceLine], invoice_status: dict[str, str | None], anomalies: list[Anomaly]
-) -> tuple[list[Change], set[str]]:
-    changes = []
-    billed: set[str] = set()
-    for line in lines:
-        status_of_invoice = line.invoice_status or invoice_status.get(line.invoice_id or "")
+    def line(self, line: InvoiceLine) -> None:
+        rule = RULE_BY_PHASE[Phase.INVOICE_LINES]
+        status_of_invoice = line.invoice_status or self._invoice_status.get(line.invoice_id or "")
         if status_of_invoice in GUARDED_INVOICE_STATES:
             # Whatever this line billed stays billed: its sources must not go back to Pending Billing.
-            billed.update(i for i in (line.order_product_id, line.usage_summary_id) if i)
+            self._billed.update(i for i in (line.order_product_id, line.usage_summary_id) if i)
             if line.status in rule.from_states:
-                anomalies.append(
+                self.anomalies.append(
                     Anomaly(
                         billing.INVOICE_LINE,
                         line.id,
@@ -130,36 +177,25 @@ def _plan_lines(
                         "not a clean-up",
                     )
                 )
-            continue
+            return
         if line.status in rule.from_states:
             group = line.account_id or line.invoice_id or line.id
-            changes.append(change_for(rule, line.id, group, {rule.status_field: line.status}))
-    return changes, billed
+            self._emit(Phase.INVOICE_LINES, change_for(rule, line.id, group, {rule.status_field: line.status}))
 
+    def _on_posted_invoice(self, source: BillingSource) -> bool:
+        """A usage summary whose own invoice is posted; the invoice list covers a join that came back empty."""
+        if not isinstance(source, UsageSummary):
+            return False
+        status = source.invoice_status or self._invoice_status.get(source.invoice_id or "")
+        return status in GUARDED_INVOICE_STATES
 
-def _source_on_posted_invoice(source: BillingSource, invoice_status: dict[str, str | None]) -> bool:
-    """A usage summary whose own invoice is posted; the invoice list covers a join that came back empty."""
-    if not isinstance(source, UsageSummary):
-        return False
-    status = source.invoice_status or invoice_status.get(source.invoice_id or "")
-    return status in GUARDED_INVOICE_STATES
-
-
-def _plan_sources(
-    rule: Rule,
-    sources: Iterable[BillingSource],
-    billed: set[str],
-    invoice_status: dict[str, str | None],
-    run_id: str,
-    anomalies: list[Anomaly],
-) -> list[Change]:
-    changes = []
-    for source in sources:
-        if source.run_id != run_id or source.status not in rule.from_states:
-            continue
-        on_posted = _source_on_posted_invoice(source, invoice_status)
-        if source.id in billed or on_posted:
-            anomalies.append(
+    def source(self, source: BillingSource) -> None:
+        phase = Phase.USAGE_SUMMARIES if isinstance(source, UsageSummary) else Phase.ORDER_PRODUCTS
+        rule = RULE_BY_PHASE[phase]
+        if source.run_id != self.run.id or source.status not in rule.from_states:
+            return
+        if source.id in self._billed or self._on_posted_invoice(source):
+            self.anomalies.append(
                 Anomaly(
                     rule.sobject,
                     source.id,
@@ -167,10 +203,9 @@ def _plan_sources(
                     f"{source.status} but billed on a posted invoice: resetting it would bill it twice",
                 )
             )
-            continue
+            return
         group = getattr(source, "account_id", None) or source.id
-        changes.append(change_for(rule, source.id, group, _source_values(source)))
-    return changes
+        self._emit(phase, change_for(rule, source.id, group, _source_values(source)))
 
 
 def plan_run(
@@ -181,16 +216,13 @@ def plan_run(
     usage_summaries: Sequence[UsageSummary],
 ) -> RunPlan:
     """Every transition the clean-up makes for `run`, in phase order, and the anomalies it leaves alone."""
-    anomalies: list[Anomaly] = []
-    invoice_changes, invoice_status = _plan_invoices(RULE_BY_PHASE[Phase.INVOICES], invoices, anomalies)
-    line_changes, billed = _plan_lines(RULE_BY_PHASE[Phase.INVOICE_LINES], lines, invoice_status, anomalies)
-    usage_rule, product_rule = RULE_BY_PHASE[Phase.USAGE_SUMMARIES], RULE_BY_PHASE[Phase.ORDER_PRODUCTS]
-    usage_changes = _plan_sources(usage_rule, usage_summaries, billed, invoice_status, run.id, anomalies)
-    product_changes = _plan_sources(product_rule, order_products, billed, invoice_status, run.id, anomalies)
-    changes = {
-        Phase.INVOICE_LINES: tuple(line_changes),
-        Phase.INVOICES: tuple(invoice_changes),
-        Phase.USAGE_SUMMARIES: tuple(usage_changes),
-        Phase.ORDER_PRODUCTS: tuple(product_changes),
-    }
-    return RunPlan(run=run, changes=changes, anomalies=tuple(anomalies))
+    collected: dict[Phase, list[Change]] = {phase: [] for phase in Phase}
+    planner = Planner(run, lambda phase, change: collected[phase].append(change))
+    for invoice in invoices:
+        planner.invoice(invoice)
+    for line in lines:
+        planner.line(line)
+    for source in (*usage_summaries, *order_products):
+        planner.source(source)
+    changes = {phase: MemoryChanges(collected[phase]) for phase in Phase}
+    return RunPlan(run=run, changes=changes, anomalies=tuple(planner.anomalies))

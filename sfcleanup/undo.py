@@ -114,9 +114,9 @@ def plan_undo(
 
 def apply_undo(
     client: SalesforceClient, plan: UndoPlan, settings: WriteSettings, journal_dir: Path
-) -> tuple[list[str], list[Failure]]:
+) -> tuple[int, list[Failure]]:
     """Restore, journaled in `<run_id>.undo.jsonl` like any clean-up."""
-    updated: list[str] = []
+    updated = 0
     failures: list[Failure] = []
     with Journal(journal_dir, plan.run_id, kind="undo") as journal:
         journal.start(mode="undo", options={"source": str(plan.journal), "records": plan.total})
@@ -128,6 +128,6 @@ def apply_undo(
                 updated += outcome.updated
                 failures += outcome.failures
         journal.end(
-            status="undone", exit_code=1 if failures else 0, counts={"updated": len(updated), "failed": len(failures)}
+            status="undone", exit_code=1 if failures else 0, counts={"updated": updated, "failed": len(failures)}
         )
     return updated, failures

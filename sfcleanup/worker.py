@@ -312,7 +312,7 @@ class Worker:
             log.info("phase.start", object=rule.sobject, records=len(changes), route=type(writer).__name__)
             result = writer.apply(phase.value, rule, changes)
             counts = outcome.objects[rule.sobject]
-            counts.updated, counts.failed = len(result.updated), len(result.failures)
+            counts.updated, counts.failed = result.updated, len(result.failures)
             outcome.failures.extend(result.failures)
             log.info("phase.done", updated=counts.updated, failed=counts.failed)
         self._verify(plan, outcome)

@@ -193,7 +193,7 @@ def test_writer_records_row_outcomes_and_retries_only_locked_rows(tmp_path: Path
         result = CompositeWriter(client, WriteSettings(), journal).apply(
             "invoices", rule, [_change(n) for n in (1, 2, 3)]
         )
-    assert sorted(result.updated) == sorted([_change(1).id, _change(2).id])
+    assert result.updated == 2
     assert [(f.id, f.code) for f in result.failures] == [(_change(3).id, "FIELD_CUSTOM_VALIDATION_EXCEPTION")]
     second = json.loads(responses.calls[1].request.body)
     assert [r["id"] for r in second["compositeRequest"][0]["body"]["records"]] == [_change(2).id]

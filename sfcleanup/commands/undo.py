@@ -66,7 +66,7 @@ def run_undo(args: argparse.Namespace, out: Console) -> int:
     exit_code = ExitCode.CLEAN
     if args.yes and plan.total:
         updated, failures = apply_undo(client, plan, settings.write, settings.journal_dir)
-        document["updated"] = len(updated)
+        document["updated"] = updated
         document["failures"] = [
             {"id": f.id, "object": f.sobject, "code": f.code, "message": f.message} for f in failures
         ]

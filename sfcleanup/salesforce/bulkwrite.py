@@ -16,11 +16,10 @@ from typing import Any
 
 import structlog
 
-from sfcleanup import batches
 from sfcleanup.billing import RULE_BY_OBJECT, Rule
 from sfcleanup.config import WriteSettings
 from sfcleanup.journal import Journal
-from sfcleanup.plan import Change
+from sfcleanup.plan import Change, ChangeSet
 from sfcleanup.salesforce.bulk import RESULT_KINDS, BulkApi, read_rows
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
@@ -78,15 +77,12 @@ class BulkWriter:
         kwargs = {"sleep": self._sleep} if self._sleep else {}
         return CompositeWriter(self._client, self._settings, self._journal, **kwargs)
 
-    def apply(self, phase: str, rule: Rule, changes: Sequence[Change]) -> PhaseOutcome:
-        ordered = [c for group in batches.groups(changes) for c in group]
-        by_id = {c.id: c for c in ordered}
+    def apply(self, phase: str, rule: Rule, changes: ChangeSet) -> PhaseOutcome:
+        """One job for the phase: the CSV and the pending entries are written as the changes stream by."""
         batch = f"{phase}-bulk"
         self._workdir.mkdir(parents=True, exist_ok=True)
         csv_path = self._workdir / f"{self._journal.run_id}-{batch}.csv"
-        count = write_csv(csv_path, rule, ordered)
-        for chunk in _chunks(iter(ordered)):
-            self._journal.pending(phase, batch, chunk)
+        count = write_csv(csv_path, rule, self._journaled(phase, batch, changes))
         job = self._api.create_job(rule.sobject)
         self._journal.note(
             "bulk.job", state="created", job=job, phase=phase, batch=batch, object=rule.sobject, records=count
@@ -95,7 +91,7 @@ class BulkWriter:
         self._api.close(job)
         self._journal.note("bulk.job", state="uploaded", job=job)
         log.info("bulk.job_submitted", job=job, object=rule.sobject, records=count)
-        outcome, locked, leftover = self.collect(phase, rule, job, batch, by_id.get)
+        outcome, locked, leftover = self.collect(phase, rule, job, batch, changes.get)
         csv_path.unlink(missing_ok=True)
         if locked:
             log.info("bulk.lock_retry", records=len(locked))
@@ -104,6 +100,12 @@ class BulkWriter:
             log.info("bulk.unprocessed_retry", records=len(leftover))
             self._merge(outcome, self._composite().apply(phase, rule, leftover))
         return outcome
+
+    def _journaled(self, phase: str, batch: str, changes: Iterable[Change]) -> Iterator[Change]:
+        """Pass the changes through, journaling them as pending 2,000 at a time."""
+        for chunk in _chunks(iter(changes)):
+            self._journal.pending(phase, batch, chunk)
+            yield from chunk
 
     @staticmethod
     def _merge(into: PhaseOutcome, more: PhaseOutcome) -> None:
@@ -127,7 +129,7 @@ class BulkWriter:
         for rows in _chunks(read_rows(files["successfulResults"])):
             done = [c for c in (lookup(r["sf__Id"]) for r in rows) if c is not None]
             self._journal.outcomes(phase, batch, [(c, "updated", None, None) for c in done])
-            outcome.updated += [c.id for c in done]
+            outcome.updated += len(done)
             self._progress(len(done))
         for rows in _chunks(read_rows(files["failedResults"])):
             results = []

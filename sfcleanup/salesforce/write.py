@@ -8,8 +8,9 @@ the records are read back first and only those the org did not apply are sent ag
 from __future__ import annotations
 
 import contextvars
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ class Failure:
 
 @dataclass
 class PhaseOutcome:
-    updated: list[str] = field(default_factory=list)
+    updated: int = 0
     failures: list[Failure] = field(default_factory=list)
 
 
@@ -93,9 +94,12 @@ class CompositeWriter:
         self._batch = 0
 
     def apply(
-        self, phase: str, rule: Rule, changes: Sequence[Change], *, one_parent_at_a_time: bool = False
+        self, phase: str, rule: Rule, changes: Iterable[Change], *, one_parent_at_a_time: bool = False
     ) -> PhaseOutcome:
+        """Write `changes` (a ChangeSet, or any list: lists are put in lock-point order here)."""
         outcome = PhaseOutcome()
+        if isinstance(changes, list | tuple):
+            changes = batches.in_group_order(changes)
         if one_parent_at_a_time:
             calls = batches.one_group_per_call(changes, per_collection=self._settings.batch_size)
         else:
@@ -111,6 +115,7 @@ class CompositeWriter:
             last = round_number == self._settings.lock_retry_rounds
             log.info("write.lock_retry", phase=phase, round=round_number, records=len(locked), one_parent=last)
             self._sleep(self._settings.lock_retry_pause_s * round_number)
+            locked = batches.in_group_order(locked)
             if last:
                 calls = batches.one_group_per_call(locked, per_collection=self._settings.batch_size)
             else:
@@ -125,18 +130,23 @@ class CompositeWriter:
         )
         return outcome
 
-    def _send_all(self, phase: str, rule: Rule, calls: list[batches.Call], outcome: PhaseOutcome) -> list[Change]:
+    def _send_all(self, phase: str, rule: Rule, calls: Iterator[batches.Call], outcome: PhaseOutcome) -> list[Change]:
         """Send every call, up to `max_in_flight` at once, never two at once that share a lock point.
 
         Journaling and tallying stay on this thread; only the HTTP calls run in the pool.
         """
         locked: list[Change] = []
-        waiting = [(call, _groups(call)) for call in calls]
+        # A window of upcoming calls, filled lazily from `calls`: enough to find ones free of the busy groups.
+        waiting: list[tuple[batches.Call, set[str]]] = []
+        window = 4 * max(1, self._settings.max_in_flight)
         running: dict[Future[list[RowResult]], tuple[str, set[str]]] = {}
         limit = max(1, self._settings.max_in_flight)
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="sfcleanup-write") as pool:
             try:
-                while waiting or running:
+                while True:
+                    waiting += [(call, _groups(call)) for call in itertools.islice(calls, window - len(waiting))]
+                    if not waiting and not running:
+                        break
                     busy = set().union(*(groups for _, groups in running.values()))
                     while len(running) < limit:
                         index = next((i for i, (_, groups) in enumerate(waiting) if not groups & busy), None)
@@ -177,7 +187,7 @@ class CompositeWriter:
             log.debug("write.batch", records=len(results), updated=sum(1 for r in results if r[1] == "updated"))
         for change, result, code, message in results:
             if result in ("updated", "confirmed"):
-                outcome.updated.append(change.id)
+                outcome.updated += 1
             elif result == "locked":
                 locked.append(change)
             else:
