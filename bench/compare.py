@@ -218,7 +218,8 @@ def check_state(state: Path, template: Path, run_id: str, expected: dict[str, in
                 f" COALESCE(SUM(c.Id IS NOT NULL AND {at_target} AND NOT ({cleared_null})), 0),"
                 f" COALESCE(SUM(c.Id IS NOT NULL AND NOT ({at_target})), 0),"
                 f" COALESCE(SUM(c.Id IS NULL AND ({changed})), 0)"
-                f" FROM t.{table} o JOIN main.{table} s ON s.Id = o.Id"
+                # LEFT JOIN: a template row missing from the state counts as changed (or not at target).
+                f" FROM t.{table} o LEFT JOIN main.{table} s ON s.Id = o.Id"
                 f" LEFT JOIN temp.cleanable c ON c.Id = o.Id"
             ).fetchone()
             counts = {

@@ -21,13 +21,13 @@ from sfcleanup.errors import ExitCode, SfCleanupError, StopRun
 from sfcleanup.journal import Journal, JournalError, read_entries
 from sfcleanup.lease import Lease, LeaseHeld, Leases, LocalLock, default_identity
 from sfcleanup.models import InvoiceRun
-from sfcleanup.plan import RunPlan, plan_run
+from sfcleanup.plan import RunPlan
 from sfcleanup.preflight import OrgReadiness
 from sfcleanup.report import ObjectCounts, Report, RunOutcome, RunResult
 from sfcleanup.salesforce.bulk import BulkApi, Polling
 from sfcleanup.salesforce.bulkwrite import BulkWriter, open_jobs, resume_open_jobs
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.read import eligible_left, read_run, remaining_by_status
+from sfcleanup.salesforce.read import eligible_left, plan_streaming, remaining_by_status
 from sfcleanup.salesforce.write import CompositeWriter, Failure
 
 log = structlog.get_logger("sfcleanup.worker")
@@ -97,13 +97,7 @@ class Worker:
         runs = preflight.check_runs(self.client, run_ids, readiness, include_completed=self.include_completed)
         for run in runs:
             self.check_lease(run)
-        plans = []
-        for run in runs:
-            records = read_run(self.client, run)
-            plans.append(
-                plan_run(run, records.invoices, records.lines, records.order_products, records.usage_summaries)
-            )
-            log.info("plan.ready", run=run.id, records=records.total, changes=plans[-1].total)
+        plans = [self._plan(run) for run in runs]
         estimate = sum(self._estimate(p) for p in plans)
         budget = preflight.check_budget(self.client, estimate, self.settings.api_reserve)
         return Prepared(readiness, plans, estimate, budget)
@@ -123,9 +117,8 @@ class Worker:
         return phases + preflight.FIXED_CALLS_PER_RUN
 
     def _plan(self, run: InvoiceRun) -> RunPlan:
-        records = read_run(self.client, run)
-        plan = plan_run(run, records.invoices, records.lines, records.order_products, records.usage_summaries)
-        log.info("plan.ready", run=run.id, records=records.total, changes=plan.total)
+        plan, read = plan_streaming(self.client, run)
+        log.info("plan.ready", run=run.id, records=read, changes=plan.total)
         return plan
 
     def _fresh(self, plan: RunPlan) -> RunPlan:

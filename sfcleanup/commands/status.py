@@ -17,8 +17,7 @@ from sfcleanup import billing, logs, preflight
 from sfcleanup.commands.common import connect, connection_options, settings_from
 from sfcleanup.errors import PreflightError
 from sfcleanup.lease import Leases, default_identity
-from sfcleanup.plan import plan_run
-from sfcleanup.salesforce.read import eligible_left, read_run, remaining_by_status
+from sfcleanup.salesforce.read import eligible_left, plan_streaming, remaining_by_status
 
 
 def register(commands: Any) -> None:
@@ -40,8 +39,7 @@ def run_status(args: argparse.Namespace, out: Console) -> int:
     leases = Leases(client, settings.worker_id or default_identity(settings.journal_dir), settings.lease_timeout_s)
     holder = leases.holder_other_than_me(run_id)
     remaining = remaining_by_status(client, run_id)
-    records = read_run(client, run)
-    plan = plan_run(run, records.invoices, records.lines, records.order_products, records.usage_summaries)
+    plan, _ = plan_streaming(client, run)
     document: dict[str, Any] = {
         "id": run.id,
         "name": run.name,

@@ -2,43 +2,66 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from sfcleanup import billing, queries
-from sfcleanup.billing import RULE_BY_OBJECT
+from sfcleanup.billing import RULE_BY_OBJECT, Phase
 from sfcleanup.models import Invoice, InvoiceLine, InvoiceRun, OrderProduct, UsageSummary
+from sfcleanup.plan import Planner, RunPlan
+from sfcleanup.planstore import PlanStore
 from sfcleanup.salesforce.client import SalesforceClient
 
 M = TypeVar("M", bound=BaseModel)
 
 
-@dataclass(frozen=True)
-class RunRecords:
-    invoices: list[Invoice]
-    lines: list[InvoiceLine]
-    order_products: list[OrderProduct]
-    usage_summaries: list[UsageSummary]
-
-    @property
-    def total(self) -> int:
-        return len(self.invoices) + len(self.lines) + len(self.order_products) + len(self.usage_summaries)
+# The smallest Id: every real Id sorts after it, so it starts a keyset scan.
+FIRST_ID = "000000000000000AAA"
 
 
-def _read(client: SalesforceClient, model: type[M], query: str, run_id: str, batch_size: int) -> list[M]:
-    soql = queries.render(query, run_id=run_id)
-    return [model.model_validate(r) for page in client.query_pages(soql, batch_size=batch_size) for r in page]
+def keyset_pages(
+    client: SalesforceClient, query: str, run_id: str, *, page_size: int = 2000
+) -> Iterator[list[dict[str, Any]]]:
+    """A run's records of one query, page by page, each page the next `page_size` Ids after the last one.
+
+    Keyset paging needs no server-side cursor: nothing expires during a long clean-up, and a page can be read
+    again after a lost answer.
+    """
+    after = FIRST_ID
+    while True:
+        soql = queries.render(query, run_id=run_id, after=after, limit=page_size)
+        page = [record for chunk in client.query_pages(soql, batch_size=page_size) for record in chunk]
+        if page:
+            yield page
+        if len(page) < page_size:
+            return
+        after = str(page[-1]["Id"])
 
 
-def read_run(client: SalesforceClient, run: InvoiceRun, *, batch_size: int = 2000) -> RunRecords:
-    return RunRecords(
-        invoices=_read(client, Invoice, "invoices", run.id, batch_size),
-        lines=_read(client, InvoiceLine, "invoice_lines", run.id, batch_size),
-        order_products=_read(client, OrderProduct, "order_products", run.id, batch_size),
-        usage_summaries=_read(client, UsageSummary, "usage_summaries", run.id, batch_size),
+def plan_streaming(client: SalesforceClient, run: InvoiceRun, *, batch_size: int = 2000) -> tuple[RunPlan, int]:
+    """Read the run page by page and plan each record as it comes, the changes going to a PlanStore on disk.
+
+    Returns the plan and the number of records read. Invoices come first and lines before sources, as the
+    planner's posted guard needs.
+    """
+    store = PlanStore()
+    planner = Planner(run, store.add)
+    feeds: tuple[tuple[type[BaseModel], str, Callable[[Any], None]], ...] = (
+        (Invoice, "invoices", planner.invoice),
+        (InvoiceLine, "invoice_lines", planner.line),
+        (UsageSummary, "usage_summaries", planner.source),
+        (OrderProduct, "order_products", planner.source),
     )
+    read = 0
+    for model, query, feed in feeds:
+        for page in keyset_pages(client, query, run.id, page_size=batch_size):
+            for record in page:
+                feed(model.model_validate(record))
+            read += len(page)
+    store.seal()
+    return RunPlan(run, {phase: store.changes(phase) for phase in Phase}, tuple(planner.anomalies)), read
 
 
 # Which field links each object to its run.

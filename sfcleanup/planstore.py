@@ -1,0 +1,131 @@
+"""A run's plan on disk: changes kept in a SQLite file while they are written, so memory stays flat.
+
+A 200,000-record run would otherwise hold every change (and its before and after values) in memory from
+reading to verifying. Here they go to a temporary database (the system's temporary directory, or one given)
+as they are planned, and come back in lock-point order, 2,000 at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+from sfcleanup.billing import RULE_BY_PHASE, Phase
+from sfcleanup.plan import Change
+
+FLUSH_EVERY = 5000
+FETCH = 2000
+
+
+class PlanStore:
+    def __init__(self, parent: Path | None = None) -> None:
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        self.directory = Path(tempfile.mkdtemp(prefix="sfcleanup-plan-", dir=parent))
+        # Planned on one thread and applied on another (a sweep, a test): used by one thread at a time.
+        self._conn = sqlite3.connect(self.directory / "plan.sqlite3", check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=OFF")
+        self._conn.execute("PRAGMA synchronous=OFF")
+        self._conn.execute(
+            "CREATE TABLE changes (phase TEXT, sobject TEXT, id TEXT, grp TEXT, status_before TEXT, "
+            "status_after TEXT, before TEXT, after TEXT)"
+        )
+        self._pending: list[tuple[str, ...]] = []
+        # The directory goes when the store does, even if nobody calls close().
+        self._cleanup = weakref.finalize(self, _remove, self._conn, self.directory)
+
+    def add(self, phase: Phase, change: Change) -> None:
+        status_field = RULE_BY_PHASE[phase].status_field
+        self._pending.append(
+            (
+                phase.value,
+                change.sobject,
+                change.id,
+                change.group,
+                str(change.before.get(status_field)),
+                str(change.after.get(status_field)),
+                json.dumps(change.before, separators=(",", ":")),
+                json.dumps(change.after, separators=(",", ":")),
+            )
+        )
+        if len(self._pending) >= FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._conn.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
+        self._pending.clear()
+
+    def seal(self) -> None:
+        """All changes are in: index them for ordered reads and lookups."""
+        self._flush()
+        self._conn.execute("CREATE INDEX changes_order ON changes (phase, grp, id)")
+        self._conn.execute("CREATE UNIQUE INDEX changes_id ON changes (phase, id)")
+        self._conn.commit()
+
+    def changes(self, phase: Phase) -> StoredChanges:
+        return StoredChanges(self, phase)
+
+    def count(self, phase: Phase) -> int:
+        row = self._conn.execute("SELECT COUNT(*) FROM changes WHERE phase = ?", (phase.value,)).fetchone()
+        return int(row[0])
+
+    def iterate(self, phase: Phase) -> Iterator[Change]:
+        cursor = self._conn.execute(
+            "SELECT sobject, id, grp, before, after FROM changes WHERE phase = ? ORDER BY grp, id", (phase.value,)
+        )
+        while rows := cursor.fetchmany(FETCH):
+            for sobject, record_id, group, before, after in rows:
+                yield Change(sobject, record_id, group, json.loads(before), json.loads(after))
+
+    def get(self, phase: Phase, record_id: str) -> Change | None:
+        row = self._conn.execute(
+            "SELECT sobject, id, grp, before, after FROM changes WHERE phase = ? AND id = ?", (phase.value, record_id)
+        ).fetchone()
+        if row is None:
+            return None
+        return Change(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]))
+
+    def transitions(self, phase: Phase) -> dict[str, int]:
+        rows = self._conn.execute(
+            "SELECT status_before || ' -> ' || status_after, COUNT(*) FROM changes WHERE phase = ? GROUP BY 1 "
+            "ORDER BY 1",
+            (phase.value,),
+        )
+        return {str(label): int(count) for label, count in rows}
+
+    def close(self) -> None:
+        self._cleanup()
+
+
+def _remove(conn: sqlite3.Connection, directory: Path) -> None:
+    conn.close()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+class StoredChanges:
+    """A ChangeSet backed by a PlanStore."""
+
+    def __init__(self, store: PlanStore, phase: Phase) -> None:
+        self._store = store
+        self._phase = phase
+        self._count = store.count(phase)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self) -> Iterator[Change]:
+        return self._store.iterate(self._phase)
+
+    def get(self, record_id: str) -> Change | None:
+        return self._store.get(self._phase, record_id)
+
+    def transitions(self, status_field: str) -> dict[str, int]:
+        return self._store.transitions(self._phase)
