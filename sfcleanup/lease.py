@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+from urllib.parse import urlencode
 
 import structlog
 
@@ -46,6 +47,7 @@ class Lease:
     record_id: str
     holder: str
     last_seen: datetime
+    held: bool = True  # False once released
 
 
 class LocalLock:
@@ -94,16 +96,31 @@ class Leases:
         self._timeout = timedelta(seconds=timeout_s)
         self._clock = clock
         self._last_beat: datetime | None = None
+        # Every other lease record the last acquire saw, held or released: who else touched the run.
+        self.seen: list[Lease] = []
+
+    @staticmethod
+    def _parse(row: dict[str, Any]) -> Lease:
+        return Lease(
+            str(row["Id"]),
+            str(row.get("blng__ErrorName__c") or "?"),
+            parse_datetime(str(row["LastModifiedDate"])),
+            row.get("blng__ErrorCode__c") == LEASE_CODE,
+        )
+
+    @staticmethod
+    def _query(run_id: str) -> str:
+        return queries.render("leases", run_id=run_id, codes=[LEASE_CODE, RELEASED_CODE])
 
     def _read(self, run_id: str) -> list[Lease]:
-        rows = self._client.query_all(queries.render("leases", run_id=run_id, code=LEASE_CODE))
-        return [
-            Lease(str(r["Id"]), str(r.get("blng__ErrorName__c") or "?"), parse_datetime(str(r["LastModifiedDate"])))
-            for r in rows
-        ]
+        return [self._parse(r) for r in self._client.query_all(self._query(run_id))]
 
     def _live(self, lease: Lease) -> bool:
-        return self._clock() - lease.last_seen < self._timeout
+        return lease.held and self._clock() - lease.last_seen < self._timeout
+
+    def touched_by_others_since(self, moment: datetime) -> bool:
+        """Did another worker hold this run's lease at or after `moment` (by the last acquire's reading)?"""
+        return any(x.holder != self.identity and x.last_seen >= moment for x in self.seen)
 
     def holder_other_than_me(self, run_id: str) -> Lease | None:
         """A live lease of another worker on the run, if there is one (read-only)."""
@@ -117,48 +134,61 @@ class Leases:
         )
 
     def acquire(self, run_id: str) -> Lease:
-        """Take the run's lease, or raise LeaseHeld naming the holder; stale leases are taken over."""
-        existing = self._read(run_id)
-        for lease in existing:
-            if lease.holder != self.identity and self._live(lease):
-                raise LeaseHeld(self.refusal(lease))
+        """Take the run's lease, or raise LeaseHeld naming the holder; stale leases are taken over.
+
+        One Composite call creates this worker's lease record and reads every lease of the run; if another
+        worker's live lease was there first, this one is closed again and the worker refuses.
+        """
         now = self._clock()
-        mine = self._create(run_id, now, {x.record_id for x in existing})
-        # Another worker may have taken a lease at the same moment: the earliest live one wins.
-        contenders = [
-            x for x in self._read(run_id) if x.record_id == mine or (x.holder != self.identity and self._live(x))
-        ]
+        mine, leases = self._create_and_read(run_id, now)
+        self.seen = [x for x in leases if x.record_id != mine]
+        contenders = [x for x in leases if x.record_id == mine or (x.holder != self.identity and self._live(x))]
         if contenders and contenders[0].record_id != mine:
             self._close(mine)
             raise LeaseHeld(self.refusal(contenders[0]))
-        for lease in existing:
-            if lease.record_id != mine:
+        for lease in leases:
+            if lease.record_id != mine and lease.held:
                 self._close(lease.record_id)
                 log.info("lease.taken_over", previous=lease.holder, last_seen=lease.last_seen.isoformat())
         self._last_beat = now
         return Lease(mine, self.identity, now)
 
-    def _create(self, run_id: str, now: datetime, known: set[str]) -> str:
-        """Create this worker's lease record; after a lost answer, find it rather than create a second."""
-        record = {
-            "attributes": {"type": billing.ERROR_LOG},
+    def _record(self, run_id: str, now: datetime) -> dict[str, Any]:
+        return {
             billing.RUN_LOOKUP: run_id,
             "blng__ErrorCode__c": LEASE_CODE,
             "blng__ErrorName__c": self.identity[:255],
             "blng__Summary__c": f"sfcleanup clean-up in progress since {now.isoformat(timespec='seconds')}",
         }
-        for _ in range(3):
-            try:
-                created = self._client.create_records([record])[0]
-            except AmbiguousWrite:
-                found = [x for x in self._read(run_id) if x.holder == self.identity and x.record_id not in known]
-                if found:
-                    return found[-1].record_id
-                continue
-            if not created.get("success"):
-                raise StopRun(f"could not record the lease on the run: {created.get('errors')}")
-            return str(created["id"])
-        raise StopRun("could not record the lease on the run: the connection kept dropping; run again")
+
+    def _create_and_read(self, run_id: str, now: datetime) -> tuple[str, list[Lease]]:
+        version = self._client.api_version
+        query = self._query(run_id)
+        subrequests: list[dict[str, Any]] = [
+            {
+                "method": "POST",
+                "url": f"/services/data/v{version}/sobjects/{billing.ERROR_LOG}/",
+                "referenceId": "lease",
+                "body": self._record(run_id, now),
+            },
+            {
+                "method": "GET",
+                "url": f"/services/data/v{version}/query/?{urlencode({'q': query})}",
+                "referenceId": "all",
+            },
+        ]
+        try:
+            created, listed = self._client.composite(subrequests)
+        except AmbiguousWrite:
+            # The answer was lost: if the record was created it is the newest one with this identity.
+            leases = self._read(run_id)
+            found = [x for x in leases if x.holder == self.identity]
+            if not found:
+                raise StopRun("recording the lease on the run lost its answer; run again") from None
+            return found[-1].record_id, leases
+        if int(created.get("httpStatusCode", 500)) >= 300 or int(listed.get("httpStatusCode", 500)) >= 300:
+            raise StopRun(f"could not record the lease on the run: {created.get('body')} {listed.get('body')}")
+        return str(created["body"]["id"]), [self._parse(r) for r in listed["body"].get("records", [])]
 
     def heartbeat(self, lease: Lease) -> None:
         """Show the lease is alive (at most once a minute: each beat is an API call)."""
@@ -174,6 +204,11 @@ class Leases:
 
     def release(self, lease: Lease) -> None:
         self._close(lease.record_id)
+
+    @staticmethod
+    def release_patch(lease: Lease) -> tuple[str, str, dict[str, Any]]:
+        """The update that releases `lease`, to send along with another (the run's final status)."""
+        return billing.ERROR_LOG, lease.record_id, {"blng__ErrorCode__c": RELEASED_CODE}
 
     def _close(self, record_id: str) -> None:
         self._client.update_record(billing.ERROR_LOG, record_id, {"blng__ErrorCode__c": RELEASED_CODE})

@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from sfcleanup import billing, ids, queries
 from sfcleanup.billing import RunStatus
@@ -62,14 +63,9 @@ def check_org(client: SalesforceClient) -> OrgReadiness:
     problems: list[str] = []
     fields_by_object: dict[str, dict[str, dict[str, Any]]] = {}
     prefix = ""
-    for sobject in (
-        billing.INVOICE_RUN,
-        billing.INVOICE,
-        billing.INVOICE_LINE,
-        billing.ORDER_PRODUCT,
-        billing.USAGE_SUMMARY,
-    ):
-        describe = client.describe(sobject)
+    objects = (billing.INVOICE_RUN, billing.INVOICE, billing.INVOICE_LINE, billing.ORDER_PRODUCT, billing.USAGE_SUMMARY)
+    describes = client.get_many("describe", [f"sobjects/{sobject}/describe/" for sobject in objects])
+    for sobject, describe in zip(objects, describes, strict=True):
         if sobject == billing.INVOICE_RUN:
             prefix = str(describe.get("keyPrefix") or "")
         described = {str(f["name"]): f for f in describe.get("fields", [])}
@@ -117,11 +113,22 @@ def read_runs(client: SalesforceClient, run_ids: Sequence[str]) -> dict[str, Inv
     return {str(r["Id"]): InvoiceRun.model_validate(r) for r in rows}
 
 
+def read_runs_and_limits(
+    client: SalesforceClient, run_ids: Sequence[str]
+) -> tuple[dict[str, InvoiceRun], dict[str, Any]]:
+    """The runs and the org's limits, in one Composite call."""
+    page, limits = client.get_many(
+        "runs and limits", ["query/?" + urlencode({"q": queries.render("invoice_run", ids=list(run_ids))}), "limits/"]
+    )
+    return {str(r["Id"]): InvoiceRun.model_validate(r) for r in page.get("records", [])}, dict(limits)
+
+
 def check_runs(
     client: SalesforceClient, run_ids: Sequence[str], readiness: OrgReadiness, *, include_completed: bool
-) -> list[InvoiceRun]:
-    """The runs, in the order given; refuses unknown, running, and (without the flag) completed runs."""
-    found = read_runs(client, run_ids)
+) -> tuple[list[InvoiceRun], dict[str, Any]]:
+    """The runs, in the order given, and the org's limits; refuses unknown, running, and (without the flag)
+    completed runs."""
+    found, limits = read_runs_and_limits(client, run_ids)
     runs = []
     for run_id in run_ids:
         run = found.get(run_id)
@@ -131,7 +138,7 @@ def check_runs(
         if refusal:
             raise PreflightError(refusal)
         runs.append(run)
-    return runs
+    return runs, limits
 
 
 def refusal_for(run: InvoiceRun, readiness: OrgReadiness, *, include_completed: bool) -> str | None:
@@ -170,9 +177,9 @@ def estimate_phase_calls(changes: int, *, per_call: int, bulk: bool) -> int:
     return BULK_CALLS_PER_PHASE if bulk else math.ceil(changes / per_call)
 
 
-def check_budget(client: SalesforceClient, estimate: int, reserve: float) -> dict[str, int]:
+def check_budget(limits: dict[str, Any], estimate: int, reserve: float) -> dict[str, int]:
     """Refuse to start writing if the estimate would eat into the reserve left for the rest of the business."""
-    daily = client.limits().get("DailyApiRequests", {})
+    daily = limits.get("DailyApiRequests", {})
     maximum, remaining = int(daily.get("Max", 0)), int(daily.get("Remaining", 0))
     keep = math.ceil(maximum * reserve)
     budget = {"max": maximum, "remaining": remaining, "reserve": keep, "estimate": estimate}

@@ -10,6 +10,8 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -77,6 +79,7 @@ class Worker:
         self.settings = settings
         identity = settings.worker_id or default_identity(settings.journal_dir)
         self.leases = Leases(client, identity, settings.lease_timeout_s)
+        self._planned_at: dict[str, datetime] = {}
         self.include_completed = include_completed
         self._progress = progress
 
@@ -94,12 +97,12 @@ class Worker:
         """Preflight, read and plan every run; read-only. Raises before anything is written."""
         readiness = readiness or self.readiness()
         run_ids = preflight.parse_run_ids(raw_run_ids, readiness.run_key_prefix)
-        runs = preflight.check_runs(self.client, run_ids, readiness, include_completed=self.include_completed)
+        runs, limits = preflight.check_runs(self.client, run_ids, readiness, include_completed=self.include_completed)
         for run in runs:
             self.check_lease(run)
         plans = [self._plan(run) for run in runs]
         estimate = sum(self._estimate(p) for p in plans)
-        budget = preflight.check_budget(self.client, estimate, self.settings.api_reserve)
+        budget = preflight.check_budget(limits, estimate, self.settings.api_reserve)
         return Prepared(readiness, plans, estimate, budget)
 
     def use_bulk(self, count: int) -> bool:
@@ -117,16 +120,18 @@ class Worker:
         return phases + preflight.FIXED_CALLS_PER_RUN
 
     def _plan(self, run: InvoiceRun) -> RunPlan:
+        self._planned_at[run.id] = datetime.now(UTC)
         plan, read = plan_streaming(self.client, run)
         log.info("plan.ready", run=run.id, records=read, changes=plan.total)
         return plan
 
-    def _fresh(self, plan: RunPlan) -> RunPlan:
-        """The plan again if the run changed since it was made (another worker finished it meanwhile)."""
-        current = preflight.read_runs(self.client, [plan.run.id]).get(plan.run.id)
-        if current is None or current.modstamp == plan.run.modstamp:
+    def _fresh(self, plan: RunPlan, planned_at: datetime) -> RunPlan:
+        """The plan again if another worker held the run's lease since it was made (it may have cleaned it)."""
+        # A minute's margin covers the difference between this machine's clock and the org's.
+        if not self.leases.touched_by_others_since(planned_at - timedelta(minutes=1)):
             return plan
-        log.info("plan.stale", previous=plan.run.modstamp, current=current.modstamp)
+        log.info("plan.stale", reason="another worker held the run since it was planned")
+        current = preflight.read_runs(self.client, [plan.run.id]).get(plan.run.id, plan.run)
         return self._plan(current)
 
     def check_lease(self, run: InvoiceRun) -> None:
@@ -198,6 +203,7 @@ class Worker:
 
     def _clean_locked(self, plan: RunPlan, outcome: RunOutcome) -> RunOutcome:
         run = plan.run
+        planned_at = self._planned_at.get(run.id, datetime.now(UTC))
         with LocalLock(self.settings.journal_dir, run.id), Journal(self.settings.journal_dir, run.id) as journal:
             outcome.journal = str(journal.path)
             journal.start(mode="run", options={"include_completed": self.include_completed, "planned": plan.total})
@@ -205,16 +211,16 @@ class Worker:
             try:
                 lease = self.leases.acquire(run.id)
                 journal.note("lease.acquired", holder=lease.holder, record=lease.record_id)
-                fresh = self._plan(plan.run) if self._resume_bulk(journal) else self._fresh(plan)
+                fresh = self._plan(plan.run) if self._resume_bulk(journal) else self._fresh(plan, planned_at)
                 if fresh is not plan:
                     outcome = _outcome(fresh, RunResult.CLEANED)
                     outcome.journal = str(journal.path)
                 if fresh.is_empty and fresh.run.cleanup_status != CleanUpStatus.STARTED:
                     outcome.status = RunResult.NOTHING_TO_DO
                     outcome.message = "another worker cleaned this run meanwhile: nothing was changed"
+                    self.leases.release(lease)
                 else:
                     self._phases(fresh, journal, outcome, lease)
-                self.leases.release(lease)
             except SfCleanupError as exc:
                 self._stopped(outcome, exc)
                 if lease is not None:
@@ -262,9 +268,20 @@ class Worker:
         journal.note("bulk.resumed", jobs=resumed)
         return True
 
-    def _set_run_field(self, journal: Journal, run: InvoiceRun, name: str, before: str | None, after: str) -> None:
+    def _set_run_field(
+        self,
+        journal: Journal,
+        run: InvoiceRun,
+        name: str,
+        before: str | None,
+        after: str,
+        also: list[tuple[str, str, dict[str, Any]]] | None = None,
+    ) -> None:
         journal.run_field(name, before, after, "pending")
-        self.client.update_record(billing.INVOICE_RUN, run.id, {name: after})
+        if also:
+            self.client.update_many(f"update {name}", [(billing.INVOICE_RUN, run.id, {name: after}), *also])
+        else:
+            self.client.update_record(billing.INVOICE_RUN, run.id, {name: after})
         journal.run_field(name, before, after, "updated")
         log.info("run.field", field=name, before=before, after=str(after))
 
@@ -312,7 +329,10 @@ class Worker:
         if outcome.failures and self.settings.error_logs:
             outcome.error_logs, _ = write_error_logs(self.client, run.id, outcome.failures, journal)
         final = CleanUpStatus.COMPLETED_WITH_ERRORS if outcome.failures else CleanUpStatus.COMPLETED
-        self._set_run_field(journal, run, billing.CLEANUP_STATUS, CleanUpStatus.STARTED, final)
+        # The final status and the lease's release travel in one call.
+        self._set_run_field(
+            journal, run, billing.CLEANUP_STATUS, CleanUpStatus.STARTED, final, also=[self.leases.release_patch(lease)]
+        )
         outcome.cleanup_status = final
         if outcome.failures:
             outcome.status = RunResult.CLEANED_WITH_FAILURES

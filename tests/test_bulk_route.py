@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from sfcleanup.config import load_settings
 from sfcleanup.errors import ExitCode
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
+from sfcleanup.localorg.seed import seed
+from sfcleanup.localorg.store import Store
 from sfcleanup.report import Report
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after, journal_consistent, journal_entries
@@ -56,8 +59,11 @@ def test_bulk_route_reaches_the_oracle_and_journals_the_job(tmp_path: Path) -> N
 def test_bulk_and_composite_routes_give_the_same_result(tmp_path: Path) -> None:
     """Both routes leave identical records and report identical counts."""
     results = []
+    moment = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
     for route in ("composite", "bulk"):
-        org, info = make_org("demo")
+        store = Store(clock=lambda: moment)
+        info = seed(store, "demo", now=moment)
+        org = LocalOrg(store, faults=FaultProfile(lock_wait_s=0.2))
         report = _clean(org, tmp_path / route, info.runs["errors_run"], route)
         snapshot = by_id(org.store.snapshot())
         stable = {

@@ -45,9 +45,6 @@ def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Store) -> An
         if not field.nillable:
             raise fail("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{field.name}]", field.name)
         return None
-    bad_type = fail(
-        "INVALID_TYPE_ON_FIELD_IN_RECORD", f"{field.label}: value not of required type: {value}", field.name
-    )
     match field.type:
         case FieldType.STRING | FieldType.TEXTAREA | FieldType.ID:
             text = value if isinstance(value, str) else str(value)
@@ -60,7 +57,7 @@ def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Store) -> An
             return text
         case FieldType.PICKLIST:
             if not isinstance(value, str):
-                raise bad_type
+                raise _bad_type(field, value)
             if field.restricted and value not in field.picklist:
                 raise fail(
                     "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
@@ -74,26 +71,31 @@ def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Store) -> An
             try:
                 return normalise_datetime(str(value))
             except ValueError:
-                raise bad_type from None
+                raise _bad_type(field, value) from None
         case FieldType.DATE:
             try:
                 return normalise_date(str(value))
             except ValueError:
-                raise bad_type from None
+                raise _bad_type(field, value) from None
         case FieldType.DOUBLE | FieldType.CURRENCY:
             try:
                 number = float(value)
             except (TypeError, ValueError):
-                raise bad_type from None
+                raise _bad_type(field, value) from None
             if isinstance(value, bool) or not math.isfinite(number):
-                raise bad_type
+                raise _bad_type(field, value)
             return number
         case FieldType.BOOLEAN:
             if isinstance(value, bool):
                 return int(value)
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return int(value.lower() == "true")
-            raise bad_type
+            raise _bad_type(field, value)
+
+
+def _bad_type(field: FieldSpec, value: Any) -> RowFailure:
+    # Built only when raised: formatting the message for every value written cost more than the check itself.
+    return fail("INVALID_TYPE_ON_FIELD_IN_RECORD", f"{field.label}: value not of required type: {value}", field.name)
 
 
 def _coerce_reference(field: FieldSpec, value: Any, store: Store) -> str:
@@ -186,18 +188,8 @@ def delete(spec: SObjectSpec, record_id: str, store: Store) -> None:
 
 
 def lock_keys(spec: SObjectSpec, record_id: str, store: Store) -> list[str]:
-    """The record and every master-detail (or locking lookup) ancestor: what a write to it locks."""
-    keys = [record_id]
-    current_spec, current_id = spec, record_id
-    while True:
-        row = store.get(current_spec, current_id)
-        parents = [(f, row.get(f.name)) for f in current_spec.lock_parents] if row else []
-        parents = [(f, v) for f, v in parents if v]
-        if not parents:
-            return keys
-        field, parent_id = parents[0]
-        parent_spec = schema.sobject(field.reference_to or "")
-        if parent_spec is None:
-            return keys
-        keys.append(str(parent_id))
-        current_spec, current_id = parent_spec, str(parent_id)
+    """The record and every master-detail (or locking lookup) ancestor: what a write to it locks.
+
+    The walk itself lives in the store, which caches each chain and knows when a write makes one stale.
+    """
+    return list(store.lock_chain(spec, record_id))

@@ -25,7 +25,7 @@ from sfcleanup.errors import (
     DailyLimitReached,
     TransientExhausted,
 )
-from sfcleanup.salesforce.classify import Verdict, classify
+from sfcleanup.salesforce.classify import Verdict, classify, first_error
 from sfcleanup.salesforce.connect import Connector, OrgSession
 from sfcleanup.salesforce.retry import RetryPolicy
 
@@ -174,6 +174,12 @@ class SalesforceClient:
         return self._call(what, send, write=write)
 
     # --- reads ----------------------------------------------------------------------------------------
+    def query_page(self, soql: str, *, batch_size: int = 2000) -> tuple[list[dict[str, Any]], bool]:
+        """The first page of a query, and whether it was the whole result."""
+        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
+        page: dict[str, Any] = self._call("query", lambda sf: sf.query(soql, headers=headers, timeout=self._timeout))
+        return list(page.get("records", [])), bool(page.get("done", True))
+
     def query_pages(self, soql: str, *, batch_size: int = 2000) -> Iterator[list[dict[str, Any]]]:
         headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
         page: dict[str, Any] = self._call("query", lambda sf: sf.query(soql, headers=headers, timeout=self._timeout))
@@ -187,6 +193,26 @@ class SalesforceClient:
 
     def query_all(self, soql: str) -> list[dict[str, Any]]:
         return [record for page in self.query_pages(soql) for record in page]
+
+    def get_many(self, what: str, paths: list[str]) -> list[Any]:
+        """Up to 25 GETs (at most 5 of them queries) in one Composite call: one API call instead of many."""
+        subrequests = [
+            {"method": "GET", "url": f"/services/data/v{self.api_version}/{path}", "referenceId": f"r{index}"}
+            for index, path in enumerate(paths)
+        ]
+        body = {"allOrNone": False, "compositeRequest": subrequests}
+        result: dict[str, Any] = self._call(
+            what, lambda sf: _restful(sf, "composite", method="POST", json=body, timeout=self._timeout)
+        )
+        bodies = []
+        for response in result["compositeResponse"]:
+            if int(response.get("httpStatusCode", 500)) >= 400:
+                code, message = first_error(response.get("body"))
+                raise ApiError(
+                    f"{what}: {code or 'error'}: {message}", status=response.get("httpStatusCode"), error_code=code
+                )
+            bodies.append(response.get("body"))
+        return bodies
 
     def describe(self, sobject: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
@@ -217,6 +243,28 @@ class SalesforceClient:
                 sf, f"sobjects/{sobject}/{record_id}", method="PATCH", json=fields, timeout=self._timeout
             ),
         )
+
+    def update_many(self, what: str, updates: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Several single-record PATCHes in one Composite call; like update_record, safe to send again."""
+        subrequests = [
+            {
+                "method": "PATCH",
+                "url": f"/services/data/v{self.api_version}/sobjects/{sobject}/{record_id}",
+                "referenceId": f"u{index}",
+                "body": fields,
+            }
+            for index, (sobject, record_id, fields) in enumerate(updates)
+        ]
+        body = {"allOrNone": False, "compositeRequest": subrequests}
+        result: dict[str, Any] = self._call(
+            what, lambda sf: _restful(sf, "composite", method="POST", json=body, timeout=self._timeout)
+        )
+        for response in result["compositeResponse"]:
+            if int(response.get("httpStatusCode", 500)) >= 300:
+                code, message = first_error(response.get("body"))
+                raise ApiError(
+                    f"{what}: {code or 'error'}: {message}", status=response.get("httpStatusCode"), error_code=code
+                )
 
     def create_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """sObject Collections create (up to 200 records, each with attributes.type)."""
