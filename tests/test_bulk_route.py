@@ -78,33 +78,6 @@ def test_bulk_and_composite_routes_give_the_same_result(tmp_path: Path) -> None:
     assert results[0] == results[1]
 
 
-@pytest.mark.parametrize(
-    "faults",
-    [
-        FaultProfile(seed=3, lock_wait_s=0.05, lock_failure_rate=0.3),
-        FaultProfile(seed=3, lock_wait_s=0.05, bulk_job_failure_rate=1.0),
-        FaultProfile(seed=3, lock_wait_s=0.05, bulk_unprocessed_rate=0.3),
-    ],
-    ids=["row-locks-30pct", "job-ends-failed", "partial-results"],
-)
-def test_bulk_faults_converge_within_two_invocations(tmp_path: Path, faults: FaultProfile) -> None:
-    """Locked rows (retried through Composite one parent at a time), a job that fails, and rows a job left
-    unprocessed still reach the oracle state within two invocations."""
-    org, info = make_org("demo", faults)
-    run_id = info.runs["failed_run"]
-    before = org.store.snapshot()
-    codes = []
-    for _ in range(2):
-        report = _clean(org, tmp_path, run_id)
-        codes.append(report.exit_code)
-        if report.exit_code is ExitCode.CLEAN:
-            break
-    assert codes[-1] is ExitCode.CLEAN, codes
-    after = org.store.snapshot()
-    assert differences(expected_after(before, run_id), after, skip={run_id}) == []
-    assert journal_consistent(tmp_path / "j" / f"{run_id}.jsonl", before, after) == []
-
-
 class Crash(BaseException):
     """Stands for the process dying: nothing catches it, no journal entry follows it."""
 

@@ -147,35 +147,6 @@ def test_rows_that_stay_locked_fail_then_converge_on_rerun(settings: Settings) -
     assert differences(expected_after(before, run_id), org.store.snapshot(), skip={run_id}) == []
 
 
-@pytest.mark.parametrize(
-    "faults",
-    [
-        FaultProfile(seed=7, lock_wait_s=0.05, lock_failure_rate=0.3),
-        FaultProfile(seed=7, lock_wait_s=0.05, reset_after_write_rate=0.3),
-        FaultProfile(seed=7, lock_wait_s=0.05, unavailable_rate=0.2, unavailable_burst=2),
-    ],
-    ids=["locks-30pct", "reset-after-write-30pct", "503-bursts"],
-)
-def test_faults_converge_within_two_invocations(settings: Settings, faults: FaultProfile) -> None:
-    """Lock failures, lost answers after applied writes and 503 bursts are absorbed: within two invocations
-    the oracle state is reached, the exit codes say which, and the journal agrees with the org."""
-    org, info = make_org("demo", faults)
-    run_id = info.runs["failed_run"]
-    before = org.store.snapshot()
-    codes = []
-    for _ in range(2):
-        worker = Worker(make_client(org, attempts=10), settings, sleep=lambda _: None)
-        report = worker.apply(worker.prepare([run_id]))
-        codes.append(report.exit_code)
-        if report.exit_code is ExitCode.CLEAN:
-            break
-        assert report.exit_code is ExitCode.ROW_FAILURES
-    after = org.store.snapshot()
-    assert codes[-1] is ExitCode.CLEAN
-    assert differences(expected_after(before, run_id), after, skip={run_id}) == []
-    assert journal_consistent(settings.journal_dir / f"{run_id}.jsonl", before, after) == []
-
-
 def test_journal_records_every_batch_with_outcomes(demo: tuple[LocalOrg, ScenarioInfo], settings: Settings) -> None:
     """The journal has a start, pending and outcome entries with before/after values, run fields, and an end."""
     org, info = demo

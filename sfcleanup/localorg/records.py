@@ -107,7 +107,7 @@ def _coerce_reference(field: FieldSpec, value: Any, store: Store) -> str:
         raise fail("MALFORMED_ID", f"{field.label}: id value of incorrect type: {text}", field.name) from None
     if target is None or full[:3] != target.key_prefix:
         raise fail("FIELD_INTEGRITY_EXCEPTION", f"{field.label}: id value of incorrect type: {text}", field.name)
-    parent = store.get(target, full)
+    parent = store.get_fields(target, full, _DELETED_ONLY)
     if parent is None or parent["IsDeleted"]:
         raise fail("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {field.label}: {text}", field.name)
     return full
@@ -139,12 +139,23 @@ def coerce_values(spec: SObjectSpec, payload: Mapping[str, Any], store: Store, *
     return out
 
 
+# What a write reads of the record it changes: IsDeleted, and the fields `_package_guard` looks at. Reading
+# just these instead of the whole row was a third of the cost of a one-field update. A guard that reads another
+# field of the record must name it here (it would otherwise see None).
+_DELETED_ONLY = ("IsDeleted",)
+_GUARD_READS: dict[str, tuple[str, ...]] = {
+    "blng__Invoice__c": ("IsDeleted", "blng__InvoiceStatus__c"),
+    "blng__InvoiceLine__c": ("IsDeleted", "blng__Invoice__c"),
+}
+_INVOICE_STATUS = ("blng__InvoiceStatus__c",)
+
+
 def _package_guard(spec: SObjectSpec, current: Mapping[str, Any], store: Store) -> None:
     """The Billing package's validation: a posted invoice and the lines on it cannot be changed."""
     if spec.name == "blng__Invoice__c" and current.get("blng__InvoiceStatus__c") in POSTED_STATES:
         raise fail("FIELD_CUSTOM_VALIDATION_EXCEPTION", "A posted invoice can't be modified.")
     if spec.name == "blng__InvoiceLine__c" and current.get("blng__Invoice__c"):
-        invoice = store.get(schema.BY_NAME["blng__invoice__c"], current["blng__Invoice__c"])
+        invoice = store.get_fields(schema.BY_NAME["blng__invoice__c"], current["blng__Invoice__c"], _INVOICE_STATUS)
         if invoice is not None and invoice.get("blng__InvoiceStatus__c") in POSTED_STATES:
             raise fail("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Invoice lines on a posted invoice can't be modified.")
 
@@ -162,7 +173,15 @@ def check_id(spec: SObjectSpec, record_id: Any) -> str:
 
 
 def existing(spec: SObjectSpec, record_id: str, store: Store) -> dict[str, Any]:
-    current = store.get(spec, record_id)
+    return _live(store.get(spec, record_id))
+
+
+def _written(spec: SObjectSpec, record_id: str, store: Store) -> dict[str, Any]:
+    """`existing` for a write: the same checks, reading only the fields in `_GUARD_READS`."""
+    return _live(store.get_fields(spec, record_id, _GUARD_READS.get(spec.name, _DELETED_ONLY)))
+
+
+def _live(current: dict[str, Any] | None) -> dict[str, Any]:
     if current is None:
         raise fail("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
     if current["IsDeleted"]:
@@ -175,14 +194,14 @@ def create(spec: SObjectSpec, payload: Mapping[str, Any], store: Store) -> str:
 
 
 def update(spec: SObjectSpec, record_id: str, payload: Mapping[str, Any], store: Store) -> None:
-    current = existing(spec, record_id, store)
+    current = _written(spec, record_id, store)
     values = coerce_values(spec, payload, store, creating=False)
     _package_guard(spec, current, store)
     store.update(spec, record_id, values)
 
 
 def delete(spec: SObjectSpec, record_id: str, store: Store) -> None:
-    current = existing(spec, record_id, store)
+    current = _written(spec, record_id, store)
     _package_guard(spec, current, store)
     store.mark_deleted(spec, record_id)
 

@@ -60,6 +60,7 @@ class BulkApi:
         self._polling = polling or Polling()
 
     def create_job(self, sobject: str) -> str:
+        """Create an update job. After a lost answer, adopt the job if the org made it; otherwise ask again."""
         body = {
             "object": sobject,
             "operation": "update",
@@ -67,18 +68,18 @@ class BulkApi:
             "columnDelimiter": "COMMA",
             "lineEnding": "LF",
         }
-        asked_at = datetime.now(UTC)
-        try:
-            response = self._client.request(f"bulk create {sobject}", "POST", "jobs/ingest/", json=body, write=True)
-        except AmbiguousWrite:
-            found = self._find_created(sobject, asked_at)
-            if found is None:
-                raise StopRun(
-                    f"creating a Bulk API job for {sobject} lost its answer and no new job can be found; run again"
-                ) from None
-            log.warning("bulk.job_found_after_lost_answer", job=found)
-            return found
-        return str(response.json()["id"])
+        for _ in range(3):
+            asked_at = datetime.now(UTC)
+            try:
+                response = self._client.request(f"bulk create {sobject}", "POST", "jobs/ingest/", json=body, write=True)
+            except AmbiguousWrite:
+                found = self._find_created(sobject, asked_at)
+                if found is not None:
+                    log.warning("bulk.job_found_after_lost_answer", job=found)
+                    return found
+                continue
+            return str(response.json()["id"])
+        raise StopRun(f"creating a Bulk API job for {sobject} kept losing its answer; run again")
 
     def _find_created(self, sobject: str, asked_at: datetime) -> str | None:
         """The one Open update job on `sobject` created since we asked, if exactly one exists."""

@@ -25,7 +25,7 @@ from sfcleanup.errors import (
     DailyLimitReached,
     TransientExhausted,
 )
-from sfcleanup.salesforce.classify import Verdict, classify, first_error
+from sfcleanup.salesforce.classify import RETRYABLE_ROW_CODES, Verdict, classify, first_error
 from sfcleanup.salesforce.connect import Connector, OrgSession
 from sfcleanup.salesforce.retry import RetryPolicy
 
@@ -244,27 +244,44 @@ class SalesforceClient:
             ),
         )
 
-    def update_many(self, what: str, updates: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Several single-record PATCHes in one Composite call; like update_record, safe to send again."""
-        subrequests = [
-            {
-                "method": "PATCH",
-                "url": f"/services/data/v{self.api_version}/sobjects/{sobject}/{record_id}",
-                "referenceId": f"u{index}",
-                "body": fields,
-            }
-            for index, (sobject, record_id, fields) in enumerate(updates)
-        ]
-        body = {"allOrNone": False, "compositeRequest": subrequests}
+    def _composite_call(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
             what, lambda sf: _restful(sf, "composite", method="POST", json=body, timeout=self._timeout)
         )
-        for response in result["compositeResponse"]:
-            if int(response.get("httpStatusCode", 500)) >= 300:
+        return result
+
+    def update_many(self, what: str, updates: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Several single-record PATCHes in one Composite call; like update_record, safe to send again.
+
+        Subrequests refused on a row lock are sent again, alone, with the retry policy's backoff.
+        """
+        remaining = list(updates)
+        for attempt in range(1, self._retry.max_attempts + 1):
+            subrequests = [
+                {
+                    "method": "PATCH",
+                    "url": f"/services/data/v{self.api_version}/sobjects/{sobject}/{record_id}",
+                    "referenceId": f"u{index}",
+                    "body": fields,
+                }
+                for index, (sobject, record_id, fields) in enumerate(remaining)
+            ]
+            result = self._composite_call(what, {"allOrNone": False, "compositeRequest": subrequests})
+            locked = []
+            for update, response in zip(remaining, result["compositeResponse"], strict=True):
+                if int(response.get("httpStatusCode", 500)) < 300:
+                    continue
                 code, message = first_error(response.get("body"))
-                raise ApiError(
-                    f"{what}: {code or 'error'}: {message}", status=response.get("httpStatusCode"), error_code=code
-                )
+                if code not in RETRYABLE_ROW_CODES:
+                    raise ApiError(
+                        f"{what}: {code or 'error'}: {message}", status=response.get("httpStatusCode"), error_code=code
+                    )
+                locked.append(update)
+            if not locked:
+                return
+            remaining = locked
+            self._retry.sleep(min(self._retry.max_backoff_s, self._retry.initial_s * 2**attempt))
+        raise TransientExhausted(f"{what}: records stayed locked through every retry; run again")
 
     def create_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """sObject Collections create (up to 200 records, each with attributes.type)."""
