@@ -99,6 +99,11 @@ class LocalOrg:
             self._tokens[token] = 0
         return token
 
+    def issued_tokens(self) -> list[str]:
+        """Every access token this org has handed out and not yet expired (for tests that hunt for leaks)."""
+        with self._counter_lock:
+            return list(self._tokens)
+
     def _authorised(self, req: HttpRequest) -> bool:
         header = req.header("authorization") or ""
         scheme, _, token = header.partition(" ")
