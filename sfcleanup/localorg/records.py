@@ -58,7 +58,7 @@ def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Store) -> An
         case FieldType.PICKLIST:
             if not isinstance(value, str):
                 raise _bad_type(field, value)
-            if field.restricted and value not in field.picklist:
+            if field.restricted and value not in store.picklist(spec, field):
                 raise fail(
                     "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                     f"{field.label}: bad value for restricted picklist field: {value}",

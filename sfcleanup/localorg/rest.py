@@ -55,7 +55,7 @@ def limits(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match
     )
 
 
-def _field_describe(field: FieldSpec) -> dict[str, Any]:
+def _field_describe(field: FieldSpec, values: tuple[str, ...]) -> dict[str, Any]:
     return {
         "name": field.name,
         "label": field.label,
@@ -70,7 +70,7 @@ def _field_describe(field: FieldSpec) -> dict[str, Any]:
         "picklistValues": [
             # The Billing UI labels the value "Cancelled" as "Canceled"; the API value keeps two Ls.
             {"value": v, "label": "Canceled" if v == "Cancelled" else v, "active": True, "defaultValue": False}
-            for v in field.picklist
+            for v in values
         ],
         "referenceTo": [field.reference_to] if field.reference_to else [],
         "relationshipName": field.relationship_name,
@@ -101,7 +101,7 @@ def describe_global(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match:
 
 def describe(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     spec = spec_or_404(match["sobject"])
-    fields = [_field_describe(f) for f in spec.fields]
+    fields = [_field_describe(f, org.store.picklist(spec, f)) for f in spec.fields]
     return HttpResponse.json(200, {**_object_summary(spec, ctx.version), "fields": fields})
 
 

@@ -33,6 +33,9 @@ Clock = Callable[[], datetime]
 
 # SObjectSpec.lock_parents is a property that rebuilds its tuple on every call; the write path asks per row.
 _LOCK_PARENTS: dict[str, tuple[FieldSpec, ...]] = {spec.name: spec.lock_parents for spec in schema.SOBJECTS}
+# Whose chains are cached, by key prefix: schema objects with lock parents. A chain is cached only when it was
+# asked for with the object its id's prefix names, so a hit never answers for another object.
+_CACHED_SPECS: dict[str, SObjectSpec] = {spec.key_prefix: spec for spec in schema.SOBJECTS if spec.lock_parents}
 _CHAIN_CHANGED = "_localorg_lock_chain_changed"
 
 _SQL_TYPES = {
@@ -55,6 +58,9 @@ class Store:
     def __init__(self, path: str | Path | None = None, *, clock: Clock = _utcnow) -> None:
         self.path = str(path) if path is not None else ":memory:"
         self.clock = clock
+        # Picklist values this org's admin has not added (e.g. CleanUp Status "Completed with errors"):
+        # absent from describe and refused on write. Keyed by (object, field) API names.
+        self.removed_picklist_values: dict[tuple[str, str], frozenset[str]] = {}
         self.lock = threading.RLock()
         self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
@@ -63,19 +69,22 @@ class Store:
             self.conn.execute("PRAGMA synchronous=NORMAL")
         # SQL text per object (and per column set for updates): rebuilding and quoting it cost more per row than
         # SQLite's own work on these one-row statements.
-        self._select_sql: dict[str, str] = {}
         self._parents_sql: dict[str, str] = {}
         self._update_sql: dict[tuple[str, tuple[str, ...]], str] = {}
         self._fields_sql: dict[tuple[str, tuple[str, ...]], str] = {}
-        # Lock chain cache: record id -> (object name, chain). `_chain_children` maps a record id to the ids
-        # whose cached chains were built on its chain, so dropping one drops everything that passes through it.
-        # Its own lock (never held while SQLite runs) because the triggers report changes from whichever thread
-        # executes the statement; `_chain_generation` lets a walk that raced with a change skip caching.
-        self._chains: dict[str, tuple[str, tuple[str, ...]]] = {}
+        # Lock chain cache: record id -> chain, for records of schema objects that have lock parents.
+        # `_chain_children` maps a record id to the ids whose cached chains were built on its chain, so dropping
+        # one drops everything that passes through it. Its own lock (never held while SQLite runs) because the
+        # triggers report changes from whichever thread executes the statement; `_chain_generation` lets a walk
+        # that raced with such a change answer without caching.
+        self._chains: dict[str, tuple[str, ...]] = {}
         self._chain_children: dict[str, set[str]] = {}
         self._chains_in_transaction: list[str] = []
         self._chain_generation = 0
         self._chain_lock = threading.Lock()
+        # Another connection (a second process on the same state file) commits without firing this connection's
+        # triggers; SQLite's data_version tells us it did. An in-memory database has no other connection.
+        self._data_version: int | None = None if self.path == ":memory:" else -1
         self._create_tables()
         self._watch_chain_columns()
 
@@ -94,16 +103,6 @@ class Store:
                         self.conn.execute(
                             f"CREATE INDEX IF NOT EXISTS {index} ON {quote(spec.name)} ({quote(field.name)})"
                         )
-                # The columns `SELECT *` returns, minus _rowid: the same dict keys in the same order, read from the
-                # table itself (a state file keeps the table it was created with).
-                columns = [
-                    str(info[1])
-                    for info in self.conn.execute(f"PRAGMA table_info({quote(spec.name)})").fetchall()
-                    if info[1] != "_rowid"
-                ]
-                self._select_sql[spec.name] = (
-                    f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(spec.name)} WHERE Id = ?"
-                )
                 parents = _LOCK_PARENTS[spec.name]
                 if parents:
                     self._parents_sql[spec.name] = (
@@ -134,6 +133,11 @@ class Store:
                     f"CREATE TEMP TRIGGER IF NOT EXISTS {quote('lock_chain_delete_' + spec.name)} "
                     f"AFTER DELETE ON {table} BEGIN SELECT {_CHAIN_CHANGED}(OLD.Id); END"
                 )
+
+    def picklist(self, spec: SObjectSpec, field: FieldSpec) -> tuple[str, ...]:
+        """The field's active values in this org."""
+        removed = self.removed_picklist_values.get((spec.name, field.name), frozenset())
+        return tuple(v for v in field.picklist if v not in removed)
 
     def close(self) -> None:
         with self.lock:
@@ -221,10 +225,8 @@ class Store:
 
     def get(self, spec: SObjectSpec, record_id: str) -> dict[str, Any] | None:
         """The stored row (deleted ones included, with IsDeleted=1), or None when the id does not exist."""
-        lookup = ids.to18(record_id)
-        sql = self._select_sql.get(spec.name) or f"SELECT * FROM {quote(spec.name)} WHERE Id = ?"
         with self.lock:
-            row = self.conn.execute(sql, (lookup,)).fetchone()
+            row = self.conn.execute(f"SELECT * FROM {quote(spec.name)} WHERE Id = ?", (ids.to18(record_id),)).fetchone()
         return None if row is None else _without_rowid(row)
 
     def get_fields(self, spec: SObjectSpec, record_id: str, fields: tuple[str, ...]) -> dict[str, Any] | None:
@@ -264,41 +266,50 @@ class Store:
         with self.lock:
             # Under the store lock, as the uncached walk was: a request asking while another request's
             # transaction is open waits for it to end and sees what it committed.
+            if self._data_version is not None:
+                self._check_other_connections()
             return self._chain(spec, record_id)[0]
 
     def _chain(self, spec: SObjectSpec, record_id: str) -> tuple[tuple[str, ...], bool]:
-        """One record's chain, and whether it is (now) cached; the caller holds the store lock."""
-        cached = self._chains.get(record_id)
-        if cached is not None and cached[0] == spec.name:
-            return cached[1], True
+        """One record's chain, and whether it is stable: cached, or unable to change (no lock parents).
+
+        The caller holds the store lock.
+        """
+        cacheable = _CACHED_SPECS.get(record_id[:3]) is spec
+        if cacheable:
+            cached = self._chains.get(record_id)
+            if cached is not None:
+                return cached, True
         generation = self._chain_generation
         lookup = ids.to18(record_id)
+        parents = _LOCK_PARENTS.get(spec.name)
+        if parents is None:  # an object outside the schema
+            parents = spec.lock_parents
+        if not parents:
+            # Nothing to read: the record alone, whether or not it exists, and nothing can change that.
+            return (record_id,), True
+        row = self.conn.execute(self._parents_sql_for(spec, parents), (lookup,)).fetchone()
+        if row is None:
+            # A missing row ends the chain, but a record may be inserted with this id later: never cached.
+            return (record_id,), False
         # Only 18-character ids are cached: the triggers report the stored (18-character) id, so an entry under
         # a 15-character spelling could not be found to be dropped. The API always hands over 18 characters.
-        cacheable = lookup == record_id
-        parents = _LOCK_PARENTS.get(spec.name)
-        if parents is None:  # an object outside the schema (tests build some)
-            parents = spec.lock_parents
-        parent_id: str | None = None
-        chain: tuple[str, ...] = (record_id,)
-        if parents:
-            row = self.conn.execute(self._parents_sql_for(spec, parents), (lookup,)).fetchone()
-            if row is None:
-                # A missing row ends the chain, but a record may be inserted with this id later: never cached.
-                return chain, False
-            # The first lock parent that is set leads on; none set (or an unknown object) ends the chain here, which
-            # then depends on this row alone, and the update trigger watches it.
-            lead = next(((f, v) for f, v in zip(parents, row, strict=True) if v), None)
-            parent_spec = schema.sobject(lead[0].reference_to or "") if lead is not None else None
-            if lead is not None and parent_spec is not None:
-                parent_id = str(lead[1])
-                parent_chain, parent_cached = self._chain(parent_spec, parent_id)
-                chain = (record_id, *parent_chain)
-                cacheable = cacheable and parent_cached
-        # Without lock parents there is nothing to read: the chain is the record alone, whether or not it exists.
+        cacheable = cacheable and lookup == record_id
+        # The first lock parent that is set leads on; none set (or an unknown object) ends the chain here, which
+        # then depends on this row alone, and the update trigger watches it.
+        lead = next(((f, v) for f, v in zip(parents, row, strict=True) if v), None)
+        parent_spec = schema.sobject(lead[0].reference_to or "") if lead is not None else None
+        if lead is None or parent_spec is None:
+            chain: tuple[str, ...] = (record_id,)
+            parent_id = None
+        else:
+            parent_id = str(lead[1])
+            parent_chain, parent_stable = self._chain(parent_spec, parent_id)
+            chain = (record_id, *parent_chain)
+            cacheable = cacheable and parent_stable
         if not cacheable:
             return chain, False
-        return chain, self._remember_chain(spec, record_id, chain, parent_id, generation)
+        return chain, self._remember_chain(record_id, chain, parent_id, generation)
 
     def _parents_sql_for(self, spec: SObjectSpec, parents: tuple[FieldSpec, ...]) -> str:
         sql = self._parents_sql.get(spec.name)
@@ -307,19 +318,30 @@ class Store:
             sql = f"SELECT {columns} FROM {quote(spec.name)} WHERE Id = ?"
         return sql
 
-    def _remember_chain(
-        self, spec: SObjectSpec, record_id: str, chain: tuple[str, ...], parent_id: str | None, generation: int
-    ) -> bool:
+    def _remember_chain(self, record_id: str, chain: tuple[str, ...], parent_id: str | None, generation: int) -> bool:
         in_transaction = self.conn.in_transaction
         with self._chain_lock:
             if generation != self._chain_generation:
                 return False  # something changed while the walk read: the answer stands, but is not kept
-            self._chains[record_id] = (spec.name, chain)
+            self._chains[record_id] = chain
             if parent_id is not None:
                 self._chain_children.setdefault(parent_id, set()).add(record_id)
             if in_transaction:
                 self._chains_in_transaction.append(record_id)
         return True
+
+    def _check_other_connections(self) -> None:
+        version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._data_version:
+            if self._data_version != -1:
+                self.forget_all_lock_chains()
+            self._data_version = version
+
+    def forget_all_lock_chains(self) -> None:
+        with self._chain_lock:
+            self._chain_generation += 1
+            self._chains.clear()
+            self._chain_children.clear()
 
     def _chain_changed(self, record_id: Any) -> None:
         """Trigger callback: drop the chain of `record_id` and every cached chain built on it."""
