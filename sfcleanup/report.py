@@ -149,5 +149,12 @@ def render(report: Report, console: Console) -> None:
     if report.api_usage.get("max"):
         summary += f"; org usage today {report.api_usage.get('used')}/{report.api_usage.get('max')}"
     console.print(summary)
+    if report.budget.get("max"):
+        budget = report.budget
+        available = budget["remaining"] - budget["reserve"]
+        console.print(
+            f"API budget: {budget['remaining']} of {budget['max']} daily calls left, {budget['reserve']} kept in "
+            f"reserve, {available} available for the estimated {budget['estimate']}"
+        )
     if report.failures_csv:
         console.print(f"Failures CSV: {report.failures_csv}")
