@@ -91,12 +91,14 @@ class WriteSettings(_Frozen):
     # auto: Composite below bulk_threshold records per object, Bulk API 2.0 from there on.
     route: Literal["auto", "composite", "bulk"] = "auto"
     bulk_threshold: int = Field(default=10_000, ge=1)
+    # Bulk API 2.0 jobs an object's records are split into, running at once on disjoint accounts.
+    bulk_jobs_per_object: int = Field(default=2, ge=1, le=5)
     batch_size: int = Field(default=200, ge=1, le=200)
     collections_per_call: int = Field(default=5, ge=1, le=5)
     # Composite calls in flight at once; calls in flight never share a lock point (an account).
     max_in_flight: int = Field(default=4, ge=1, le=16)
     # Bulk API 2.0 polling: pauses double from 0.5 s up to this; a job not done by the deadline stops the run.
-    bulk_poll_max_s: float = Field(default=10.0, gt=0, le=120)
+    bulk_poll_max_s: float = Field(default=5.0, gt=0, le=120)
     bulk_timeout_s: float = Field(default=3600.0, gt=0)
     lock_retry_rounds: int = Field(default=5, ge=0, le=20)
     lock_retry_batch_size: int = Field(default=50, ge=1, le=200)

@@ -51,7 +51,7 @@ def _checksum_slow(id15: str) -> str:
 
 def checksum(id15: str) -> str:
     """The three checksum characters for a 15-character id."""
-    flags = id15.translate(_CASE_FLAGS)
+    flags = id15[:15].translate(_CASE_FLAGS)
     try:
         return _CHUNK_CHAR[flags[0:5]] + _CHUNK_CHAR[flags[5:10]] + _CHUNK_CHAR[flags[10:15]]
     except KeyError:
@@ -72,11 +72,9 @@ def to18(value: str) -> str:
         bad = sorted(set(value) - _ID_CHARS)
         raise InvalidId(f"{value!r} is not a Salesforce id: it contains {''.join(bad)!r}")
     expected = checksum(value[:15])
-    if len(value) == 18:
-        if value[15:] != expected:
-            raise InvalidId(f"{value!r} is not a Salesforce id: its checksum should be {expected!r}")
-        return value
-    return value + expected
+    if len(value) == 18 and value[15:] != expected:
+        raise InvalidId(f"{value!r} is not a Salesforce id: its checksum should be {expected!r}")
+    return value[:15] + expected
 
 
 def is_valid(value: str) -> bool:

@@ -71,38 +71,27 @@ class Journal:
     def start(self, *, mode: str, options: dict[str, Any]) -> None:
         self._write([self._entry("start", version=JOURNAL_VERSION, tool=__version__, mode=mode, options=options)])
 
-    def pending(self, phase: str, batch: str, changes: Iterable[Change]) -> None:
-        self._write(
-            self._entry(
-                "pending",
-                phase=phase,
-                batch=batch,
-                object=c.sobject,
-                id=c.id,
-                group=c.group,
-                before=c.before,
-                after=c.after,
-            )
-            for c in changes
+    def _record(self, kind: str, phase: str, batch: str, change: Change, **extra: Any) -> dict[str, Any]:
+        return self._entry(
+            kind,
+            phase=phase,
+            batch=batch,
+            object=change.sobject,
+            id=change.id,
+            group=change.group,
+            before=change.before,
+            after=change.after,
+            **extra,
         )
+
+    def pending(self, phase: str, batch: str, changes: Iterable[Change]) -> None:
+        self._write(self._record("pending", phase, batch, c) for c in changes)
 
     def outcomes(self, phase: str, batch: str, results: Iterable[tuple[Change, str, str | None, str | None]]) -> None:
         """One entry per record: outcome is `updated`, `confirmed` (found applied after a lost answer),
         `failed` or `locked` (to be retried)."""
         self._write(
-            self._entry(
-                "outcome",
-                phase=phase,
-                batch=batch,
-                object=c.sobject,
-                id=c.id,
-                group=c.group,
-                before=c.before,
-                after=c.after,
-                outcome=outcome,
-                code=code,
-                message=message,
-            )
+            self._record("outcome", phase, batch, c, outcome=outcome, code=code, message=message)
             for c, outcome, code, message in results
         )
 

@@ -1,6 +1,14 @@
-"""Helpers for tests: a seeded local org and a worker client connected to it in-process."""
+"""Helpers for tests: a seeded local org, a worker client connected to it in-process, a connected app's key."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.connect import local_connector
@@ -21,3 +29,31 @@ def make_org(
 
 def make_client(org: LocalOrg, attempts: int = 6) -> SalesforceClient:
     return SalesforceClient(local_connector(org), api_version="62.0", retry=no_wait_policy(attempts), timeout_s=30)
+
+
+class KeyPair:
+    """An RSA key and the connected app's self-signed certificate for it."""
+
+    def __init__(self) -> None:
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfcleanup test connected app")])
+        now = datetime.now(UTC)
+        self.certificate_pem = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .sign(self.key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.PEM)
+        )
+        self.private_pem = self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+
+    def write_key(self, directory: Path) -> Path:
+        path = directory / "sfcleanup.key"
+        path.write_text(self.private_pem)
+        return path

@@ -106,3 +106,26 @@ def test_a_stopped_worker_resumes_its_job_instead_of_creating_another(tmp_path: 
     entries = journal_entries(tmp_path / "j" / f"{run_id}.jsonl")
     assert any(e.get("event") == "bulk.resumed" for e in entries)
     assert journal_consistent(tmp_path / "j" / f"{run_id}.jsonl", before, after) == []
+
+
+def test_large_objects_split_into_jobs_on_disjoint_accounts(tmp_path: Path) -> None:
+    """An object of more than 20,000 records goes out in two jobs at once, cut at account boundaries so that no account
+    is in both, and the run still reaches the oracle state."""
+    org, info = make_org("scale", records=21_000)
+    run_id = info.runs["failed_run"]
+    before = org.store.snapshot()
+    settings = load_settings(
+        None, journal_dir=tmp_path / "j", write={"route": "bulk", "bulk_poll_max_s": 0.05, "bulk_jobs_per_object": 2}
+    )
+    worker = Worker(make_client(org), settings, sleep=short_sleep)
+    report = worker.apply(worker.prepare([run_id]))
+    assert report.exit_code is ExitCode.CLEAN
+    assert differences(expected_after(before, run_id), org.store.snapshot(), skip={run_id}) == []
+    entries = journal_entries(tmp_path / "j" / f"{run_id}.jsonl")
+    accounts: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry["type"] == "pending" and entry["phase"] == "invoice_lines":
+            accounts.setdefault(entry["batch"], set()).add(entry["group"])
+    assert sorted(accounts) == ["invoice_lines-bulk-1", "invoice_lines-bulk-2"]
+    first, second = accounts.values()
+    assert first and second and not first & second

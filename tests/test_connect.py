@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from sfcleanup.config import AuthMode, OrgSettings
@@ -20,27 +15,12 @@ from sfcleanup.localorg.app import Credentials, LocalOrg
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import build_connector
 from sfcleanup.salesforce.retry import no_wait_policy
+from tests.support import KeyPair
 
 
 def _key_and_cert(tmp_path: Path) -> tuple[Path, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfcleanup")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    path = tmp_path / "sfcleanup.key"
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return path, cert.public_bytes(serialization.Encoding.PEM)
+    pair = KeyPair()
+    return pair.write_key(tmp_path), pair.certificate_pem
 
 
 def _connect(org: LocalOrg, settings: OrgSettings) -> SalesforceClient:

@@ -13,10 +13,6 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceExpiredSession
 
@@ -25,33 +21,11 @@ from sfcleanup.localorg.app import Credentials, LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.store import Store
+from tests.support import KeyPair
 from tests.test_localorg_rest import LIMIT_INFO, assert_error, assert_shape, connect
 
 TOKEN_PATH = "/services/oauth2/token"
 LOGIN_URL = "https://login.salesforce.com" + TOKEN_PATH
-
-
-class KeyPair:
-    """An RSA key and the connected app's self-signed certificate for it."""
-
-    def __init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfcleanup test connected app")])
-        now = datetime.now(UTC)
-        self.certificate_pem = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=1))
-            .sign(self.key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.PEM)
-        )
-        self.private_pem = self.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode()
 
 
 @pytest.fixture(scope="module")

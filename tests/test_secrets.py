@@ -3,15 +3,10 @@ token, private key, password or client secret in stdout, stderr, logs, the journ
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from sfcleanup.cli import main
 from sfcleanup.localorg.app import Credentials, LocalOrg
@@ -19,6 +14,7 @@ from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.server import LocalOrgServer
 from sfcleanup.localorg.store import Store
+from tests.support import KeyPair
 
 SECRET = "s3cret-Consumer-Value-42"
 PASSWORD = "Pa55word-Never-Logged"
@@ -26,24 +22,9 @@ SECURITY_TOKEN = "SecTok-Never-Logged"
 
 
 def _key_and_cert(tmp_path: Path) -> tuple[Path, bytes, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfcleanup")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    path = tmp_path / "sfcleanup.key"
-    path.write_bytes(pem)
+    pair = KeyPair()
     # A line from the middle of the key: any leak of the key would contain it.
-    return path, cert.public_bytes(serialization.Encoding.PEM), pem.decode().splitlines()[5]
+    return pair.write_key(tmp_path), pair.certificate_pem, pair.private_pem.splitlines()[5]
 
 
 @pytest.fixture

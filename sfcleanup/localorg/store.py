@@ -153,12 +153,15 @@ class Store:
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}" if nested else "ROLLBACK")
-                if nested:
-                    self.conn.execute(f"RELEASE {name}")
-                # Chains cached since the transaction began may rest on rows or parents the rollback just undid
-                # (triggers do not fire for a rollback). Dropping them all is simple and rarely costs anything.
-                self._forget_chains_of_transaction(keep_journal=nested)
+                try:
+                    self.conn.execute(f"ROLLBACK TO {name}" if nested else "ROLLBACK")
+                    if nested:
+                        self.conn.execute(f"RELEASE {name}")
+                finally:
+                    # Chains cached since the transaction began may rest on rows or parents the rollback undid
+                    # (triggers do not fire for a rollback, nor for one SQLite made itself before a failing
+                    # ROLLBACK here). Dropping them all is simple and rarely costs anything.
+                    self._forget_chains_of_transaction(keep_journal=nested)
                 raise
             self.conn.execute(f"RELEASE {name}" if nested else "COMMIT")
             if not nested:
@@ -331,6 +334,7 @@ class Store:
         return True
 
     def _check_other_connections(self) -> None:
+        """Drop every cached chain when another connection committed since the last look (-1: never looked)."""
         version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
         if version != self._data_version:
             if self._data_version != -1:
@@ -338,6 +342,7 @@ class Store:
             self._data_version = version
 
     def forget_all_lock_chains(self) -> None:
+        """Drop every cached lock chain; the next write to each record walks its chain again."""
         with self._chain_lock:
             self._chain_generation += 1
             self._chains.clear()

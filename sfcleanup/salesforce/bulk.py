@@ -134,16 +134,27 @@ class BulkApi:
     def state(self, job_id: str) -> JobState:
         return JobState.parse(self._client.request("bulk job", "GET", f"jobs/ingest/{job_id}/").json())
 
-    def wait(self, job_id: str) -> JobState:
-        """Poll with doubling pauses up to `max_s`, until the job ends or the deadline passes."""
+    def wait(self, job_id: str, records: int | None = None) -> JobState:
+        """Poll until the job ends or the deadline passes.
+
+        Pauses double from `first_s` up to `max_s`; once the job reports progress, the next pause is the time
+        the rest should take at the rate seen so far (within the same bounds), so a long job is neither
+        polled needlessly nor read long after it finished.
+        """
         polling = self._polling
-        deadline = polling.monotonic() + polling.deadline_s
+        started = polling.monotonic()
+        deadline = started + polling.deadline_s
         pause = polling.first_s
         while True:
             current = self.state(job_id)
             if current.state in TERMINAL:
                 return current
-            if polling.monotonic() + pause > deadline:
+            now = polling.monotonic()
+            if records and current.processed > 0 and now > started:
+                rate = current.processed / (now - started)
+                left = max(records - current.processed, 0) / rate
+                pause = min(max(left, polling.first_s), polling.max_s)
+            if now + pause > deadline:
                 raise TransientExhausted(
                     f"Bulk API job {job_id} is still {current.state} after {polling.deadline_s:.0f} s; run again to "
                     "resume polling it (the job goes on in the org)"

@@ -27,6 +27,8 @@ from sfcleanup.salesforce.write import CompositeWriter, Failure, PhaseOutcome
 
 # CSV: an empty cell leaves a field as it is; this value sets it to null.
 NULL = "#N/A"
+# Below this many records a second job costs more calls than it saves time.
+MIN_RECORDS_PER_JOB = 10_000
 CHUNK = 2000
 log = structlog.get_logger("sfcleanup.bulkwrite")
 Lookup = Callable[[str], Change | None]
@@ -46,6 +48,12 @@ def write_csv(path: Path, rule: Rule, changes: Iterable[Change]) -> int:
             writer.writerow([change.id, *(_cell(change.after[f]) for f in rule.fields)])
             count += 1
     return count
+
+
+def _groups(changes: Iterator[Change]) -> Iterator[list[Change]]:
+    """Consecutive runs of one lock point (the changes come in lock-point order)."""
+    for _, members in itertools.groupby(changes, key=lambda c: c.group):
+        yield list(members)
 
 
 def _chunks(rows: Iterator[Any], size: int = CHUNK) -> Iterator[list[Any]]:
@@ -78,28 +86,69 @@ class BulkWriter:
         return CompositeWriter(self._client, self._settings, self._journal, **kwargs)
 
     def apply(self, phase: str, rule: Rule, changes: ChangeSet) -> PhaseOutcome:
-        """One job for the phase: the CSV and the pending entries are written as the changes stream by."""
-        batch = f"{phase}-bulk"
+        """Jobs for the phase, running at once on disjoint accounts; then every row's outcome, and retries.
+
+        The changes stream by in lock-point order and are cut into `jobs` CSV files at account boundaries,
+        so no account's records are in two jobs running at the same time.
+        """
         self._workdir.mkdir(parents=True, exist_ok=True)
-        csv_path = self._workdir / f"{self._journal.run_id}-{batch}.csv"
-        count = write_csv(csv_path, rule, self._journaled(phase, batch, changes))
-        job = self._api.create_job(rule.sobject)
-        self._journal.note(
-            "bulk.job", state="created", job=job, phase=phase, batch=batch, object=rule.sobject, records=count
-        )
-        self._api.upload(job, csv_path)
-        self._api.close(job)
-        self._journal.note("bulk.job", state="uploaded", job=job)
-        log.info("bulk.job_submitted", job=job, object=rule.sobject, records=count)
-        outcome, locked, leftover = self.collect(phase, rule, job, batch, changes.get)
-        csv_path.unlink(missing_ok=True)
+        jobs = max(1, min(self._settings.bulk_jobs_per_object, len(changes) // MIN_RECORDS_PER_JOB))
+        parts = self._write_parts(phase, rule, changes, jobs)
+        submitted = []
+        for batch, csv_path, count in parts:
+            job = self._api.create_job(rule.sobject)
+            self._journal.note(
+                "bulk.job", state="created", job=job, phase=phase, batch=batch, object=rule.sobject, records=count
+            )
+            self._api.upload(job, csv_path)
+            self._api.close(job)
+            self._journal.note("bulk.job", state="uploaded", job=job)
+            log.info("bulk.job_submitted", job=job, object=rule.sobject, records=count)
+            submitted.append((job, batch, csv_path, count))
+        outcome = PhaseOutcome()
+        locked: list[Change] = []
+        leftover: list[Change] = []
+        # The jobs run at once in the org; reading them one after the other waits only as long as the slowest.
+        for job, batch, csv_path, count in submitted:
+            done, job_locked, job_leftover = self.collect(phase, rule, job, batch, changes.get, records=count)
+            self._merge(outcome, done)
+            locked += job_locked
+            leftover += job_leftover
+            csv_path.unlink(missing_ok=True)
         if locked:
+            # Through Composite: calls never share an account, and the writer's last lock round sends one
+            # account at a time.
             log.info("bulk.lock_retry", records=len(locked))
-            self._merge(outcome, self._composite().apply(phase, rule, locked, one_parent_at_a_time=True))
+            self._merge(outcome, self._composite().apply(phase, rule, locked))
         if leftover:
             log.info("bulk.unprocessed_retry", records=len(leftover))
             self._merge(outcome, self._composite().apply(phase, rule, leftover))
         return outcome
+
+    def _write_parts(self, phase: str, rule: Rule, changes: ChangeSet, jobs: int) -> list[tuple[str, Path, int]]:
+        """Cut the changes into `jobs` CSV files of about equal size, each ending at an account boundary."""
+        target = -(-len(changes) // jobs)
+        parts: list[tuple[str, Path, int]] = []
+        groups = iter(_groups(iter(changes)))
+        pending_group: list[Change] | None = next(groups, None)
+        for index in range(jobs):
+            batch = f"{phase}-bulk-{index + 1}" if jobs > 1 else f"{phase}-bulk"
+            path = self._workdir / f"{self._journal.run_id}-{batch}.csv"
+
+            def part(last: bool) -> Iterator[Change]:
+                nonlocal pending_group
+                size = 0
+                while pending_group is not None and (last or size < target):
+                    size += len(pending_group)
+                    yield from pending_group
+                    pending_group = next(groups, None)
+
+            count = write_csv(path, rule, self._journaled(phase, batch, part(index == jobs - 1)))
+            if count:
+                parts.append((batch, path, count))
+            else:
+                path.unlink(missing_ok=True)
+        return parts
 
     def _journaled(self, phase: str, batch: str, changes: Iterable[Change]) -> Iterator[Change]:
         """Pass the changes through, journaling them as pending 2,000 at a time."""
@@ -113,10 +162,10 @@ class BulkWriter:
         into.failures += more.failures
 
     def collect(
-        self, phase: str, rule: Rule, job: str, batch: str, lookup: Lookup
+        self, phase: str, rule: Rule, job: str, batch: str, lookup: Lookup, records: int | None = None
     ) -> tuple[PhaseOutcome, list[Change], list[Change]]:
         """Wait for the job, journal every row's outcome, and say which rows to retry (locked, unprocessed)."""
-        final = self._api.wait(job)
+        final = self._api.wait(job, records)
         self._journal.note(
             "bulk.job", state=final.state, job=job, processed=final.processed, failed=final.failed, error=final.error
         )

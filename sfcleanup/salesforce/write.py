@@ -100,35 +100,27 @@ class CompositeWriter:
         outcome = PhaseOutcome()
         if isinstance(changes, list | tuple):
             changes = batches.in_group_order(changes)
-        if one_parent_at_a_time:
-            calls = batches.one_group_per_call(changes, per_collection=self._settings.batch_size)
-        else:
-            calls = batches.pack(
-                changes,
-                per_collection=self._settings.batch_size,
-                collections_per_call=self._settings.collections_per_call,
-            )
-        locked = self._send_all(phase, rule, calls, outcome)
+        size = self._settings.batch_size
+        locked = self._send_all(phase, rule, self._calls(changes, size, one_parent=one_parent_at_a_time), outcome)
         for round_number in range(1, self._settings.lock_retry_rounds + 1):
             if not locked:
                 break
             last = round_number == self._settings.lock_retry_rounds
             log.info("write.lock_retry", phase=phase, round=round_number, records=len(locked), one_parent=last)
             self._sleep(self._settings.lock_retry_pause_s * round_number)
-            locked = batches.in_group_order(locked)
-            if last:
-                calls = batches.one_group_per_call(locked, per_collection=self._settings.batch_size)
-            else:
-                calls = batches.pack(
-                    locked,
-                    per_collection=self._settings.lock_retry_batch_size,
-                    collections_per_call=self._settings.collections_per_call,
-                )
+            calls = self._calls(batches.in_group_order(locked), self._settings.lock_retry_batch_size, one_parent=last)
             locked = self._send_all(phase, rule, calls, outcome)
         outcome.failures.extend(
             Failure(c.id, c.sobject, "UNABLE_TO_LOCK_ROW", "still locked after every retry round") for c in locked
         )
         return outcome
+
+    def _calls(self, changes: Iterable[Change], per_collection: int, *, one_parent: bool) -> Iterator[batches.Call]:
+        if one_parent:
+            return batches.one_group_per_call(changes, per_collection=self._settings.batch_size)
+        return batches.pack(
+            changes, per_collection=per_collection, collections_per_call=self._settings.collections_per_call
+        )
 
     def _send_all(self, phase: str, rule: Rule, calls: Iterator[batches.Call], outcome: PhaseOutcome) -> list[Change]:
         """Send every call, up to `max_in_flight` at once, never two at once that share a lock point.

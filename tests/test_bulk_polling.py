@@ -1,0 +1,75 @@
+"""Bulk API 2.0 polling: backoff, timing by the job's own progress, and the deadline."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import responses
+from pydantic import SecretStr
+
+from sfcleanup.config import AuthMode, OrgSettings
+from sfcleanup.errors import TransientExhausted
+from sfcleanup.salesforce.bulk import BulkApi, Polling
+from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.connect import Connector, OrgSession
+from sfcleanup.salesforce.retry import no_wait_policy
+
+INSTANCE = "https://acme.my.salesforce.com"
+JOB = f"{INSTANCE}/services/data/v62.0/jobs/ingest/7505g0000000001AAA/"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 3))
+        self.now += seconds
+
+
+def _api(clock: Clock, deadline_s: float = 600.0) -> BulkApi:
+    connector = Connector(
+        OrgSettings(auth=AuthMode.TOKEN), requests.Session(), lambda: OrgSession(INSTANCE, SecretStr("t"))
+    )
+    client = SalesforceClient(connector, api_version="62.0", retry=no_wait_policy(), timeout_s=5)
+    polling = Polling(first_s=0.5, max_s=5.0, deadline_s=deadline_s, sleep=clock.sleep, monotonic=clock.monotonic)
+    return BulkApi(client, polling)
+
+
+def _state(state: str, processed: int) -> dict[str, object]:
+    return {"id": "7505g0000000001AAA", "state": state, "numberRecordsProcessed": processed, "numberRecordsFailed": 0}
+
+
+@responses.activate
+def test_pauses_double_until_progress_then_follow_the_rate() -> None:
+    """Without progress the pauses double (0.5, 1, 2); with 4,000 of 10,000 done after 3.5 s, the next pause
+    is the ~5 s the rest should take, capped at max_s."""
+    clock = Clock()
+    for body in (
+        _state("UploadComplete", 0),
+        _state("InProgress", 0),
+        _state("InProgress", 0),
+        _state("InProgress", 4000),
+        _state("InProgress", 9000),
+        _state("JobComplete", 10000),
+    ):
+        responses.get(JOB, json=body)
+    final = _api(clock).wait("7505g0000000001AAA", records=10000)
+    assert final.state == "JobComplete"
+    assert clock.sleeps[:3] == [0.5, 1.0, 2.0]
+    assert clock.sleeps[3] == 5.0  # 6,000 left at ~1,143 records/s is 5.25 s: capped
+    assert 0.5 <= clock.sleeps[4] < 1.0  # 1,000 left at ~1,034 records/s
+
+
+@responses.activate
+def test_deadline_stops_with_a_resumable_error() -> None:
+    """A job still running at the deadline stops the worker (exit 3), saying the next run resumes polling it."""
+    clock = Clock()
+    responses.get(JOB, json=_state("InProgress", 0))
+    with pytest.raises(TransientExhausted, match="resume polling"):
+        _api(clock, deadline_s=3.0).wait("7505g0000000001AAA", records=10)
+    assert sum(clock.sleeps) <= 3.0
