@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -29,17 +31,25 @@ def keyset_pages(
 
     Keyset paging needs no server-side cursor: nothing expires during a long clean-up, and a page can be read
     again after a lost answer. Each query asks for one record more than a page holds and reads only the
-    first page: whether more follow is then known without an extra call for an empty page.
+    first page: whether more follow is then known without an extra call for an empty page. The next page is
+    fetched while the caller works through the current one.
     """
-    after = FIRST_ID
-    while True:
+
+    def fetch(after: str) -> tuple[list[dict[str, Any]], bool]:
         soql = queries.render(query, run_id=run_id, after=after, limit=page_size + 1)
-        page, done = client.query_page(soql, batch_size=page_size)
-        if page:
+        return client.query_page(soql, batch_size=page_size)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfcleanup-read") as pool:
+        ahead = pool.submit(contextvars.copy_context().run, fetch, FIRST_ID)
+        while True:
+            page, done = ahead.result()
+            if not page:
+                return
+            if not done:
+                ahead = pool.submit(contextvars.copy_context().run, fetch, str(page[-1]["Id"]))
             yield page
-        if done or not page:
-            return
-        after = str(page[-1]["Id"])
+            if done:
+                return
 
 
 def plan_streaming(client: SalesforceClient, run: InvoiceRun, *, batch_size: int = 2000) -> tuple[RunPlan, int]:
