@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.localorg_bench
+
+bench-compare: $(STAMP)
+	$(BIN)/python -m bench.compare --suite
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache sfcleanup-journal

@@ -53,7 +53,7 @@ from typing import IO, Any
 
 import requests
 
-from bench.contenders import COLLECTION_SIZE, LIMITABLE, NAMES
+from bench.contenders import COLLECTION_SIZE, LIMITABLE, NAMES, ROUTE_NAMES
 from sfcleanup.localorg.seed import ScenarioInfo, check_records, seed
 from sfcleanup.localorg.store import Store, quote
 
@@ -661,9 +661,11 @@ def _rate_arg(text: str) -> float:
 
 def _only_arg(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in NAMES]
+    unknown = [n for n in names if n not in (*NAMES, *ROUTE_NAMES)]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown contender(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown contender(s) {', '.join(unknown)}; choose from {', '.join((*NAMES, *ROUTE_NAMES))}"
+        )
     return names
 
 

@@ -76,6 +76,8 @@ RULES: tuple[Rule, ...] = (
 COLLECTION_SIZE = 200
 SFCLEANUP_TIMEOUT_S = 3600.0
 NAMES = ("sfcleanup", "per_record_loop", "bulk2_update", "serial_collections")
+# sfcleanup with its route forced, to compare the routes when choosing `write.bulk_threshold` (not in --suite).
+ROUTE_NAMES = ("sfcleanup_composite", "sfcleanup_bulk")
 # Contenders that honour --limit, so the harness can time a subset and extrapolate.
 LIMITABLE = frozenset({"per_record_loop", "serial_collections"})
 
@@ -244,7 +246,9 @@ def bulk2_update(sf: Salesforce, run_id: str, limit: int | None) -> Tally:
 
 
 # --- the real CLI --------------------------------------------------------------------------------------------
-def sfcleanup_cli(instance_url: str, token: str, ca_bundle: str | None, run_id: str) -> dict[str, Any]:
+def sfcleanup_cli(
+    instance_url: str, token: str, ca_bundle: str | None, run_id: str, route: str = "auto"
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-sfcleanup-journal-") as journal:
         base = [sys.executable, "-m", "sfcleanup", "run", run_id, "--yes", "--json"]
         tail = ["--instance-url", instance_url, "--journal-dir", journal, "--log-level", "warning"]
@@ -252,16 +256,12 @@ def sfcleanup_cli(instance_url: str, token: str, ca_bundle: str | None, run_id: 
             tail += ["--ca-bundle", ca_bundle]
         # The token goes by environment, as the CLI recommends: argv is visible to every local user.
         env = {**os.environ, "SFCLEANUP_ORG__ACCESS_TOKEN": token}
-        note = None
-        proc = _run_cli([*base, "--route", "auto", *tail], env)
-        # --route is being added to the CLI; before it lands argparse refuses it (exit 2, nothing written).
-        if proc.returncode == 2 and "unrecognized arguments: --route" in proc.stderr:
-            note = "no --route yet"
-            proc = _run_cli([*base, *tail], env)
+        proc = _run_cli([*base, "--route", route, *tail], env)
     sys.stderr.write(proc.stderr[-4000:])
-    out: dict[str, Any] = {"name": "sfcleanup", "exit_code": proc.returncode}
-    if note:
-        out["note"] = note
+    out: dict[str, Any] = {
+        "name": "sfcleanup" if route == "auto" else f"sfcleanup_{route}",
+        "exit_code": proc.returncode,
+    }
     try:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -296,7 +296,7 @@ SCRIPTED: dict[str, Callable[[Salesforce, str, int | None], Tally]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.contenders", description="Run one clean-up contender.")
-    parser.add_argument("name", choices=NAMES)
+    parser.add_argument("name", choices=(*NAMES, *ROUTE_NAMES))
     parser.add_argument("--instance-url", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--run-id", required=True)
@@ -305,8 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.limit is not None and args.name not in LIMITABLE:
         parser.error(f"--limit applies to {', '.join(sorted(LIMITABLE))} only")
-    if args.name == "sfcleanup":
-        out = sfcleanup_cli(args.instance_url, args.token, args.ca_bundle, args.run_id)
+    if args.name == "sfcleanup" or args.name in ROUTE_NAMES:
+        route = args.name.removeprefix("sfcleanup").removeprefix("_") or "auto"
+        out = sfcleanup_cli(args.instance_url, args.token, args.ca_bundle, args.run_id, route)
         print(json.dumps(out), flush=True)
         return 0 if "error" not in out else 1
     sf = connect(args.instance_url, args.token, args.ca_bundle)

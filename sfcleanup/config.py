@@ -90,9 +90,9 @@ class OrgSettings(_Frozen):
 class WriteSettings(_Frozen):
     # auto: Composite below bulk_threshold records per object, Bulk API 2.0 from there on.
     route: Literal["auto", "composite", "bulk"] = "auto"
-    bulk_threshold: int = Field(default=10_000, ge=1)
+    bulk_threshold: int = Field(default=15_000, ge=1)
     # Bulk API 2.0 jobs an object's records are split into, running at once on disjoint accounts.
-    bulk_jobs_per_object: int = Field(default=2, ge=1, le=5)
+    bulk_jobs_per_object: int = Field(default=3, ge=1, le=5)
     batch_size: int = Field(default=200, ge=1, le=200)
     collections_per_call: int = Field(default=5, ge=1, le=5)
     # Composite calls in flight at once; calls in flight never share a lock point (an account).
@@ -102,8 +102,9 @@ class WriteSettings(_Frozen):
     bulk_timeout_s: float = Field(default=3600.0, gt=0)
     lock_retry_rounds: int = Field(default=5, ge=0, le=20)
     lock_retry_batch_size: int = Field(default=50, ge=1, le=200)
-    # Pause before each lock retry round, multiplied by the round number: locks are held by other work.
-    lock_retry_pause_s: float = Field(default=1.0, ge=0, le=60)
+    # Pause before each lock retry round, multiplied by the round number. Salesforce has already waited up to
+    # 10 s for the lock before refusing the row, so a short pause is enough to let the holder finish.
+    lock_retry_pause_s: float = Field(default=0.25, ge=0, le=60)
 
 
 class RetrySettings(_Frozen):
