@@ -162,19 +162,15 @@ def refusal_for(run: InvoiceRun, readiness: OrgReadiness, *, include_completed: 
 FIXED_CALLS_PER_RUN = 2 + 4 + 1
 
 
-# A Bulk API 2.0 phase: create, upload, close, about ten polls, three result files.
-BULK_CALLS_PER_PHASE = 16
+# One Bulk API 2.0 job: create, upload, close, a few polls, three result files.
+BULK_CALLS_PER_JOB = 11
 
 
-def estimate_write_calls(changes: int, *, per_call: int) -> int:
-    return math.ceil(changes / per_call) + FIXED_CALLS_PER_RUN if changes else 0
-
-
-def estimate_phase_calls(changes: int, *, per_call: int, bulk: bool) -> int:
-    """API calls one phase's writes take on its route (lock retries not included)."""
+def estimate_phase_calls(changes: int, *, per_call: int, bulk_jobs: int = 0) -> int:
+    """API calls one phase's writes take: Composite calls, or `bulk_jobs` Bulk jobs (lock retries excluded)."""
     if not changes:
         return 0
-    return BULK_CALLS_PER_PHASE if bulk else math.ceil(changes / per_call)
+    return BULK_CALLS_PER_JOB * bulk_jobs if bulk_jobs else math.ceil(changes / per_call)
 
 
 def check_budget(limits: dict[str, Any], estimate: int, reserve: float) -> dict[str, int]:

@@ -27,7 +27,7 @@ from sfcleanup.plan import RunPlan
 from sfcleanup.preflight import OrgReadiness
 from sfcleanup.report import ObjectCounts, Report, RunOutcome, RunResult
 from sfcleanup.salesforce.bulk import BulkApi, Polling
-from sfcleanup.salesforce.bulkwrite import BulkWriter, open_jobs, resume_open_jobs
+from sfcleanup.salesforce.bulkwrite import BulkWriter, bulk_jobs_for, open_jobs, resume_open_jobs
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.read import eligible_left, plan_streaming, remaining_by_status
 from sfcleanup.salesforce.write import CompositeWriter, Failure
@@ -110,11 +110,15 @@ class Worker:
         route = self.settings.write.route
         return route == "bulk" or (route == "auto" and count >= self.settings.write.bulk_threshold)
 
+    def _bulk_jobs(self, count: int) -> int:
+        """How many Bulk API jobs a phase of `count` records goes out in; 0 on the Composite route."""
+        return bulk_jobs_for(count, self.settings.write.bulk_jobs_per_object) if self.use_bulk(count) else 0
+
     def _estimate(self, plan: RunPlan) -> int:
         if plan.is_empty:
             return 0
         phases = sum(
-            preflight.estimate_phase_calls(len(c), per_call=self._per_call, bulk=self.use_bulk(len(c)))
+            preflight.estimate_phase_calls(len(c), per_call=self._per_call, bulk_jobs=self._bulk_jobs(len(c)))
             for c in plan.changes.values()
         )
         return phases + preflight.FIXED_CALLS_PER_RUN

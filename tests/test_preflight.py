@@ -113,6 +113,7 @@ def test_budget_keeps_the_reserve(recorded: RecordedOrg) -> None:
 
 
 def test_estimate_counts_composite_calls() -> None:
-    """1,000 records per Composite call plus the fixed calls of a run; nothing to write costs nothing."""
-    assert preflight.estimate_write_calls(0, per_call=1000) == 0
-    assert preflight.estimate_write_calls(2001, per_call=1000) == 3 + preflight.FIXED_CALLS_PER_RUN
+    """A Composite phase costs a call per 1,000 records; a Bulk phase a fixed number of calls per job."""
+    assert preflight.estimate_phase_calls(0, per_call=1000) == 0
+    assert preflight.estimate_phase_calls(2001, per_call=1000) == 3
+    assert preflight.estimate_phase_calls(98_000, per_call=1000, bulk_jobs=3) == 3 * preflight.BULK_CALLS_PER_JOB

@@ -50,6 +50,11 @@ def write_csv(path: Path, rule: Rule, changes: Iterable[Change]) -> int:
     return count
 
 
+def bulk_jobs_for(records: int, most: int) -> int:
+    """Jobs for one phase: as many as allowed, each with at least MIN_RECORDS_PER_JOB records."""
+    return max(1, min(most, records // MIN_RECORDS_PER_JOB))
+
+
 def _groups(changes: Iterator[Change]) -> Iterator[list[Change]]:
     """Consecutive runs of one lock point (the changes come in lock-point order)."""
     for _, members in itertools.groupby(changes, key=lambda c: c.group):
@@ -92,7 +97,7 @@ class BulkWriter:
         so no account's records are in two jobs running at the same time.
         """
         self._workdir.mkdir(parents=True, exist_ok=True)
-        jobs = max(1, min(self._settings.bulk_jobs_per_object, len(changes) // MIN_RECORDS_PER_JOB))
+        jobs = bulk_jobs_for(len(changes), self._settings.bulk_jobs_per_object)
         parts = self._write_parts(phase, rule, changes, jobs)
         submitted = []
         for batch, csv_path, count in parts:
