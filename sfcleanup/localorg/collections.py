@@ -93,21 +93,28 @@ def _body(req: HttpRequest) -> tuple[list[Any], bool]:
     return rows, bool(payload.get("allOrNone", False))
 
 
+def _locked(
+    org: LocalOrg, ctx: RequestContext, spec: SObjectSpec, record_id: str, write: Callable[[], None]
+) -> tuple[str | None, RowError | None, Apply | None]:
+    """Lock the row (and its parents) now; the write runs later, inside the request's transaction."""
+    lock_error = org.lock_row(ctx, spec, record_id)
+    if lock_error is not None:
+        return record_id, lock_error, None
+
+    def apply() -> str:
+        write()
+        return record_id
+
+    return record_id, None, apply
+
+
 def _plan_update(org: LocalOrg, ctx: RequestContext, record: Any) -> tuple[str | None, RowError | None, Apply | None]:
     try:
         spec = _record_type(record)
         record_id = records.check_id(spec, record.get("id", record.get("Id")))
     except RowFailure as failure:
         return None, failure.error, None
-    lock_error = org.lock_row(ctx, spec, record_id)
-    if lock_error is not None:
-        return record_id, lock_error, None
-
-    def apply() -> str:
-        records.update(spec, record_id, record, org.store)
-        return record_id
-
-    return record_id, None, apply
+    return _locked(org, ctx, spec, record_id, lambda: records.update(spec, record_id, record, org.store))
 
 
 def _plan_create(record: Any, org: LocalOrg) -> tuple[str | None, RowError | None, Apply | None]:
@@ -128,15 +135,7 @@ def _plan_delete(org: LocalOrg, ctx: RequestContext, raw_id: str) -> tuple[str |
         record_id = records.check_id(spec, raw_id)
     except RowFailure as failure:
         return None, failure.error, None
-    lock_error = org.lock_row(ctx, spec, record_id)
-    if lock_error is not None:
-        return record_id, lock_error, None
-
-    def apply() -> str:
-        records.delete(spec, record_id, org.store)
-        return record_id
-
-    return record_id, None, apply
+    return _locked(org, ctx, spec, record_id, lambda: records.delete(spec, record_id, org.store))
 
 
 def collections(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:

@@ -97,7 +97,8 @@ class BulkApi:
     def upload(self, job_id: str, csv_path: Path) -> None:
         """PUT the CSV. After a lost answer, a second PUT that the org refuses as duplicate content proves the
         first one arrived."""
-        try:
+
+        def put() -> None:
             self._client.request(
                 "bulk upload",
                 "PUT",
@@ -106,16 +107,12 @@ class BulkApi:
                 headers={"Content-Type": "text/csv"},
                 write=True,
             )
+
+        try:
+            put()
         except AmbiguousWrite:
             try:
-                self._client.request(
-                    "bulk upload",
-                    "PUT",
-                    f"jobs/ingest/{job_id}/batches",
-                    data=csv_path,
-                    headers={"Content-Type": "text/csv"},
-                    write=True,
-                )
+                put()
             except ApiError as exc:
                 if exc.error_code != "BULK_API_ERROR":
                     raise
