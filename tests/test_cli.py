@@ -174,3 +174,24 @@ def test_status_shows_what_is_left(
     assert second["planned"] == 0 and second["cleanup_status"] == "Completed"
     assert second["eligible"]["OrderItem"] == len([a for a in second["anomalies"] if a["object"] == "OrderItem"])
     assert {a["reason"] for a in second["anomalies"]} == {a["reason"] for a in first["anomalies"]}
+
+
+def test_sweep_through_the_cli(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sweep --dry-run` writes nothing; `sweep --yes --json` cleans the two failed runs; without a terminal
+    and without --yes it refuses with exit 2."""
+    state, info = org_file
+    before = _snapshot(state)
+    assert main(_args(state, tmp_path, "sweep", "--dry-run", "--json")) == 0
+    assert [r["status"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["planned", "planned"]
+    assert _snapshot(state) == before
+    assert main(_args(state, tmp_path, "sweep")) == 2
+    assert "pass --yes" in capsys.readouterr().err
+    assert main(_args(state, tmp_path, "sweep", "--yes", "--json")) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["mode"] == "sweep"
+    assert {r["id"]: r["status"] for r in document["runs"]} == {
+        info.runs["failed_run"]: "cleaned",
+        info.runs["errors_run"]: "cleaned",
+    }
