@@ -71,3 +71,61 @@ def test_clean_over_https_from_another_process(tmp_path: Path) -> None:
     store.close()
     assert differences(expected_after(before, run_id), after, skip={run_id}) == []
     assert journal_consistent(tmp_path / "journal" / f"{run_id}.jsonl", before, after) == []
+
+
+@pytest.mark.slow
+def test_rehearse_an_org_missing_a_picklist_value(tmp_path: Path) -> None:
+    """`localorg serve --without-picklist-value` serves an org whose admin never added CleanUp Status
+    "Completed with errors"; the worker's preflight names the value and exits 2; a value the field does not
+    have is refused by serve itself with exit 2."""
+    bad = subprocess.run(
+        [sys.executable, "-m", "sfcleanup.localorg.server", "--without-picklist-value", "OrderItem.Quantity=x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "OBJECT.FIELD=VALUE" in bad.stderr
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sfcleanup.localorg.server",
+            "--port",
+            "0",
+            "--scenario",
+            "demo",
+            "--without-picklist-value",
+            "blng__InvoiceRun__c.blng__CleanUpStatus__c=Completed with errors",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        endpoint = json.loads(server.stdout.readline())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SFCLEANUP_")}
+        env["SFCLEANUP_ORG__ACCESS_TOKEN"] = endpoint["access_token"]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sfcleanup",
+                "plan",
+                "a1A5g0000000001EAA",
+                "--instance-url",
+                endpoint["instance_url"],
+                "--ca-bundle",
+                endpoint["ca_bundle"],
+                "--log-level",
+                "error",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+    assert result.returncode == 2
+    assert "'Completed with errors' is missing from blng__InvoiceRun__c.blng__CleanUpStatus__c" in result.stderr

@@ -38,7 +38,7 @@ from typing import Any, NoReturn
 import trustme
 from pydantic import ValidationError
 
-from sfcleanup.localorg import seed
+from sfcleanup.localorg import schema, seed
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile, LatencyModel
 from sfcleanup.localorg.http import HttpRequest, HttpResponse, error_body
@@ -327,6 +327,20 @@ def _port(text: str) -> int:
     return value
 
 
+def _picklist_value(text: str) -> tuple[tuple[str, str], str]:
+    """OBJECT.FIELD=VALUE: a picklist value this org's admin has not added, e.g.
+    blng__InvoiceRun__c.blng__CleanUpStatus__c=Completed with errors."""
+    target, sep, value = text.partition("=")
+    sobject_name, dot, field_name = target.partition(".")
+    spec = schema.sobject(sobject_name)
+    field = spec.field(field_name) if spec is not None and dot else None
+    if not sep or not value or spec is None or field is None or not field.picklist:
+        raise argparse.ArgumentTypeError(f"{text!r} is not OBJECT.FIELD=VALUE naming a picklist field of the schema")
+    if value not in field.picklist:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a value of {spec.name}.{field.name}")
+    return (spec.name, field.name), value
+
+
 def _parser() -> _Parser:
     parser = _Parser(
         prog="sfcleanup localorg serve",
@@ -346,6 +360,14 @@ def _parser() -> _Parser:
     parser.add_argument("--daily-api-limit", type=_count(1))
     parser.add_argument("--lock-wait-s", type=_seconds)
     parser.add_argument("--seed", type=_count(0), help="seed of the fault RNG")
+    parser.add_argument(
+        "--without-picklist-value",
+        type=_picklist_value,
+        action="append",
+        default=[],
+        metavar="OBJECT.FIELD=VALUE",
+        help="rehearse an org whose admin never added this picklist value (repeatable)",
+    )
     return parser
 
 
@@ -406,6 +428,9 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
         # A --state file that already holds an org is served as it is: re-seeding would undo a rehearsal.
         if store.count_all() == 0:
             seed.seed(store, args.scenario, records=args.records)
+        for key, value in args.without_picklist_value:
+            removed = store.removed_picklist_values.get(key, frozenset())
+            store.removed_picklist_values[key] = removed | {value}
         org = LocalOrg(store, faults=profile, access_token=args.token)
         stop = threading.Event()
 
