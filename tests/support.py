@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,3 +64,26 @@ class KeyPair:
         path = directory / "sfcleanup.key"
         path.write_text(self.private_pem)
         return path
+
+
+@contextmanager
+def serve(*options: str) -> Iterator[dict[str, str]]:
+    """`sfcleanup localorg serve` in a process of its own; yields its JSON line, stops it with SIGTERM."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sfcleanup.localorg.server", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        yield json.loads(server.stdout.readline())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+
+
+def worker_env(endpoint: dict[str, str]) -> dict[str, str]:
+    """The environment for a worker process: the served org's token, and no SFCLEANUP_ settings of the host."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SFCLEANUP_")}
+    env["SFCLEANUP_ORG__ACCESS_TOKEN"] = endpoint["access_token"]
+    return env

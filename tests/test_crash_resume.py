@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,36 +19,10 @@ import requests
 from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.store import Store
 from tests.oracle import differences, expected_after, journal_consistent
+from tests.support import serve, worker_env
 
 # (kill after this many API calls, route): spread over reading, the lease, each phase and the end.
 KILL_POINTS = [(3, "composite"), (8, "composite"), (11, "composite"), (6, "bulk"), (10, "bulk"), (16, "bulk")]
-
-
-@contextmanager
-def serve(state: Path) -> Iterator[dict[str, str]]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sfcleanup.localorg.server",
-            "--port",
-            "0",
-            "--scenario",
-            "demo",
-            "--state",
-            str(state),
-            "--latency",
-            "cloud",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        yield json.loads(server.stdout.readline())
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def _session(endpoint: dict[str, str]) -> requests.Session:
@@ -68,9 +38,7 @@ def _api_calls(session: requests.Session, endpoint: dict[str, str]) -> int:
 
 
 def _worker(endpoint: dict[str, str], run_id: str, journal: Path, route: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SFCLEANUP_")}
-    env["SFCLEANUP_ORG__ACCESS_TOKEN"] = endpoint["access_token"]
-    env["SFCLEANUP_WRITE__BULK_POLL_MAX_S"] = "0.2"
+    env = {**worker_env(endpoint), "SFCLEANUP_WRITE__BULK_POLL_MAX_S": "0.2"}
     return subprocess.Popen(
         [
             sys.executable,
@@ -120,7 +88,7 @@ def test_sigkill_then_resume_converges(tmp_path: Path, kill_after: int, route: s
     before = store.snapshot()
     store.close()
     journal = tmp_path / "journal"
-    with serve(state) as endpoint:
+    with serve("--scenario", "demo", "--state", str(state), "--latency", "cloud") as endpoint:
         session = _session(endpoint)
         start = _api_calls(session, endpoint)
         victim = _worker(endpoint, run_id, journal, route)

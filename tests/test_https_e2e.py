@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +12,7 @@ import pytest
 from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.store import Store
 from tests.oracle import differences, expected_after, journal_consistent
+from tests.support import serve, worker_env
 
 
 @pytest.mark.slow
@@ -26,16 +25,8 @@ def test_clean_over_https_from_another_process(tmp_path: Path) -> None:
     before = store.snapshot()
     store.close()
     run_id = info.runs["errors_run"]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sfcleanup.localorg.server", "--port", "0", "--scenario", "demo", "--state", str(state)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        endpoint = json.loads(server.stdout.readline())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SFCLEANUP_")}
-        env["SFCLEANUP_ORG__ACCESS_TOKEN"] = endpoint["access_token"]
+    with serve("--scenario", "demo", "--state", str(state)) as endpoint:
+        env = worker_env(endpoint)
         result = subprocess.run(
             [
                 sys.executable,
@@ -59,9 +50,6 @@ def test_clean_over_https_from_another_process(tmp_path: Path) -> None:
             text=True,
             timeout=120,
         )
-    finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=20) == 0
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["runs"][0]["status"] == "cleaned"
@@ -85,26 +73,9 @@ def test_rehearse_an_org_missing_a_picklist_value(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "OBJECT.FIELD=VALUE" in bad.stderr
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sfcleanup.localorg.server",
-            "--port",
-            "0",
-            "--scenario",
-            "demo",
-            "--without-picklist-value",
-            "blng__InvoiceRun__c.blng__CleanUpStatus__c=Completed with errors",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        endpoint = json.loads(server.stdout.readline())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SFCLEANUP_")}
-        env["SFCLEANUP_ORG__ACCESS_TOKEN"] = endpoint["access_token"]
+    missing = "blng__InvoiceRun__c.blng__CleanUpStatus__c=Completed with errors"
+    with serve("--scenario", "demo", "--without-picklist-value", missing) as endpoint:
+        env = worker_env(endpoint)
         result = subprocess.run(
             [
                 sys.executable,
@@ -124,8 +95,5 @@ def test_rehearse_an_org_missing_a_picklist_value(tmp_path: Path) -> None:
             text=True,
             timeout=120,
         )
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=20)
     assert result.returncode == 2
     assert "'Completed with errors' is missing from blng__InvoiceRun__c.blng__CleanUpStatus__c" in result.stderr
