@@ -87,3 +87,12 @@ def worker_env(endpoint: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SFCLEANUP_")}
     env["SFCLEANUP_ORG__ACCESS_TOKEN"] = endpoint["access_token"]
     return env
+
+
+def state_snapshot(state: Path) -> dict[str, list[dict[str, object]]]:
+    """Every row of a local org kept in a state file, read through a connection of its own."""
+    store = Store(state)
+    try:
+        return store.snapshot()
+    finally:
+        store.close()

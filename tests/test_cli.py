@@ -10,7 +10,7 @@ import pytest
 from sfcleanup.cli import main
 from sfcleanup.localorg.connect import open_local_org
 from sfcleanup.localorg.seed import ScenarioInfo
-from sfcleanup.localorg.store import Store
+from tests.support import state_snapshot
 
 
 @pytest.fixture
@@ -36,26 +36,18 @@ def _args(state: Path, tmp_path: Path, *extra: str) -> list[str]:
     ]
 
 
-def _snapshot(state: Path) -> dict[str, list[dict[str, object]]]:
-    store = Store(state)
-    try:
-        return store.snapshot()
-    finally:
-        store.close()
-
-
 def test_plan_prints_json_and_writes_nothing(
     org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`plan --json` exits 0 with per-object counts and leaves the org and the journal directory untouched."""
     state, info = org_file
-    before = _snapshot(state)
+    before = state_snapshot(state)
     code = main(_args(state, tmp_path, "plan", info.runs["failed_run"], "--json"))
     document = json.loads(capsys.readouterr().out)
     assert code == 0
     assert document["mode"] == "plan"
     assert document["runs"][0]["objects"]["OrderItem"]["planned"] > 0
-    assert _snapshot(state) == before
+    assert state_snapshot(state) == before
     assert not (tmp_path / "j").exists()
 
 
@@ -64,10 +56,10 @@ def test_run_without_terminal_needs_yes(
 ) -> None:
     """Without a terminal and without --yes, `run` refuses with exit 2 and writes nothing."""
     state, info = org_file
-    before = _snapshot(state)
+    before = state_snapshot(state)
     assert main(_args(state, tmp_path, "run", info.runs["failed_run"], "--json")) == 2
     assert "pass --yes" in capsys.readouterr().err
-    assert _snapshot(state) == before
+    assert state_snapshot(state) == before
 
 
 def test_run_yes_json_report_schema(
@@ -106,11 +98,11 @@ def test_bad_run_ids_exit_2_with_one_line(
 ) -> None:
     """Malformed, mistyped, foreign or unknown run ids (SOQL injection included) exit 2 with one line."""
     state, _ = org_file
-    before = _snapshot(state)
+    before = state_snapshot(state)
     assert main(_args(state, tmp_path, "run", run_id, "--yes")) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
-    assert _snapshot(state) == before
+    assert state_snapshot(state) == before
 
 
 @pytest.mark.parametrize(
@@ -182,10 +174,10 @@ def test_sweep_through_the_cli(
     """`sweep --dry-run` writes nothing; `sweep --yes --json` cleans the two failed runs; without a terminal
     and without --yes it refuses with exit 2."""
     state, info = org_file
-    before = _snapshot(state)
+    before = state_snapshot(state)
     assert main(_args(state, tmp_path, "sweep", "--dry-run", "--json")) == 0
     assert [r["status"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["planned", "planned"]
-    assert _snapshot(state) == before
+    assert state_snapshot(state) == before
     assert main(_args(state, tmp_path, "sweep")) == 2
     assert "pass --yes" in capsys.readouterr().err
     assert main(_args(state, tmp_path, "sweep", "--yes", "--json")) == 0

@@ -14,6 +14,7 @@ from sfcleanup.localorg.connect import open_local_org
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
 from tests.oracle import VOLATILE, by_id
+from tests.support import state_snapshot
 
 SOURCES = ("OrderItem", "blng__UsageSummary__c")
 INVOICES = ("blng__Invoice__c", "blng__InvoiceLine__c")
@@ -36,14 +37,6 @@ def _org(state: Path, tmp_path: Path) -> list[str]:
     return ["--org", "local", "--state", str(state), "--journal-dir", str(tmp_path / "j"), "--log-level", "error"]
 
 
-def _snapshot(state: Path) -> dict[str, list[dict[str, object]]]:
-    store = Store(state)
-    try:
-        return store.snapshot()
-    finally:
-        store.close()
-
-
 def _stable(rows: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
     return {i: {k: v for k, v in r.items() if k not in VOLATILE} for i, r in rows.items()}
 
@@ -53,19 +46,19 @@ def test_preview_changes_nothing(
 ) -> None:
     """Without --yes, undo reports what it would restore and writes nothing."""
     state, _, _, journal = cleaned
-    after_clean = _snapshot(state)
+    after_clean = state_snapshot(state)
     capsys.readouterr()
     assert main(["undo", str(journal), "--json", *_org(state, tmp_path)]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["mode"] == "preview" and document["restore"]["OrderItem"] == 450
-    assert _snapshot(state) == after_clean
+    assert state_snapshot(state) == after_clean
 
 
 def test_undo_restores_sources_only(cleaned: tuple[Path, ScenarioInfo, dict, Path], tmp_path: Path) -> None:
     """--yes puts order products and usage summaries back exactly; invoices and lines stay cancelled."""
     state, _, before, journal = cleaned
     assert main(["undo", str(journal), "--yes", *_org(state, tmp_path)]) == 0
-    now, then = by_id(_snapshot(state)), by_id(before)
+    now, then = by_id(state_snapshot(state)), by_id(before)
     for sobject in SOURCES:
         assert _stable(now[sobject]) == _stable(then[sobject])
     assert _stable(now["blng__InvoiceLine__c"]) != _stable(then["blng__InvoiceLine__c"])
@@ -76,7 +69,7 @@ def test_undo_with_invoices_restores_everything(cleaned: tuple[Path, ScenarioInf
     """--include-invoices also restores invoice and line statuses, so every Billing record is as before."""
     state, _, before, journal = cleaned
     assert main(["undo", str(journal), "--yes", "--include-invoices", *_org(state, tmp_path)]) == 0
-    now, then = by_id(_snapshot(state)), by_id(before)
+    now, then = by_id(state_snapshot(state)), by_id(before)
     for sobject in (*SOURCES, *INVOICES):
         assert _stable(now[sobject]) == _stable(then[sobject])
 
@@ -102,7 +95,7 @@ def test_records_changed_since_are_skipped(
     assert main(["undo", str(journal), "--yes", "--json", *_org(state, tmp_path)]) == 0
     document = json.loads(capsys.readouterr().out)
     assert [s["id"] for s in document["skipped"]] == [victim]
-    assert by_id(_snapshot(state))["OrderItem"][victim][billing.PROCESSING_STATUS] == "Will Not Invoice"
+    assert by_id(state_snapshot(state))["OrderItem"][victim][billing.PROCESSING_STATUS] == "Will Not Invoice"
 
 
 @pytest.mark.parametrize(
@@ -132,9 +125,9 @@ def test_bad_journals_exit_2_and_write_nothing(
         journal.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n")
     elif damage == "missing":
         journal = journal.with_name("nope.jsonl")
-    after_clean = _snapshot(state)
+    after_clean = state_snapshot(state)
     capsys.readouterr()
     assert main(["undo", str(journal), "--yes", *extra, *_org(state, tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
-    assert _snapshot(state) == after_clean
+    assert state_snapshot(state) == after_clean
