@@ -75,7 +75,7 @@ def test_run_yes_json_report_schema(
     assert set(run) >= {"id", "status", "objects", "failures", "anomalies", "journal", "cleanup_status"}
     assert run["status"] == "cleaned" and run["cleanup_status"] == "Completed"
     for counts in run["objects"].values():
-        assert set(counts) == {"planned", "updated", "failed", "anomalies"}
+        assert set(counts) == {"planned", "updated", "failed", "held", "anomalies"}
         assert counts["updated"] == counts["planned"]
     assert Path(run["journal"]).is_file()
     assert main(_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
