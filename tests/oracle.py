@@ -75,20 +75,28 @@ def protected(before: Data, sobject: str, source_id: str, run_id: str) -> bool:
     return any(status_of(before, kind, i) in GUARDED for kind, i in links_of(before, sobject, source_id, run_id))
 
 
-def expected_after(before: Snapshot, run_id: str) -> Data:
-    """Every record's expected field values once the clean-up of `run_id` has finished (run fields excepted)."""
+def expected_after(before: Snapshot, run_id: str, *, failing: frozenset[str] = frozenset()) -> Data:
+    """Every record's expected field values after cleaning `run_id` (run fields excepted).
+
+    `failing`: records whose writes fail. They keep their values, an invoice keeps its status while a line of
+    it that the clean-up would cancel fails, and a source stays while anything that billed it is not cancelled.
+    Without `failing`, the state once the clean-up has finished.
+    """
     old = by_id(before)
     data = copy.deepcopy(old)
+    blocked_invoices: set[str] = set()
     for line in data[LINE].values():
         mine = line["blng__InvoiceRun__c"] == run_id
         if mine and line[LINE_STATUS] in ("Error", "Draft") and _line_cancellable(old, line):
-            line[LINE_STATUS] = "Cancelled"
+            if line["Id"] in failing:
+                blocked_invoices.add(line["blng__Invoice__c"])
+            else:
+                line[LINE_STATUS] = "Cancelled"
     for invoice in data[INVOICE].values():
-        if invoice["blng__InvoiceRunCreatedBy__c"] == run_id and invoice[INVOICE_STATUS] in (
-            "Error",
-            "Initiated",
-            "Draft",
-        ):
+        eligible = invoice[INVOICE_STATUS] in ("Error", "Initiated", "Draft")
+        if invoice["blng__InvoiceRunCreatedBy__c"] != run_id or not eligible:
+            continue
+        if invoice["Id"] not in failing and invoice["Id"] not in blocked_invoices:
             invoice[INVOICE_STATUS] = "Cancelled"
     for sobject in SOURCES:
         for source in data[sobject].values():
@@ -96,7 +104,7 @@ def expected_after(before: Snapshot, run_id: str) -> Data:
                 continue
             links = links_of(old, sobject, source["Id"], run_id)
             # Released only when every line and invoice that billed it ends cancelled.
-            if any(status_of(data, kind, i) != "Cancelled" for kind, i in links):
+            if source["Id"] in failing or any(status_of(data, kind, i) != "Cancelled" for kind, i in links):
                 continue
             source[PROCESSING] = "Pending Billing"
             source["blng__InvoiceRunStatusIndex__c"] = "Pending Billing"
