@@ -198,7 +198,7 @@ def test_finding_7_update_many_does_not_sleep_after_its_last_attempt() -> None:
     pauses: list[float] = []
     fake = ShuffledComposite(lambda sub: (400, LOCKED)).register()
     client = _client(RetryPolicy(max_attempts=3, initial_s=0.0, max_backoff_s=0.0, sleep=pauses.append))
-    with pytest.raises(TransientExhausted, match="still failing"):
+    with pytest.raises(TransientExhausted):
         client.update_many("update status", [(billing.INVOICE_RUN, "a1A5g0000000001EAA", {"x": 1})])
     assert len(fake.bodies) == 3
     assert len(pauses) == 2
