@@ -287,7 +287,7 @@ class Worker:
     ) -> None:
         journal.run_field(name, before, after, "pending")
         if also:
-            self.client.update_many(f"update {name}", [(billing.INVOICE_RUN, run.id, {name: after}), *also])
+            self.client.update_many(f"update {name}", [(billing.INVOICE_RUN, run.id, {name: after})], best_effort=also)
         else:
             self.client.update_record(billing.INVOICE_RUN, run.id, {name: after})
         journal.run_field(name, before, after, "updated")
