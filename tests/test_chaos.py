@@ -104,7 +104,9 @@ def _check_invocation(
         if run["status"] not in ("cleaned", "cleaned_with_failures"):
             continue
         for sobject, counts in run["objects"].items():
-            changed = sum(1 for i, r in org[sobject].items() if r != old[sobject][i] and _linked(old, sobject, i, run["id"]))
+            changed = sum(
+                1 for i, r in org[sobject].items() if r != old[sobject][i] and _linked(old, sobject, i, run["id"])
+            )
             assert counts["updated"] == changed, (run["id"], sobject, counts, changed)
 
 
