@@ -14,8 +14,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from sfcleanup import ids
-from sfcleanup.localorg import records, schema
+from sfcleanup.localorg import idgen, records, schema
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
 from sfcleanup.localorg.records import RowError, RowFailure
 from sfcleanup.localorg.schema import SObjectSpec
@@ -66,7 +65,7 @@ def ingest_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.
         raise BadRequest(400, "INVALIDENTITY", f"Entity '{object_name}' is not supported by the Bulk API.")
     delimiter, line_ending = _format_options(payload)
     external_id = _external_id(spec, operation, payload.get("externalIdFieldName"))
-    job_id = ids.make(JOB_KEY_PREFIX, next(_state(org).numbers))
+    job_id = idgen.record_id(JOB_KEY_PREFIX, next(_state(org).numbers))
     stamp = _now(org)
     job = IngestJob(
         id=job_id,

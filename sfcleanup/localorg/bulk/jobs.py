@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sfcleanup import ids
+from sfcleanup.localorg import idgen
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse, not_found
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.soql import CompiledQuery
@@ -30,7 +31,7 @@ MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_RECORDS = 50_000
 NULL_VALUE = "#N/A"
 JOB_KEY_PREFIX = "750"
-USER_ID = ids.make("005", 1)
+USER_ID = idgen.record_id("005", 1)
 # How long a results request waits for an aborted job's thread to finish the batch it is in.
 RESULTS_WAIT_S = 60.0
 FAILED_JOB_MESSAGE = "InternalServerError : The job failed while processing its batches"

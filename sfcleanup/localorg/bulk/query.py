@@ -9,8 +9,7 @@ import io
 import re
 from typing import TYPE_CHECKING, Any
 
-from sfcleanup import ids
-from sfcleanup.localorg import schema
+from sfcleanup.localorg import idgen, schema
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
 from sfcleanup.localorg.schema import FieldType, SObjectSpec
 from sfcleanup.localorg.soql import SoqlError, compile_soql
@@ -59,7 +58,7 @@ def query_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.M
         rowids = compiled.rowids(org.store.conn)
     stamp = _now(org)
     job = QueryJob(
-        id=ids.make(JOB_KEY_PREFIX, next(_state(org).numbers)),
+        id=idgen.record_id(JOB_KEY_PREFIX, next(_state(org).numbers)),
         operation=operation,
         sobject=compiled.sobject,
         api_version=ctx.version,
