@@ -31,17 +31,17 @@ from sfcleanup.localorg.bulk.jobs import (
     _format_options,
     _invalid_state,
     _json_object,
-    _listing,
     _now,
     _set_state,
     _state,
 )
+from sfcleanup.localorg.bulk.listing import listing
 
 
 # --- query jobs -----------------------------------------------------------------------------------------------
 def query_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     if req.method == "GET":
-        return _listing(org, QueryJob)
+        return listing(org, req, QueryJob, ctx.version)
     payload = _json_object(req)
     operation = _choice(payload, "operation", QUERY_OPERATIONS)
     text = payload.get("query")
