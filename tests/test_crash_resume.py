@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from sfcleanup.localorg.bulk.jobs import USER_ID
 from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.store import Store
 from tests.oracle import differences, expected_after, journal_consistent, released_too_early
@@ -67,11 +68,21 @@ def _worker(endpoint: dict[str, str], run_id: str, journal: Path, route: str) ->
 
 
 def _processed_ids(session: requests.Session, endpoint: dict[str, str]) -> list[list[str]]:
-    """For every ingest job in the org, the ids it updated successfully."""
+    """For every ingest job of the org's own user (the worker's), the ids it updated successfully.
+
+    The listing holds other users' and Bulk API 1.0 jobs too, a thousand a page: each page is followed."""
     base = endpoint["instance_url"] + "/services/data/v62.0/jobs/ingest/"
-    jobs = session.get(base, timeout=30).json().get("records", [])
+    jobs: list[dict[str, Any]] = []
+    url: str | None = base
+    while url:
+        page = session.get(url, timeout=30).json()
+        jobs += page.get("records", [])
+        following = page.get("nextRecordsUrl")
+        url = endpoint["instance_url"] + following if following and not page.get("done") else None
     out = []
     for job in jobs:
+        if job.get("createdById") != USER_ID or job.get("jobType") != "V2Ingest":
+            continue
         text = session.get(f"{base}{job['id']}/successfulResults/", timeout=30).text
         out.append([row["sf__Id"] for row in csv.DictReader(io.StringIO(text))])
     return out

@@ -602,17 +602,17 @@ def test_empty_query() -> None:
     "text",
     [
         "SELECT Id, blng__InvoiceLineStatus__c, blng__Invoice__c, blng__Invoice__r.blng__InvoiceStatus__c, "
-        "blng__Invoice__r.blng__Account__c FROM blng__InvoiceLine__c WHERE blng__InvoiceRun__c = 'a1A5g0000000001AAA' "
+        "blng__Invoice__r.blng__Account__c FROM blng__InvoiceLine__c WHERE blng__InvoiceRun__c = 'a1A5g0000000001EAA' "
         "ORDER BY blng__Invoice__c, Id",
-        "SELECT Id, OrderId, Order.AccountId FROM OrderItem WHERE blng__InvoiceRun__c = 'a1A5g0000000001AAA' "
+        "SELECT Id, OrderId, Order.AccountId FROM OrderItem WHERE blng__InvoiceRun__c = 'a1A5g0000000001EAA' "
         "ORDER BY OrderId, Id",
         "SELECT Id, blng__OrderProduct__r.Order.AccountId, blng__Invoice__r.blng__InvoiceStatus__c "
-        "FROM blng__UsageSummary__c WHERE blng__InvoiceRun__c = 'a1A5g0000000001AAA' "
+        "FROM blng__UsageSummary__c WHERE blng__InvoiceRun__c = 'a1A5g0000000001EAA' "
         "ORDER BY blng__OrderProduct__c, Id",
         "SELECT blng__InvoiceLineStatus__c, COUNT(Id) n FROM blng__InvoiceLine__c "
-        "WHERE blng__InvoiceRun__c = 'a1A5g0000000001AAA' GROUP BY blng__InvoiceLineStatus__c",
+        "WHERE blng__InvoiceRun__c = 'a1A5g0000000001EAA' GROUP BY blng__InvoiceLineStatus__c",
         "SELECT Id, Name, blng__Status__c FROM blng__InvoiceRun__c "
-        "WHERE Id IN ('a1A5g0000000001AAA', 'a1A5g0000000002AAA')",
+        "WHERE Id IN ('a1A5g0000000001EAA', 'a1A5g0000000002EAA')",
     ],
 )
 def test_worker_query_shapes_compile(org: Seeded, text: str) -> None:
