@@ -12,57 +12,37 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sfcleanup.localorg import records
+from sfcleanup.localorg.bulk.jobs import BulkState, Job
+from sfcleanup.localorg.context import (
+    LATEST_VERSION,
+    LISTED_VERSIONS,
+    Credentials,
+    Handler,
+    RequestContext,
+    Router,
+)
 from sfcleanup.localorg.faults import FaultInjector, FaultProfile
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse, error_body
+from sfcleanup.localorg.locators import QueryLocators
 from sfcleanup.localorg.locks import LockManager
 from sfcleanup.localorg.records import RowError
+from sfcleanup.localorg.routes import ROUTER
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.stats import Stats
 from sfcleanup.localorg.store import Store
 
-DATA_PREFIX = re.compile(r"^/services/data/v(?P<version>\d{2,3}\.0)(?P<rest>/.*)?$")
-MIN_VERSION = 50.0
-LATEST_VERSION = "62.0"
-# The versions `GET /services/data/` lists; any other version in a URL is a resource that does not exist (404).
-LISTED_VERSIONS = frozenset(f"{v}.0" for v in range(int(MIN_VERSION), int(float(LATEST_VERSION)) + 1))
+# The app's public names: the org, what its token endpoint accepts, and a request's context (for tests).
+__all__ = ["Credentials", "LocalOrg", "RequestContext"]
+
 # "In each REST call, the maximum length for the combined URI and headers is 16,384 bytes": 414 when the URI alone
 # is longer, 431 when URI and headers together are (Salesforce knowledge article 000386264).
 MAX_URI_AND_HEADERS = 16_384
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-
-Handler = Callable[["LocalOrg", "RequestContext", HttpRequest, "re.Match[str]"], HttpResponse]
-
-
-@dataclass
-class RequestContext:
-    """Per-request state: who holds locks, what the request costs in simulated time, which API version."""
-
-    owner: int
-    version: str
-    sleep_ms: float = 0.0
-    records_written: int = 0
-    touched: list[str] = field(default_factory=list)
-    # Seconds this request has spent waiting for record locks: the lock wait is one budget per request.
-    lock_wait_spent_s: float = 0.0
-    # Set once the session is accepted: only then does the answer carry Sforce-Limit-Info.
-    authorised: bool = False
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What the token endpoint accepts. JWT bearer needs `jwt_certificate_pem` (the connected app's cert)."""
-
-    consumer_key: str = "sfcleanup-local-consumer"
-    consumer_secret: str = "sfcleanup-local-secret"  # noqa: S105 - the local org's documented rehearsal secret
-    username: str = "integration@sfcleanup.local"
-    password: str = "rehearsal"  # noqa: S105 - the local org's documented rehearsal password
-    jwt_certificate_pem: bytes | None = None
 
 
 class LocalOrg:
@@ -76,6 +56,7 @@ class LocalOrg:
         instance_url: str = "https://sfcleanup-local.my.salesforce.com",
         sleep: Callable[[float], None] = time.sleep,
         state_path: Path | None = None,
+        router: Router = ROUTER,
     ) -> None:
         self.store = store or Store(state_path)
         self.profile = faults or FaultProfile()
@@ -94,12 +75,15 @@ class LocalOrg:
         self.access_token = access_token or self.issue_token()
         if access_token:
             self._tokens[access_token] = 0
-        self.locators: dict[str, Any] = {}
-        self.bulk_jobs: dict[str, Any] = {}
-        # Imported here: the routes import this module for typing.
-        from sfcleanup.localorg.routes import ROUTES
+        # Handler state, owned here and typed: open REST query locators, and the Bulk API 2.0 jobs.
+        self.locators = QueryLocators()
+        self.bulk = BulkState()
+        self._router = router
 
-        self._routes = ROUTES
+    @property
+    def bulk_jobs(self) -> dict[str, Job]:
+        """The org's Bulk API 2.0 jobs by id (tests delete one as Salesforce does after seven days)."""
+        return self.bulk.jobs
 
     # --- authentication -------------------------------------------------------------------------------
     def issue_token(self) -> str:
@@ -196,36 +180,24 @@ class LocalOrg:
             response.headers.setdefault("Sforce-Limit-Info", self.limit_info())
         return response
 
-    def _find(self, req: HttpRequest) -> tuple[Handler, re.Match[str], bool] | HttpResponse:
-        for methods, pattern, handler, needs_auth in self._routes:
-            match = pattern.match(req.path)
-            if match is None:
-                continue
-            if req.method not in methods:
-                return HttpResponse.json(
-                    405, error_body("METHOD_NOT_ALLOWED", f"HTTP Method '{req.method}' not allowed.")
-                )
-            return handler, match, needs_auth
-        return BadRequest(404, "NOT_FOUND", "The requested resource does not exist").response()
-
     def _dispatch(self, ctx: RequestContext, req: HttpRequest) -> HttpResponse:
         if req.path.rstrip("/") == "/_localorg/stats":
             return HttpResponse.json(200, self.stats_snapshot())
-        found = self._find(req)
+        found = self._router.find(req)
         if isinstance(found, HttpResponse):
             return found
-        handler, match, needs_auth = found
-        if not needs_auth:
-            return self._run(handler, ctx, req, match)
-        return self._api_call(handler, ctx, req, match)
+        route, match = found
+        if not route.needs_auth:
+            return self._run(route.handler, ctx, req, match)
+        return self._api_call(route.handler, ctx, req, match)
 
     def route(self, ctx: RequestContext, req: HttpRequest) -> HttpResponse:
         """Run a subrequest of an already authorised and counted call (composite)."""
-        found = self._find(req)
+        found = self._router.find(req)
         if isinstance(found, HttpResponse):
             return found
-        handler, match, _ = found
-        return self._run(handler, ctx, req, match)
+        route, match = found
+        return self._run(route.handler, ctx, req, match)
 
     def _api_call(self, handler: Handler, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
         version = match.groupdict().get("version")

@@ -7,17 +7,14 @@ import base64
 import binascii
 import re
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from sfcleanup.localorg.context import Org, RequestContext
 from sfcleanup.localorg.http import HttpRequest, HttpResponse
-
-if TYPE_CHECKING:
-    from sfcleanup.localorg.app import LocalOrg, RequestContext
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
@@ -27,7 +24,7 @@ def _oauth_error(error: str, description: str, status: int = 400) -> HttpRespons
     return HttpResponse.json(status, {"error": error, "error_description": description})
 
 
-def _granted(org: LocalOrg) -> HttpResponse:
+def _granted(org: Org) -> HttpResponse:
     return HttpResponse.json(
         200,
         {
@@ -41,7 +38,7 @@ def _granted(org: LocalOrg) -> HttpResponse:
     )
 
 
-def _jwt_grant(org: LocalOrg, assertion: str) -> HttpResponse:
+def _jwt_grant(org: Org, assertion: str) -> HttpResponse:
     certificate = org.credentials.jwt_certificate_pem
     if certificate is None:
         return _oauth_error("invalid_client", "no certificate is configured for JWT bearer on this org")
@@ -80,7 +77,7 @@ def _basic_client(req: HttpRequest) -> tuple[str, str] | None:
     return (client_id, secret) if colon else None
 
 
-def token(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def token(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
     form.update({k: v[0] for k, v in req.query.items() if k not in form})
     # Salesforce takes the client's credentials from the form or from HTTP Basic; simple-salesforce's

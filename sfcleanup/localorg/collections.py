@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sfcleanup import ids
 from sfcleanup.localorg import records, schema
+from sfcleanup.localorg.context import Org, RequestContext
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
 from sfcleanup.localorg.records import RowError, RowFailure
 from sfcleanup.localorg.schema import SObjectSpec
-
-if TYPE_CHECKING:
-    from sfcleanup.localorg.app import LocalOrg, RequestContext
 
 MAX_RECORDS = 200
 ROLLED_BACK = RowError(
@@ -60,7 +58,7 @@ Apply = Callable[[], str | None]
 
 
 def _apply_all(
-    org: LocalOrg,
+    org: Org,
     ctx: RequestContext,
     planned: list[tuple[str | None, RowError | None, Apply | None]],
     all_or_none: bool,
@@ -95,7 +93,7 @@ def _body(req: HttpRequest) -> tuple[list[Any], bool]:
 
 
 def _locked(
-    org: LocalOrg, ctx: RequestContext, spec: SObjectSpec, record_id: str, write: Callable[[], None]
+    org: Org, ctx: RequestContext, spec: SObjectSpec, record_id: str, write: Callable[[], None]
 ) -> tuple[str | None, RowError | None, Apply | None]:
     """Lock the row (and its parents) now; the write runs later, inside the request's transaction."""
     lock_error = org.lock_row(ctx, spec, record_id)
@@ -109,7 +107,7 @@ def _locked(
     return record_id, None, apply
 
 
-def _plan_update(org: LocalOrg, ctx: RequestContext, record: Any) -> tuple[str | None, RowError | None, Apply | None]:
+def _plan_update(org: Org, ctx: RequestContext, record: Any) -> tuple[str | None, RowError | None, Apply | None]:
     try:
         spec = _record_type(record)
         record_id = records.check_id(spec, record.get("id", record.get("Id")))
@@ -118,7 +116,7 @@ def _plan_update(org: LocalOrg, ctx: RequestContext, record: Any) -> tuple[str |
     return _locked(org, ctx, spec, record_id, lambda: records.update(spec, record_id, record, org.store))
 
 
-def _plan_create(record: Any, org: LocalOrg) -> tuple[str | None, RowError | None, Apply | None]:
+def _plan_create(record: Any, org: Org) -> tuple[str | None, RowError | None, Apply | None]:
     try:
         spec = _record_type(record)
     except RowFailure as failure:
@@ -128,7 +126,7 @@ def _plan_create(record: Any, org: LocalOrg) -> tuple[str | None, RowError | Non
     return None, None, lambda: records.create(spec, record, org.store)
 
 
-def _plan_delete(org: LocalOrg, ctx: RequestContext, raw_id: str) -> tuple[str | None, RowError | None, Apply | None]:
+def _plan_delete(org: Org, ctx: RequestContext, raw_id: str) -> tuple[str | None, RowError | None, Apply | None]:
     spec = schema.BY_PREFIX.get(raw_id[:3])
     if spec is None:
         return None, RowError("MALFORMED_ID", f"malformed id {raw_id}", ()), None
@@ -161,7 +159,7 @@ def _row_id(record: Any) -> Any:
     return record.get("id", record.get("Id")) if isinstance(record, dict) else None
 
 
-def collections(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def collections(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     # The same id twice in one call: every row naming it fails, before any lock is taken. Salesforce tolerates a
     # few repeats of one id in some APIs; the local org refuses the second, the strict side of that.
     if req.method == "DELETE":

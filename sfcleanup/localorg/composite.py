@@ -18,12 +18,10 @@ from __future__ import annotations
 import json
 import re
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sfcleanup.localorg.context import LISTED_VERSIONS, Org, RequestContext
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse, error_body
-
-if TYPE_CHECKING:
-    from sfcleanup.localorg.app import LocalOrg, RequestContext
 
 MAX_SUBREQUESTS = 25
 MAX_HEAVY_SUBREQUESTS = 5
@@ -124,7 +122,7 @@ def _references(sub: dict[str, Any]) -> set[str]:
     return {match.group(1) for match in _REFERENCE.finditer(text)}
 
 
-def _execution_order(org: LocalOrg, subrequests: list[dict[str, Any]], collate: bool) -> list[int]:
+def _execution_order(org: Org, subrequests: list[dict[str, Any]], collate: bool) -> list[int]:
     """Indexes in the order they run: request order without collation, else seeded random order that keeps every
     subrequest after the earlier subrequests it references."""
     if not collate:
@@ -147,7 +145,7 @@ def _execution_order(org: LocalOrg, subrequests: list[dict[str, Any]], collate: 
 
 
 def _run_subrequest(
-    org: LocalOrg,
+    org: Org,
     ctx: RequestContext,
     req: HttpRequest,
     sub: dict[str, Any],
@@ -167,8 +165,6 @@ def _run_subrequest(
     versioned = _VERSIONED.match(url)
     if versioned is None or not _SUPPORTED.match(versioned["rest"] or ""):
         return HttpResponse.json(404, _NOT_FOUND)
-    from sfcleanup.localorg.app import LISTED_VERSIONS  # the app imports the routes, which import this module
-
     if versioned["version"] not in LISTED_VERSIONS:
         return HttpResponse.json(404, _NOT_FOUND)
     sub_req = HttpRequest.build(str(sub["method"]), url, {**req.headers, **(sub.get("httpHeaders") or {})}, raw)
@@ -187,7 +183,7 @@ def _entry(sub: dict[str, Any], status: int, body: Any, headers: dict[str, str])
     return {"body": body, "httpHeaders": headers, "httpStatusCode": status, "referenceId": sub["referenceId"]}
 
 
-def composite(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def composite(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     payload = req.json()
     if not isinstance(payload, dict):
         raise BadRequest(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sfcleanup.localorg import records, schema
+from sfcleanup.localorg.context import Org, RequestContext
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse, not_found
+from sfcleanup.localorg.locators import Locator
 from sfcleanup.localorg.records import RowFailure
 from sfcleanup.localorg.schema import FieldSpec, FieldType, SObjectSpec
-from sfcleanup.localorg.soql import CompiledQuery, SoqlError, compile_soql
-
-if TYPE_CHECKING:
-    from sfcleanup.localorg.app import LocalOrg, RequestContext
+from sfcleanup.localorg.soql import SoqlError, compile_soql
 
 DEFAULT_BATCH = 2000
 MIN_BATCH = 200
@@ -31,7 +29,7 @@ def record_url(version: str, spec: SObjectSpec, record_id: str) -> str:
     return f"/services/data/v{version}/sobjects/{spec.name}/{record_id}"
 
 
-def versions(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def versions(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     latest = int(float(ctx.version))
     return HttpResponse.json(
         200,
@@ -42,7 +40,7 @@ def versions(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Mat
     )
 
 
-def limits(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def limits(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     bulk_batches = org.stats.get("bulk_batches")
     return HttpResponse.json(
         200,
@@ -94,18 +92,18 @@ def _object_summary(spec: SObjectSpec, version: str) -> dict[str, Any]:
     }
 
 
-def describe_global(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def describe_global(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     sobjects = [_object_summary(s, ctx.version) for s in schema.SOBJECTS]
     return HttpResponse.json(200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects})
 
 
-def describe(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def describe(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     spec = spec_or_404(match["sobject"])
     fields = [_field_describe(f, org.store.picklist(spec, f)) for f in spec.fields]
     return HttpResponse.json(200, {**_object_summary(spec, ctx.version), "fields": fields})
 
 
-def sobject_root(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def sobject_root(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     spec = spec_or_404(match["sobject"])
     if req.method == "GET":
         return HttpResponse.json(200, {"objectDescribe": _object_summary(spec, ctx.version), "recentItems": []})
@@ -136,7 +134,7 @@ def shape_record(spec: SObjectSpec, row: dict[str, Any], version: str) -> dict[s
     return out
 
 
-def sobject_record(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def sobject_record(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     spec = spec_or_404(match["sobject"])
     try:
         record_id = records.check_id(spec, match["id"])
@@ -176,34 +174,14 @@ def _batch_size(req: HttpRequest) -> int:
     return max(MIN_BATCH, min(DEFAULT_BATCH, int(option.group(1))))
 
 
-class Locator:
-    """A query's membership, fixed when it ran, so pages stay consistent while records change."""
-
-    def __init__(self, compiled: CompiledQuery, rowids: list[int], batch: int) -> None:
-        self.key = f"01g5g{secrets.token_hex(6)}"
-        self.compiled = compiled
-        self.rowids = rowids
-        self.batch = batch
-
-
-# Open locators are kept so a page can be fetched again after a lost response; the oldest are dropped first.
-MAX_OPEN_LOCATORS = 64
-
-
-def _keep(org: LocalOrg, locator: Locator) -> None:
-    org.locators[locator.key] = locator
-    while len(org.locators) > MAX_OPEN_LOCATORS:
-        del org.locators[next(iter(org.locators))]
-
-
-def _page_size(org: LocalOrg, batch: int) -> int:
+def _page_size(org: Org, batch: int) -> int:
     """The batch size asked for, or sometimes (seeded) fewer: Salesforce documents batchSize as a hint only."""
     if batch > 1 and org.faults.below(org.profile.short_page_rate):
         return org.faults.integer(batch // 2, batch - 1)
     return batch
 
 
-def _page(org: LocalOrg, ctx: RequestContext, locator: Locator, start: int, endpoint: str) -> HttpResponse:
+def _page(org: Org, ctx: RequestContext, locator: Locator, start: int, endpoint: str) -> HttpResponse:
     chunk = locator.rowids[start : start + _page_size(org, locator.batch)]
     # The version goes to fetch itself: rewriting only the top-level url afterwards left nested parent records
     # (blng__Invoice__r, ...) pointing at v60.0 whatever version the client asked for.
@@ -213,12 +191,12 @@ def _page(org: LocalOrg, ctx: RequestContext, locator: Locator, start: int, endp
     end = start + len(chunk)
     body: dict[str, Any] = {"totalSize": len(locator.rowids), "done": end >= len(locator.rowids), "records": rows}
     if end < len(locator.rowids):
-        _keep(org, locator)
+        org.locators.keep(locator)
         body["nextRecordsUrl"] = f"/services/data/v{ctx.version}/{endpoint}/{locator.key}-{end}"
     return HttpResponse.json(200, body)
 
 
-def run_query(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def run_query(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     endpoint = match["endpoint"]
     text = req.param("q")
     if text is None:
@@ -237,7 +215,7 @@ def run_query(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Ma
     return _page(org, ctx, Locator(compiled, rowids, _batch_size(req)), 0, endpoint)
 
 
-def query_more(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def query_more(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     key, _, position = match["locator"].rpartition("-")
     locator = org.locators.get(key)
     if locator is None or not position.isdigit():

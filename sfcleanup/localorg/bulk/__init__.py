@@ -25,34 +25,23 @@ batch of parsed rows in memory, never the whole file.
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from sfcleanup.localorg.bulk.ingest import ingest_job, ingest_jobs, ingest_results, ingest_upload
-from sfcleanup.localorg.bulk.jobs import close, wait_idle
-from sfcleanup.localorg.bulk.query import query_job, query_jobs, query_results
+from sfcleanup.localorg.bulk.jobs import BulkState
 
-if TYPE_CHECKING:
-    from sfcleanup.localorg.app import Handler
-
-__all__ = ["ROUTES", "close", "wait_idle"]
-
-# --- routes ---------------------------------------------------------------------------------------------------
-_JOBS = r"^/services/data/v(?P<version>\d{2,3}\.0)/jobs"
-_RESULTS = "successfulResults|failedResults|unprocessedRecords"
+__all__ = ["close", "wait_idle"]
 
 
-def _route(methods: str, pattern: str, handler: Handler) -> tuple[frozenset[str], re.Pattern[str], Handler, bool]:
-    return frozenset(methods.split()), re.compile(_JOBS + pattern), handler, True
+class _HasBulk(Protocol):
+    @property
+    def bulk(self) -> BulkState: ...
 
 
-ROUTES: tuple[tuple[frozenset[str], re.Pattern[str], Handler, bool], ...] = (
-    _route("GET POST", r"/ingest/?$", ingest_jobs),
-    _route("GET PATCH DELETE", r"/ingest/(?P<job_id>\w+)/?$", ingest_job),
-    _route("PUT", r"/ingest/(?P<job_id>\w+)/batches/?$", ingest_upload),
-    # Salesforce documents unprocessedrecords/, simple-salesforce asks for unprocessedRecords: any case matches.
-    _route("GET", rf"/ingest/(?P<job_id>\w+)/(?P<results>(?i:{_RESULTS}))/?$", ingest_results),
-    _route("GET POST", r"/query/?$", query_jobs),
-    _route("GET PATCH DELETE", r"/query/(?P<job_id>\w+)/?$", query_job),
-    _route("GET", r"/query/(?P<job_id>\w+)/results/?$", query_results),
-)
+def wait_idle(org: _HasBulk, timeout: float = 30.0) -> bool:
+    """Wait until no ingest job of `org` is processing; False if one still is after `timeout` seconds."""
+    return org.bulk.wait_idle(timeout)
+
+
+def close(org: _HasBulk, timeout: float = 30.0) -> None:
+    """Let running jobs finish, then delete every job's files; their results are no longer served."""
+    org.bulk.close(timeout)

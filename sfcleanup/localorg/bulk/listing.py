@@ -10,17 +10,14 @@ hundred such foreign jobs from the start, so a worker that looks for its own job
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sfcleanup.localorg import idgen
-from sfcleanup.localorg.bulk.jobs import JOB_KEY_PREFIX, QueryJob, _Job, _state
+from sfcleanup.localorg.bulk.jobs import JOB_KEY_PREFIX, ForeignJob, Job, QueryJob
+from sfcleanup.localorg.context import Org
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
 from sfcleanup.sftime import format_datetime
-
-if TYPE_CHECKING:
-    from sfcleanup.localorg.app import LocalOrg
 
 PAGE_SIZE = 1000
 FOREIGN_INGEST_JOBS = 1_150
@@ -32,16 +29,8 @@ _OBJECTS = ("Account", "Contact", "Opportunity", "Order", "OrderItem", "blng__In
 _OPERATIONS = ("insert", "update", "upsert", "delete")
 
 
-@dataclass(frozen=True)
-class ForeignJob:
-    """A job of another user or of Bulk API 1.0: listed, never otherwise reachable through this org's API."""
-
-    info: dict[str, Any]
-    pk_chunking: bool
-
-
-def _foreign_jobs(org: LocalOrg, query: bool) -> list[ForeignJob]:
-    state = _state(org)
+def _foreign_jobs(org: Org, query: bool) -> list[ForeignJob]:
+    state = org.bulk
     with state.lock:
         cached: list[ForeignJob] | None = state.foreign.get(query)
     if cached is not None:
@@ -76,14 +65,14 @@ def _foreign_jobs(org: LocalOrg, query: bool) -> list[ForeignJob]:
     return kept
 
 
-def _own(org: LocalOrg, kind: type[_Job], job_type: str) -> list[dict[str, Any]]:
-    with _state(org).lock:
+def _own(org: Org, kind: type[Job], job_type: str) -> list[dict[str, Any]]:
+    with org.bulk.lock:
         return [
-            {**job.info(detail=False), "jobType": job_type} for job in org.bulk_jobs.values() if isinstance(job, kind)
+            {**job.info(detail=False), "jobType": job_type} for job in org.bulk.jobs.values() if isinstance(job, kind)
         ]
 
 
-def listing(org: LocalOrg, req: HttpRequest, kind: type[_Job], version: str) -> HttpResponse:
+def listing(org: Org, req: HttpRequest, kind: type[Job], version: str) -> HttpResponse:
     """One page of the job list; the first request fixes the membership and the (seeded random) order."""
     path = "query" if kind is QueryJob else "ingest"
     locator = req.param("queryLocator")
@@ -93,22 +82,19 @@ def listing(org: LocalOrg, req: HttpRequest, kind: type[_Job], version: str) -> 
         start = 0
     else:
         key, _, position = locator.rpartition("-")
-        found = _state(org).job_lists.get(key)
+        found = org.bulk.job_lists.get(key)
         if found is None or not position.isdigit():
             raise BadRequest(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         entries, start = found, int(position)
     end = start + PAGE_SIZE
     done = end >= len(entries)
     if not done:
-        with _state(org).lock:
-            _state(org).job_lists[key] = entries
-            while len(_state(org).job_lists) > 16:
-                del _state(org).job_lists[next(iter(_state(org).job_lists))]
+        org.bulk.keep_job_list(key, entries)
     next_url = None if done else f"/services/data/v{version}/jobs/{path}?queryLocator={key}-{end}"
     return HttpResponse.json(200, {"done": done, "records": entries[start:end], "nextRecordsUrl": next_url})
 
 
-def _entries(org: LocalOrg, req: HttpRequest, kind: type[_Job]) -> list[dict[str, Any]]:
+def _entries(org: Org, req: HttpRequest, kind: type[Job]) -> list[dict[str, Any]]:
     query = kind is QueryJob
     own_type = "V2Query" if query else "V2Ingest"
     allowed = {"Classic", own_type} | (set() if query else {"BigObjectIngest"})

@@ -7,47 +7,39 @@ import binascii
 import csv
 import io
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sfcleanup.localorg import idgen, schema
+from sfcleanup.localorg.bulk.common import (
+    abort,
+    add_job,
+    choice,
+    delete_job,
+    find_job,
+    format_options,
+    invalid_state,
+    json_object,
+    set_state,
+    timestamp,
+)
+from sfcleanup.localorg.bulk.jobs import DEFAULT_MAX_RECORDS, JOB_KEY_PREFIX, QUERY_OPERATIONS, JobState, QueryJob
+from sfcleanup.localorg.bulk.listing import listing
+from sfcleanup.localorg.context import Org, RequestContext
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
 from sfcleanup.localorg.schema import FieldType, SObjectSpec
 from sfcleanup.localorg.soql import SoqlError, compile_soql
 
-if TYPE_CHECKING:
-    from sfcleanup.localorg.app import LocalOrg, RequestContext
-
-from sfcleanup.localorg.bulk.jobs import (
-    DEFAULT_MAX_RECORDS,
-    JOB_KEY_PREFIX,
-    QUERY_OPERATIONS,
-    JobState,
-    QueryJob,
-    _abort,
-    _add_job,
-    _choice,
-    _delete_job,
-    _find_job,
-    _format_options,
-    _invalid_state,
-    _json_object,
-    _now,
-    _set_state,
-    _state,
-)
-from sfcleanup.localorg.bulk.listing import listing
-
 
 # --- query jobs -----------------------------------------------------------------------------------------------
-def query_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+def query_jobs(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     if req.method == "GET":
         return listing(org, req, QueryJob, ctx.version)
-    payload = _json_object(req)
-    operation = _choice(payload, "operation", QUERY_OPERATIONS)
+    payload = json_object(req)
+    operation = choice(payload, "operation", QUERY_OPERATIONS)
     text = payload.get("query")
     if not isinstance(text, str) or not text.strip():
         raise BadRequest(400, "INVALID_INPUT", "query is required")
-    delimiter, line_ending = _format_options(payload)
+    delimiter, line_ending = format_options(payload)
     try:
         compiled = compile_soql(text, now=org.now(), include_deleted=operation == "queryAll")
     except SoqlError as exc:
@@ -56,9 +48,9 @@ def query_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.M
         raise BadRequest(400, "INVALID_INPUT", "Aggregate queries are not supported by Bulk API 2.0 query jobs")
     with org.store.lock:
         rowids = compiled.rowids(org.store.conn)
-    stamp = _now(org)
+    stamp = timestamp(org)
     job = QueryJob(
-        id=idgen.record_id(JOB_KEY_PREFIX, next(_state(org).numbers)),
+        id=idgen.record_id(JOB_KEY_PREFIX, next(org.bulk.numbers)),
         operation=operation,
         sobject=compiled.sobject,
         api_version=ctx.version,
@@ -70,30 +62,30 @@ def query_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.M
         compiled=compiled,
         rowids=rowids,
     )
-    _add_job(org, job)
+    add_job(org, job)
     org.stats.add("bulk_query_jobs")
     return HttpResponse.json(200, job.info(detail=False))
 
 
-def _settle(org: LocalOrg, job: QueryJob) -> None:
+def _settle(org: Org, job: QueryJob) -> None:
     """The rows were read when the job was created: from the first look after that, the job is complete."""
-    with _state(org).lock:
+    with org.bulk.lock:
         if job.state in (JobState.UPLOAD_COMPLETE, JobState.IN_PROGRESS):
             job.processed = len(job.rowids)
-            _set_state(org, job, JobState.JOB_COMPLETE)
+            set_state(org, job, JobState.JOB_COMPLETE)
 
 
-def query_job(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
-    job = _find_job(org, match["job_id"], QueryJob)
+def query_job(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    job = find_job(org, match["job_id"], QueryJob)
     if req.method == "DELETE":
-        return _delete_job(org, job)
+        return delete_job(org, job)
     if req.method == "PATCH":
-        wanted = _json_object(req).get("state")
+        wanted = json_object(req).get("state")
         if wanted != JobState.ABORTED:
-            raise _invalid_state(f"Invalid state transition to {wanted}")
-        return HttpResponse.json(200, _abort(org, job))
+            raise invalid_state(f"Invalid state transition to {wanted}")
+        return HttpResponse.json(200, abort(org, job))
     _settle(org, job)
-    with _state(org).lock:
+    with org.bulk.lock:
         return HttpResponse.json(200, job.info(detail=True))
 
 
@@ -121,11 +113,11 @@ def _max_records(req: HttpRequest) -> int:
     return int(raw)
 
 
-def query_results(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
-    job = _find_job(org, match["job_id"], QueryJob)
+def query_results(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    job = find_job(org, match["job_id"], QueryJob)
     _settle(org, job)
     if job.state is not JobState.JOB_COMPLETE:
-        raise _invalid_state(f"Results are not available for a job in state {job.state}")
+        raise invalid_state(f"Results are not available for a job in state {job.state}")
     total = len(job.rowids)
     locator = req.param("locator")
     start = _offset(locator, total) if locator else 0
