@@ -116,7 +116,7 @@ def test_demo_totals_per_object(demo: tuple[Store, ScenarioInfo]) -> None:
 
 
 def test_demo_runs_and_states(demo: tuple[Store, ScenarioInfo]) -> None:
-    """Each run has the documented status and records per state, as the module docstring's table says."""
+    """Each run has the documented status and records per state, as the table in docs/localorg-scenarios.md says."""
     store, info = demo
     runs = info.runs
     statuses = dict(_rows(store, "SELECT Id, blng__Status__c FROM blng__InvoiceRun__c"))
