@@ -10,8 +10,8 @@ import pytest
 
 from sfcleanup.cli import main
 from sfcleanup.localorg.app import LocalOrg
+from sfcleanup.localorg.https import LocalOrgServer
 from sfcleanup.localorg.seed import ScenarioInfo, seed
-from sfcleanup.localorg.server import LocalOrgServer
 from sfcleanup.localorg.store import Store
 
 

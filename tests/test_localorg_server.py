@@ -20,8 +20,9 @@ from simple_salesforce.api import Salesforce
 
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
+from sfcleanup.localorg.https import LocalOrgServer
 from sfcleanup.localorg.seed import ScenarioInfo, seed
-from sfcleanup.localorg.server import LocalOrgServer, serve_main
+from sfcleanup.localorg.server import serve_main
 from sfcleanup.localorg.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 from sfcleanup.cli import main
 from sfcleanup.localorg.app import Credentials, LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
+from sfcleanup.localorg.https import LocalOrgServer
 from sfcleanup.localorg.seed import seed
-from sfcleanup.localorg.server import LocalOrgServer
 from sfcleanup.localorg.store import Store
 from tests.support import KeyPair
 
