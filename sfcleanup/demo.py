@@ -16,10 +16,10 @@ from rich.table import Table
 from sfcleanup import billing, logs
 from sfcleanup.config import load_settings
 from sfcleanup.errors import PreflightError
-from sfcleanup.localorg.connect import local_connector, open_local_org
 from sfcleanup.localorg.store import Store
 from sfcleanup.report import render, write_failures_csv
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.local import local_connector, open_local_org
 from sfcleanup.salesforce.retry import RetryPolicy
 from sfcleanup.worker import Worker
 

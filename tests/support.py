@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from sfcleanup.localorg.app import LocalOrg
-from sfcleanup.localorg.connect import local_connector
 from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.seed import ScenarioInfo, seed
 from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.local import local_connector
 from sfcleanup.salesforce.retry import no_wait_policy
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sfcleanup.cli import main
-from sfcleanup.localorg.connect import open_local_org
 from sfcleanup.localorg.seed import ScenarioInfo
+from sfcleanup.salesforce.local import open_local_org
 from tests.support import state_snapshot
 
 

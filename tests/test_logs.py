@@ -11,7 +11,7 @@ import structlog
 
 from sfcleanup import logs
 from sfcleanup.cli import main
-from sfcleanup.localorg.connect import open_local_org
+from sfcleanup.salesforce.local import open_local_org
 
 
 def test_secret_values_and_secret_keys_are_masked() -> None:

@@ -10,9 +10,9 @@ import pytest
 from sfcleanup import billing
 from sfcleanup.cli import main
 from sfcleanup.localorg import schema
-from sfcleanup.localorg.connect import open_local_org
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
+from sfcleanup.salesforce.local import open_local_org
 from tests.oracle import VOLATILE, by_id
 from tests.support import state_snapshot
 

@@ -81,7 +81,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def connect(settings: Settings) -> SalesforceClient:
     if settings.org.auth is AuthMode.LOCAL:
-        from sfcleanup.localorg.connect import local_connector, open_local_org
+        from sfcleanup.salesforce.local import local_connector, open_local_org
 
         org, _ = open_local_org(settings.org.local_state)
         connector = local_connector(org, settings.org)
