@@ -29,7 +29,8 @@ from sfcleanup.localorg.bulk.results import Results, abandon, open_upload, uploa
 from sfcleanup.localorg.context import Org, RequestContext
 from sfcleanup.localorg.records import RowError, RowFailure
 from sfcleanup.localorg.schema import SObjectSpec
-from sfcleanup.localorg.store import Store, quote
+from sfcleanup.localorg.sql import quote
+from sfcleanup.localorg.store import Store
 
 
 # --- processing ------------------------------------------------------------------------------------------------

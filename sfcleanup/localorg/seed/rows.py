@@ -9,7 +9,8 @@ from typing import Any
 
 from sfcleanup.localorg import idgen, schema
 from sfcleanup.localorg.schema import SObjectSpec
-from sfcleanup.localorg.store import Store, quote
+from sfcleanup.localorg.sql import quote
+from sfcleanup.localorg.store import Store
 from sfcleanup.sftime import format_datetime
 
 # Rows per executemany: large enough to amortise Python overhead, small enough to keep memory flat at 1M.

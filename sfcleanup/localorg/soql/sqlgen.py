@@ -19,7 +19,7 @@ from sfcleanup.localorg.schema import FieldSpec, FieldType, SObjectSpec
 from sfcleanup.localorg.soql import ast, literals
 from sfcleanup.localorg.soql.ast import LiteralKind
 from sfcleanup.localorg.soql.resolve import ID_TYPES, STRING_TYPES, FieldRef, Plan
-from sfcleanup.localorg.store import quote
+from sfcleanup.localorg.sql import quote
 
 BASE = "t0"
 # For a relative date range [start, end): the SQL and which bound(s) each operator compares with.
