@@ -1,10 +1,12 @@
 # Two entry points on a fresh machine: `make demo` and `make test`. Each builds .venv by itself.
+# `make test-fast` is the inner loop: lint, types and every test not marked slow (processes, servers, chaos,
+# crash, generated orgs, the fault matrix and anything else over about a second), in under 30 s.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-compare clean
+.PHONY: demo test test-fast lint typecheck bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

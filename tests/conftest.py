@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from sfcleanup import logs
 from sfcleanup.config import Settings, load_settings
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.seed import ScenarioInfo
@@ -22,6 +23,15 @@ def _reset_logging() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """The log masking registry (`logs._SECRETS`) is global and only grows: every client login adds its token.
+    Each test starts with none registered, so a test passes or fails on the secrets it registers itself."""
+    logs._SECRETS.clear()
+    yield
+    logs._SECRETS.clear()
 
 
 @pytest.fixture

@@ -49,6 +49,7 @@ def _refused(
     assert server.org.store.snapshot() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "injection",
     [
@@ -70,6 +71,7 @@ def test_soql_injection_attempts(
     _refused(_run(server, monkeypatch, tmp_path, "run", injection, "--yes"), server, capsys, "is not a Salesforce id")
 
 
+@pytest.mark.slow
 def test_missing_picklist_value_in_the_org(
     served: tuple[LocalOrgServer, ScenarioInfo],
     tmp_path: Path,
@@ -85,6 +87,7 @@ def test_missing_picklist_value_in_the_org(
     _refused(argv, server, capsys, "'Completed with errors' is missing from blng__InvoiceRun__c.blng__CleanUpStatus__c")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -112,6 +115,7 @@ def test_unreadable_or_malformed_private_key(
     _refused(["run", info.runs["failed_run"], "--yes", "--config", str(config)], server, capsys, message)
 
 
+@pytest.mark.slow
 def test_missing_required_setting(
     served: tuple[LocalOrgServer, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -122,6 +126,7 @@ def test_missing_required_setting(
     _refused(["run", info.runs["failed_run"], "--yes", "--config", str(config)], server, capsys, "org.username")
 
 
+@pytest.mark.slow
 def test_wrong_token_is_a_resumable_auth_stop(
     served: tuple[LocalOrgServer, ScenarioInfo],
     tmp_path: Path,

@@ -149,6 +149,7 @@ def _finished_cleanly(org: LocalOrg, run_id: str, before: dict[str, list[dict[st
     assert by_id(org.store.snapshot())["blng__InvoiceRun__c"][run_id]["blng__CleanUpStatus__c"] == "Completed"
 
 
+@pytest.mark.slow
 def test_finding_9_locked_lease_heartbeat_does_not_stop_the_run(tmp_path: Path) -> None:
     """A lease record locked through every heartbeat is logged and tolerated: the clean-up runs to the end."""
     org, info = make_org("demo")
@@ -163,6 +164,7 @@ def test_finding_9_locked_lease_heartbeat_does_not_stop_the_run(tmp_path: Path) 
     _finished_cleanly(org, run_id, before, worker.apply(worker.prepare([run_id])))
 
 
+@pytest.mark.slow
 def test_finding_9_final_status_is_judged_alone_when_the_lease_release_stays_locked(tmp_path: Path) -> None:
     """The final CleanUp Status written, a lease release that stays locked is left to time out: the report says
     Completed, as the org does."""

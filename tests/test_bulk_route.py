@@ -108,6 +108,7 @@ def test_a_stopped_worker_resumes_its_job_instead_of_creating_another(tmp_path: 
     assert journal_consistent(tmp_path / "j" / f"{run_id}.jsonl", before, after) == []
 
 
+@pytest.mark.slow
 def test_large_objects_split_into_jobs_on_disjoint_accounts(tmp_path: Path) -> None:
     """An object of more than 20,000 records goes out in two jobs at once, cut at account boundaries so that no account
     is in both, and the run still reaches the oracle state."""

@@ -50,6 +50,7 @@ def _invoke(org: object, tmp_path: Path, run_id: str, route: str, reserve: float
     return worker.apply(worker.prepare([run_id]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("route", ["composite", "bulk"])
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_fault_matrix(tmp_path: Path, fault: str, route: str) -> None:

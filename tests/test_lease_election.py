@@ -105,6 +105,7 @@ def _race(org: StrictLeaseOrg, names: list[str]) -> dict[str, bool]:
     return won
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [2, 3])
 def test_many_randomised_races_never_let_two_workers_proceed(workers: int) -> None:
     """Over many trials with random ids, one CreatedDate second and random latency, at most one worker

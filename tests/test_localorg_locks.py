@@ -111,6 +111,16 @@ def statuses(org: LocalOrg, line_ids: list[str]) -> list[str]:
     return [row["blng__InvoiceLineStatus__c"] for row in found if row is not None]
 
 
+def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds pass; whether it held."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
 def while_first_holds(
     setup: Billing, first: list[str], second: Callable[[], Any]
 ) -> tuple[list[dict[str, Any]], Any, float]:
@@ -206,7 +216,7 @@ def test_lock_waits_count_only_requests_that_waited() -> None:
         holder = pool.submit(cancel_lines, setup.org, setup.lines["A1"])
         assert setup.holding.started.wait(5)
         waiter = pool.submit(cancel_lines, setup.org, setup.lines["A2"])
-        time.sleep(0.05)  # the waiter is now blocked on account A
+        assert until(lambda: setup.org.locks.waits >= 1), "the waiter never blocked on account A"
         free = cancel_lines(setup.org, setup.lines["B1"])
         results = holder.result(timeout=10) + waiter.result(timeout=10) + free
     assert all(r["success"] for r in results)

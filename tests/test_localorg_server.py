@@ -58,6 +58,7 @@ def _names(org: LocalOrg, ids: list[str]) -> list[str]:
     return [row[0] for row in rows]
 
 
+@pytest.mark.slow
 def test_serves_loopback_https_and_points_org_at_itself(demo_org: tuple[LocalOrgServer, LocalOrg, Any]) -> None:
     """The server listens on 127.0.0.1 over TLS, and the org's instance URL (used by OAuth answers) is its URL."""
     server, org, _ = demo_org
@@ -76,6 +77,7 @@ def test_serves_loopback_https_and_points_org_at_itself(demo_org: tuple[LocalOrg
     assert answer.status_code == 200 and answer.json()["instance_url"] == server.instance_url
 
 
+@pytest.mark.slow
 def test_simple_salesforce_query_limits_and_collections(demo_org: tuple[LocalOrgServer, LocalOrg, Any]) -> None:
     """Unmodified simple-salesforce queries, reads limits and PATCHes an sObject collection over real HTTPS."""
     server, org, _ = demo_org
@@ -93,6 +95,7 @@ def test_simple_salesforce_query_limits_and_collections(demo_org: tuple[LocalOrg
     assert _names(org, ids) == ["X", "X"]
 
 
+@pytest.mark.slow
 def test_query_pages_over_one_kept_alive_connection(demo_org: tuple[LocalOrgServer, LocalOrg, Any]) -> None:
     """Responses carry Content-Length, so several requests (query, then its next page) share one connection,
     and close() returns promptly while that connection sits idle."""
@@ -115,6 +118,7 @@ def test_query_pages_over_one_kept_alive_connection(demo_org: tuple[LocalOrgServ
     assert time.monotonic() - started < 3
 
 
+@pytest.mark.slow
 def test_chunked_request_body_is_read(demo_org: tuple[LocalOrgServer, LocalOrg, Any]) -> None:
     """A body sent with Transfer-Encoding: chunked (how requests streams uploads) reaches the org whole."""
     server, org, _ = demo_org
@@ -130,6 +134,7 @@ def test_chunked_request_body_is_read(demo_org: tuple[LocalOrgServer, LocalOrg, 
     assert _names(org, [response.json()["id"]]) == ["Streamed Customer"]
 
 
+@pytest.mark.slow
 def test_reset_after_write_drops_the_connection_after_applying() -> None:
     """With a reset-after-write fault the client gets a ConnectionError, yet the write is in the store; the
     next call works on a new connection."""

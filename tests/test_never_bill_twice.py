@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -182,6 +183,7 @@ def _changed(before: dict[str, dict[str, dict[str, Any]]], expected: dict[str, d
     }
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(generated=orgs(), route=st.sampled_from(("composite", "composite", "bulk")))
 def test_generated_orgs_never_bill_twice(generated: Org, route: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+import pytest
 from hypothesis import Phase as HypothesisPhase
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
@@ -434,6 +435,7 @@ REACHABLE: dict[str, Callable[[World], bool]] = {
 }
 
 
+@pytest.mark.slow
 def test_the_strategy_reaches_the_traps() -> None:
     """The generated runs include every trap the properties guard against, so no property holds vacuously."""
     search = settings(max_examples=3000, database=None, derandomize=True, phases=[HypothesisPhase.generate])

@@ -85,6 +85,7 @@ def _config(
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_full_clean_up_leaks_no_secret(
     served: tuple[LocalOrgServer, str, Path, str],
@@ -104,6 +105,7 @@ def test_full_clean_up_leaks_no_secret(
         assert secret not in written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["client_credentials", "password", "token"])
 def test_refused_login_names_no_secret(
     served: tuple[LocalOrgServer, str, Path, str],

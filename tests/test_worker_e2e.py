@@ -126,6 +126,7 @@ def test_completed_run_with_flag_is_marked_then_cleaned(
     assert differences(expected_after(before, run_id), after, skip={run_id}) == []
 
 
+@pytest.mark.slow
 def test_rows_that_stay_locked_fail_then_converge_on_rerun(settings: Settings) -> None:
     """A row locked by someone else fails after the lock retries (exit 1, Completed with errors); a re-run
     after the lock is released finishes it (exit 0)."""
