@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from sfcleanup.localorg.locks import LockManager
 from sfcleanup.localorg.records import RowError
 from sfcleanup.localorg.routes import ROUTER
 from sfcleanup.localorg.schema import SObjectSpec
+from sfcleanup.localorg.sessions import Sessions
 from sfcleanup.localorg.stats import Stats
 from sfcleanup.localorg.store import Store
 
@@ -71,10 +71,10 @@ class LocalOrg:
         self.api_used = self.profile.daily_api_used
         self._counter_lock = threading.Lock()
         self._owners = itertools.count(1)
-        self._tokens: dict[str, int] = {}
+        self.sessions = Sessions()
         self.access_token = access_token or self.issue_token()
         if access_token:
-            self._tokens[access_token] = 0
+            self.sessions.accept(access_token)
         # Handler state, owned here and typed: open REST query locators, and the Bulk API 2.0 jobs.
         self.locators = QueryLocators()
         self.bulk = BulkState()
@@ -87,31 +87,18 @@ class LocalOrg:
 
     # --- authentication -------------------------------------------------------------------------------
     def issue_token(self) -> str:
-        token = "00D5g0000000001!" + secrets.token_urlsafe(32)
-        with self._counter_lock:
-            self._tokens[token] = 0
-        return token
+        return self.sessions.issue()
 
     def issued_tokens(self) -> list[str]:
         """Every access token this org has handed out and not yet expired (for tests that hunt for leaks)."""
-        with self._counter_lock:
-            return list(self._tokens)
+        return self.sessions.issued()
 
     def _authorised(self, req: HttpRequest) -> bool:
         header = req.header("authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() not in ("bearer", "oauth"):
             return False
-        with self._counter_lock:
-            calls = self._tokens.get(token)
-            if calls is None:
-                return False
-            expiry = self.profile.session_expiry_after_calls
-            if expiry is not None and calls >= expiry:
-                del self._tokens[token]
-                return False
-            self._tokens[token] = calls + 1
-        return True
+        return self.sessions.use(token, self.profile.session_expiry_after_calls)
 
     # --- accounting ---------------------------------------------------------------------------------
     def now(self) -> datetime:
