@@ -21,6 +21,10 @@ Choices where Salesforce leaves room, documented here once:
 
 The uploaded CSV and the result files live in a temporary directory per org, so a job of 100,000+ rows holds one
 batch of parsed rows in memory, never the whole file.
+
+Modules: `ingest` and `query` (the HTTP handlers), `listing` (GET of the job lists), `processing` (an ingest job's
+thread and batches), `results` (its result files), `common` (what the handlers share), `jobs` (the job records
+and `BulkState`, which the org owns as `org.bulk`). Their routes are in `localorg.routes`.
 """
 
 from __future__ import annotations
