@@ -198,7 +198,7 @@ def build_connector(settings: OrgSettings, http: requests.Session) -> Connector:
         case AuthMode.SF_CLI:
             return Connector(settings, http, lambda: sf_cli_login(settings))
         case AuthMode.LOCAL:
-            raise ConfigError("the local org is connected with sfcleanup.localorg.connect, not build_connector")
+            raise ConfigError("the local org is connected with sfcleanup.salesforce.local, not build_connector")
         case None:
             raise ConfigError(
                 "no Salesforce credentials: set org.auth and its keys in --config, or pass --instance-url and "
