@@ -12,6 +12,7 @@ import pytest
 
 from sfcleanup import billing, queries
 from sfcleanup.localorg import schema
+from sfcleanup.readiness import READINESS_FIELDS_READ, READINESS_NOT_PERMISSIONABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 PERMISSION_SET = ROOT / "config" / "permissionset" / "sfcleanup.permissionset-meta.xml"
@@ -79,7 +80,7 @@ class PermissionSet:
         """Readable through this permission set: listed as readable, or covered by read on the object."""
         if not self.objects.get(sobject, _NO_ACCESS).read:
             return False
-        if field in SYSTEM_FIELDS or (sobject, field) in NOT_PERMISSIONABLE:
+        if field in SYSTEM_FIELDS or (sobject, field) in NOT_PERMISSIONABLE | READINESS_NOT_PERMISSIONABLE:
             return True
         return self.fields.get(f"{sobject}.{field}", (False, False))[0]
 
@@ -146,7 +147,7 @@ def test_grants_api_enabled_and_no_other_user_permission(permset: PermissionSet)
 
 def test_every_object_the_worker_reads_is_readable(permset: PermissionSet) -> None:
     """Each object in FIELDS_READ and FIELDS_WRITTEN, plus Order, Account and error logs, has read access."""
-    for sobject in {*billing.FIELDS_READ, *billing.FIELDS_WRITTEN, *EXTRA_OBJECTS}:
+    for sobject in {*billing.FIELDS_READ, *billing.FIELDS_WRITTEN, *EXTRA_OBJECTS, *READINESS_FIELDS_READ}:
         assert permset.objects.get(sobject, _NO_ACCESS).read, f"{sobject}: no read access"
 
 
@@ -159,7 +160,7 @@ def test_every_object_the_worker_writes_is_editable(permset: PermissionSet) -> N
 
 def test_every_read_field_is_readable(permset: PermissionSet) -> None:
     """Each field in FIELDS_READ (and the error-log fields and Order.AccountId) is readable."""
-    for sobject, name in _pairs(billing.FIELDS_READ) | EXTRA_READ:
+    for sobject, name in _pairs(billing.FIELDS_READ) | EXTRA_READ | _pairs(READINESS_FIELDS_READ):
         assert permset.readable(sobject, name), f"{sobject}.{name} is not readable"
 
 
@@ -172,7 +173,7 @@ def test_every_written_field_is_editable(permset: PermissionSet) -> None:
 def test_required_and_master_detail_fields_are_not_listed(permset: PermissionSet) -> None:
     """Fields the platform refuses permissions on are left out (object read covers them)."""
     listed = {tuple(name.split(".", 1)) for name in permset.fields}
-    assert not listed & NOT_PERMISSIONABLE
+    assert not listed & (NOT_PERMISSIONABLE | READINESS_NOT_PERMISSIONABLE)
     assert not {name for name in permset.fields if name.split(".", 1)[1] in SYSTEM_FIELDS}
     # None of them is written: a master-detail link is never re-parented and a name is never changed.
     assert not NOT_PERMISSIONABLE & _pairs(billing.FIELDS_WRITTEN)
@@ -193,8 +194,13 @@ def test_exceptions_are_the_local_orgs_master_detail_fields() -> None:
 
 def test_nothing_beyond_what_is_needed(permset: PermissionSet) -> None:
     """No extra object or field, no field editable that is not written, no delete, View All or Modify All."""
-    assert set(permset.objects) == {*billing.FIELDS_READ, *billing.FIELDS_WRITTEN, *EXTRA_OBJECTS}
-    allowed = _pairs(billing.FIELDS_READ) | _pairs(billing.FIELDS_WRITTEN) | EXTRA_READ
+    assert set(permset.objects) == {
+        *billing.FIELDS_READ,
+        *billing.FIELDS_WRITTEN,
+        *EXTRA_OBJECTS,
+        *READINESS_FIELDS_READ,
+    }
+    allowed = _pairs(billing.FIELDS_READ) | _pairs(billing.FIELDS_WRITTEN) | EXTRA_READ | _pairs(READINESS_FIELDS_READ)
     writable = _pairs(billing.FIELDS_WRITTEN) | EXTRA_WRITTEN
     for name, (readable, editable) in permset.fields.items():
         pair = tuple(name.split(".", 1))

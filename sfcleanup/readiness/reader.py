@@ -1,0 +1,127 @@
+"""Reading what the readiness rules need from the org: describe first, then only the fields the org has.
+
+The queries live in sfcleanup/queries/readiness_*.soql. Their select lists are filled here from the paths in
+readiness.fields, trimmed to the org's fields: a query naming a missing field would fail as a whole, and the
+rule that needs the field is turned off by the engine instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from sfcleanup import queries
+from sfcleanup.readiness import fields
+from sfcleanup.readiness.models import InvoiceLineState, InvoiceScheduler, OrderProductState, UsageSummaryState
+from sfcleanup.salesforce.client import SalesforceClient
+
+M = TypeVar("M", bound=BaseModel)
+
+# 200 ids keep a query's URL well under the 16,384-byte limit; the line query names each id twice.
+IDS_PER_QUERY = 200
+LINE_IDS_PER_QUERY = 100
+
+
+@dataclass(frozen=True)
+class ReadinessInput:
+    """Everything assess() takes, as read from one org."""
+
+    order_products: tuple[OrderProductState, ...]
+    usage_summaries: tuple[UsageSummaryState, ...]
+    schedulers: tuple[InvoiceScheduler, ...]
+    lines: tuple[InvoiceLineState, ...]
+    available_fields: frozenset[str]
+
+
+def available_fields(client: SalesforceClient) -> frozenset[str]:
+    """The qualified names of every field of the readiness objects, from one Composite call of describes."""
+    described = client.get_many("describe", [f"sobjects/{sobject}/describe/" for sobject in fields.OBJECTS])
+    return fields.available_from_describe(dict(zip(fields.OBJECTS, described, strict=True)))
+
+
+def select_list(sobject: str, available: frozenset[str]) -> str:
+    """Id and every path of `sobject`'s readiness query that the org can answer."""
+    return ", ".join(("Id", *fields.selectable(sobject, fields.PATHS_BY_OBJECT[sobject], available)))
+
+
+def chunks(ids: Sequence[str], size: int) -> Iterator[list[str]]:
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), size):
+        yield unique[start : start + size]
+
+
+def _read(client: SalesforceClient, model: type[M], soql: str) -> list[M]:
+    return [model.model_validate(record) for page in client.query_pages(soql) for record in page]
+
+
+def _by_ids(client: SalesforceClient, model: type[M], query: str, select: str, ids: Sequence[str]) -> list[M]:
+    found: list[M] = []
+    for chunk in chunks(ids, IDS_PER_QUERY):
+        found += _read(client, model, queries.render(query, fields=select, ids=chunk))
+    return found
+
+
+def read_order_products(
+    client: SalesforceClient, available: frozenset[str], *, run_id: str | None = None, ids: Sequence[str] = ()
+) -> list[OrderProductState]:
+    select = select_list(fields.ORDER_PRODUCT, available)
+    found = _by_ids(client, OrderProductState, "readiness_order_products_by_ids", select, ids)
+    if run_id is not None:
+        found += _read(
+            client, OrderProductState, queries.render("readiness_order_products_by_run", fields=select, run_id=run_id)
+        )
+    return list({record.id: record for record in found}.values())
+
+
+def read_usage_summaries(
+    client: SalesforceClient, available: frozenset[str], *, run_id: str | None = None, ids: Sequence[str] = ()
+) -> list[UsageSummaryState]:
+    select = select_list(fields.USAGE_SUMMARY, available)
+    found = _by_ids(client, UsageSummaryState, "readiness_usage_summaries_by_ids", select, ids)
+    if run_id is not None:
+        found += _read(
+            client, UsageSummaryState, queries.render("readiness_usage_summaries_by_run", fields=select, run_id=run_id)
+        )
+    return list({record.id: record for record in found}.values())
+
+
+def read_schedulers(client: SalesforceClient, available: frozenset[str]) -> list[InvoiceScheduler]:
+    if f"{fields.SCHEDULER}.Id" not in available:
+        return []  # no scheduler object in this org: the scheduler rules are off
+    return _read(
+        client,
+        InvoiceScheduler,
+        queries.render("readiness_schedulers", fields=select_list(fields.SCHEDULER, available)),
+    )
+
+
+def read_draft_lines(client: SalesforceClient, source_ids: Sequence[str]) -> list[InvoiceLineState]:
+    found: list[InvoiceLineState] = []
+    for chunk in chunks(source_ids, LINE_IDS_PER_QUERY):
+        found += _read(client, InvoiceLineState, queries.render("readiness_draft_lines", ids=chunk))
+    return found
+
+
+def read(
+    client: SalesforceClient,
+    *,
+    run_id: str | None = None,
+    order_product_ids: Sequence[str] = (),
+    usage_summary_ids: Sequence[str] = (),
+    available: frozenset[str] | None = None,
+) -> ReadinessInput:
+    """The records of a run (still linked to it, or reset and named by id) and the org's schedulers."""
+    known = available if available is not None else available_fields(client)
+    order_products = read_order_products(client, known, run_id=run_id, ids=order_product_ids)
+    usage_summaries = read_usage_summaries(client, known, run_id=run_id, ids=usage_summary_ids)
+    sources = [record.id for record in order_products] + [record.id for record in usage_summaries]
+    return ReadinessInput(
+        order_products=tuple(order_products),
+        usage_summaries=tuple(usage_summaries),
+        schedulers=tuple(read_schedulers(client, known)),
+        lines=tuple(read_draft_lines(client, sources)),
+        available_fields=known,
+    )
