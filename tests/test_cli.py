@@ -72,11 +72,12 @@ def test_run_yes_json_report_schema(
     document = json.loads(capsys.readouterr().out)
     assert set(document) >= {"runs", "api_calls", "exit_code", "mode"}
     run = document["runs"][0]
-    assert set(run) >= {"id", "status", "objects", "failures", "anomalies", "journal", "cleanup_status"}
+    assert set(run) >= {"id", "status", "objects", "failures", "anomalies", "journal", "cleanup_status", "verify"}
     assert run["status"] == "cleaned" and run["cleanup_status"] == "Completed"
-    for counts in run["objects"].values():
-        assert set(counts) == {"planned", "updated", "failed", "anomalies"}
+    for name, counts in run["objects"].items():
+        assert set(counts) == {"planned", "updated", "failed", "anomalies", "held"}
         assert counts["updated"] == counts["planned"]
+        assert run["verify"][name] == {"expected": counts["anomalies"], "left": run["eligible_left"][name]}
     assert Path(run["journal"]).is_file()
     assert main(_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
     assert json.loads(capsys.readouterr().out)["runs"][0]["status"] == "nothing_to_do"
