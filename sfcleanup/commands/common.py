@@ -151,7 +151,8 @@ def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
     require_terminal()
     total = sum(c.planned for r in report.runs for c in r.objects.values())
     try:
-        answer = console.input(f"Apply {total} changes to {len(report.runs)} run(s)? [y/N] ")
+        # Without markup=False rich takes "[y/N]" for a style tag and drops it from the prompt.
+        answer = console.input(f"Apply {total} changes to {len(report.runs)} run(s)? [y/N] ", markup=False)
     except (KeyboardInterrupt, EOFError):
         raise Cancelled("cancelled at the confirmation prompt: nothing was written") from None
     return answer.strip().lower() in ("y", "yes")
