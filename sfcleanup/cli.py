@@ -42,18 +42,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Console(markup=False, highlight=False)
     # SIGINT and SIGTERM alike: at once while reading, at the next safe point while writing (interrupts.py).
     with PROCESS.installed():
-        code = _dispatch(args, out)
-    if PROCESS.received and code == ExitCode.STOPPED:
-        print(
-            f"sfcleanup: stopped on {PROCESS.received}: every batch sent is journaled; run again to continue",
-            file=sys.stderr,
-        )
-    return code
+        return _dispatch(args, out)
 
 
 def _dispatch(args: argparse.Namespace, out: Console) -> int:
     try:
         code: int = args.handler(args, out)
+        if PROCESS.received and code == ExitCode.STOPPED:
+            print(
+                f"sfcleanup: stopped on {PROCESS.received}: every batch sent is journaled; run again to continue",
+                file=sys.stderr,
+            )
         return code
     except SfCleanupError as exc:
         print(f"sfcleanup: {logs.scrub_text(str(exc))}", file=sys.stderr)
@@ -61,7 +60,8 @@ def _dispatch(args: argparse.Namespace, out: Console) -> int:
     except KeyboardInterrupt:
         # Writing turns a signal into a stop at a safe point; a KeyboardInterrupt comes from reading, or from
         # a second signal that asked to stop at once (as safe as a crash).
-        print("sfcleanup: interrupted; the journal shows what was written; run again to continue", file=sys.stderr)
+        name = PROCESS.received or "SIGINT"
+        print(f"sfcleanup: interrupted by {name}; the journal shows what was written; run again", file=sys.stderr)
         return int(ExitCode.STOPPED)
     except Exception as exc:  # a bug or the machine: never a traceback as the only word, never exit 1
         structlog.get_logger("sfcleanup").error("unexpected_error", exc_info=exc)
