@@ -51,6 +51,18 @@ class Interrupts:
         finally:
             self._deferring -= 1
 
+    @contextmanager
+    def immediate(self) -> Iterator[None]:
+        """Inside a deferred block, a stretch that only reads: a signal stops it at once (KeyboardInterrupt),
+        one that already arrived included."""
+        saved, self._deferring = self._deferring, 0
+        try:
+            if self.received is not None:
+                raise KeyboardInterrupt(self.received)
+            yield
+        finally:
+            self._deferring = saved
+
     def _handle(self, number: int, frame: FrameType | None) -> None:
         first = self.received is None
         self.received = signal.Signals(number).name

@@ -88,35 +88,40 @@ class SweepPreview:
 
 def sweep(worker: Worker, options: SweepOptions) -> Report:
     """Find the runs that need clean-up and clean each in turn (plan it, apply it), or only plan them."""
-    readiness = worker.readiness()
-    runs = find_runs(worker, readiness, options)
-    log.info("sweep.found", runs=len(runs), dry_run=options.dry_run)
-    return _each(worker, readiness, runs, lambda run: _prepare_one(worker, run, readiness), apply=not options.dry_run)
+    # Deferred from here on, so that a signal after the runs are known still ends in a report of each of them.
+    with worker.interrupts.deferred():
+        readiness = worker.readiness()
+        runs = find_runs(worker, readiness, options)
+        log.info("sweep.found", runs=len(runs), dry_run=options.dry_run)
+        return _each(
+            worker, readiness, runs, lambda run: _prepare_one(worker, run, readiness), apply=not options.dry_run
+        )
 
 
 def preview(worker: Worker, options: SweepOptions) -> SweepPreview:
     """Find and plan the runs, writing nothing, and keep the plans for `apply_preview`."""
-    readiness = worker.readiness()
-    runs = find_runs(worker, readiness, options)
-    log.info("sweep.found", runs=len(runs), dry_run=True)
     steps: dict[str, Prepared | RunOutcome] = {}
+    with worker.interrupts.deferred():
+        readiness = worker.readiness()
+        runs = find_runs(worker, readiness, options)
+        log.info("sweep.found", runs=len(runs), dry_run=True)
 
-    def step(run: InvoiceRun) -> Prepared | RunOutcome:
-        steps[run.id] = _prepare_one(worker, run, readiness)
-        return steps[run.id]
+        def step(run: InvoiceRun) -> Prepared | RunOutcome:
+            steps[run.id] = _prepare_one(worker, run, readiness)
+            return steps[run.id]
 
-    return SweepPreview(runs, steps, _each(worker, readiness, runs, step, apply=False))
+        return SweepPreview(runs, steps, _each(worker, readiness, runs, step, apply=False))
 
 
 def apply_preview(worker: Worker, shown: SweepPreview) -> Report:
     """Clean exactly the runs a person saw and confirmed, with the plans they saw: the org is not asked
     again which runs need clean-up, so a run that failed since is left for the next sweep."""
-    readiness = worker.readiness()
 
     def step(run: InvoiceRun) -> Prepared | RunOutcome:
         return shown.steps.get(run.id) or _not_started(run, "not started: it was not planned in the preview")
 
-    return _each(worker, readiness, shown.runs, step, apply=True)
+    with worker.interrupts.deferred():
+        return _each(worker, worker.readiness(), shown.runs, step, apply=True)
 
 
 def _each(worker: Worker, readiness: OrgReadiness, runs: list[InvoiceRun], prepare: Step, *, apply: bool) -> Report:
@@ -132,7 +137,8 @@ def _each(worker: Worker, readiness: OrgReadiness, runs: list[InvoiceRun], prepa
             outcomes.append(_not_started(run, f"not started: {halted}"))
             continue
         try:
-            step = prepare(run)
+            with worker.interrupts.immediate():
+                step = prepare(run)
         except KeyboardInterrupt:
             # A signal while reading and planning: nothing was being written, so it stopped at once.
             halted = f"{worker.interrupts.received or 'SIGINT'} received"

@@ -98,6 +98,40 @@ def test_a_signal_mid_phase_stops_at_a_safe_point(tmp_path: Path, number: int) -
     assert by_id(after)["blng__InvoiceRun__c"][run_id]["blng__CleanUpStatus__c"] == "Completed"
 
 
+@pytest.mark.slow
+def test_sigterm_while_a_sweep_plans_reports_every_run_not_started(tmp_path: Path) -> None:
+    """SIGTERM while the sweep reads and plans stops it at once: every run found is reported not_started,
+    exit 3 with one line, and nothing is written."""
+    state = tmp_path / "org.sqlite3"
+    store = Store(state)
+    runs = seed(store, "demo").runs
+    store.close()
+    before = state_snapshot(state)
+    with serve("--scenario", "demo", "--state", str(state), "--latency", "cloud") as endpoint:
+        command = [sys.executable, "-m", "sfcleanup", "sweep", "--yes", "--json"]
+        command += ["--instance-url", endpoint["instance_url"], "--ca-bundle", endpoint["ca_bundle"]]
+        command += ["--journal-dir", str(tmp_path / "journal"), "--log-level", "info", "--log-format", "json"]
+        victim = subprocess.Popen(
+            command, env=worker_env(endpoint), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        assert victim.stderr is not None
+        for line in victim.stderr:
+            if '"sweep.found"' in line:
+                victim.send_signal(signal.SIGTERM)
+                break
+        out, err = victim.communicate(timeout=120)
+    assert victim.returncode == 3, err[-2000:]
+    said = [line for line in err.splitlines() if line.startswith("sfcleanup:")]
+    assert len(said) == 1 and "SIGTERM" in said[0]
+    report = json.loads(out)
+    assert {r["id"]: r["status"] for r in report["runs"]} == {
+        runs["failed_run"]: "not_started",
+        runs["errors_run"]: "not_started",
+    }
+    assert state_snapshot(state) == before
+    assert not (tmp_path / "journal").exists()
+
+
 def test_a_signal_while_not_writing_stops_at_once() -> None:
     """Outside writing, SIGTERM interrupts at once, like Ctrl-C always does."""
     interrupts = Interrupts()
@@ -118,6 +152,17 @@ def test_a_signal_while_writing_waits_for_the_safe_point_and_a_second_one_does_n
         interrupts.check()  # once only: winding down goes on
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_reading_stretch_inside_writing_stops_at_once() -> None:
+    """Inside a deferred block, `immediate` stops at once, for a signal that arrives in it or one that came
+    before it."""
+    interrupts = Interrupts()
+    with interrupts.installed(), interrupts.deferred():
+        with pytest.raises(KeyboardInterrupt), interrupts.immediate():
+            os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt), interrupts.immediate():
+            pass
 
 
 def test_handlers_are_restored_afterwards() -> None:
