@@ -13,6 +13,8 @@ import fcntl
 import getpass
 import os
 import socket
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,13 +25,20 @@ from urllib.parse import urlencode
 import structlog
 
 from sfcleanup import billing, queries
-from sfcleanup.errors import AmbiguousWrite, StopRun
+from sfcleanup.errors import AmbiguousWrite, SfCleanupError, StopRun
+from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.sftime import parse_datetime
 
 LEASE_CODE = "SFCLEANUP_LEASE"
 RELEASED_CODE = "SFCLEANUP_LEASE_RELEASED"
 HEARTBEAT_EVERY = timedelta(seconds=60)
+# A worker first in the election reads again this many times, pausing longer each time, for rivals to withdraw.
+ELECTION_READS = 4
+ELECTION_PAUSE_S = 0.5
+CREATE_ATTEMPTS = 3
+# Marks the random token in a lease's summary that tells one creation attempt's record from any other.
+NONCE = "attempt "
 log = structlog.get_logger("sfcleanup.lease")
 
 
@@ -48,6 +57,8 @@ class Lease:
     holder: str
     last_seen: datetime
     held: bool = True  # False once released
+    created: datetime | None = None
+    summary: str = ""
 
 
 class LocalLock:
@@ -82,30 +93,58 @@ class LocalLock:
             self._handle = None
 
 
+class LeaseLost(StopRun):
+    """Another worker took this worker's lease over (it judged the lease dead): stop writing at once."""
+
+
+def _order(lease: Lease) -> tuple[datetime, str]:
+    """The election's tie-break, the same for every worker that reads the same rows."""
+    return lease.created or lease.last_seen, lease.record_id
+
+
 class Leases:
+    """The run's lease records: created, elected among, kept alive and released.
+
+    Only documented behaviour is relied on: a read issued after a write has been answered sees that write;
+    ids and CreatedDate say nothing about which of two records came first. Election: a worker creates its
+    record, then reads every lease of the run. It proceeds only when a read made after its own record existed
+    shows no live record of another worker. Of two workers that see each other, the one later in `_order`
+    withdraws its record; the earlier one reads again, a few times, until the other's record is gone, and
+    withdraws too if it is not. Two workers cannot both proceed: whichever read last saw the other's record.
+    """
+
     def __init__(
         self,
         client: SalesforceClient,
         identity: str,
         timeout_s: float,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self.identity = identity
         self._timeout = timedelta(seconds=timeout_s)
-        self._clock = clock
+        # The org's time now, for read-only checks; the election itself uses the org's own timestamps.
+        self._clock = clock or client.org_now
+        self._sleep = sleep
         self._last_beat: datetime | None = None
+        # The org's clock minus this machine's, as the last acquire measured it.
+        self._offset = timedelta(0)
+        self._run_id: str | None = None
         # Every other lease record the last acquire saw, held or released: who else touched the run.
         self.seen: list[Lease] = []
 
     @staticmethod
     def _parse(row: dict[str, Any]) -> Lease:
+        last_seen = parse_datetime(str(row["LastModifiedDate"]))
         return Lease(
             str(row["Id"]),
             str(row.get("blng__ErrorName__c") or "?"),
-            parse_datetime(str(row["LastModifiedDate"])),
+            last_seen,
             row.get("blng__ErrorCode__c") == LEASE_CODE,
+            parse_datetime(str(row["CreatedDate"])) if row.get("CreatedDate") else last_seen,
+            str(row.get("blng__Summary__c") or ""),
         )
 
     @staticmethod
@@ -115,16 +154,19 @@ class Leases:
     def _read(self, run_id: str) -> list[Lease]:
         return [self._parse(r) for r in self._client.query_all(self._query(run_id))]
 
-    def _live(self, lease: Lease) -> bool:
-        return lease.held and self._clock() - lease.last_seen < self._timeout
+    def _live(self, lease: Lease, now: datetime) -> bool:
+        return lease.held and now - lease.last_seen < self._timeout
 
     def touched_by_others_since(self, moment: datetime) -> bool:
-        """Did another worker hold this run's lease at or after `moment` (by the last acquire's reading)?"""
-        return any(x.holder != self.identity and x.last_seen >= moment for x in self.seen)
+        """Did another worker hold this run's lease at or after `moment` (this machine's clock, by the last
+        acquire's reading)?"""
+        since = moment + self._offset
+        return any(x.holder != self.identity and x.last_seen >= since for x in self.seen)
 
     def holder_other_than_me(self, run_id: str) -> Lease | None:
         """A live lease of another worker on the run, if there is one (read-only)."""
-        return next((x for x in self._read(run_id) if x.holder != self.identity and self._live(x)), None)
+        now = self._clock()
+        return next((x for x in self._read(run_id) if x.holder != self.identity and self._live(x, now)), None)
 
     def refusal(self, lease: Lease) -> str:
         until = (lease.last_seen + self._timeout).isoformat(timespec="seconds")
@@ -134,80 +176,127 @@ class Leases:
         )
 
     def acquire(self, run_id: str) -> Lease:
-        """Take the run's lease, or raise LeaseHeld naming the holder; stale leases are taken over.
+        """Take the run's lease, or raise LeaseHeld naming the holder; leases past the timeout are taken over."""
+        asked_at = datetime.now(UTC)
+        mine = self._create(run_id, asked_at)
+        for check in range(1, ELECTION_READS + 1):
+            leases = self._read(run_id)
+            own = next((x for x in leases if x.record_id == mine), None)
+            if own is None:
+                raise StopRun("the lease record this worker created is not visible in the org; run again")
+            # Freshness is judged on the org's clock: its timestamps against the moment it created this record.
+            now = own.last_seen
+            rivals = sorted((x for x in leases if x.holder != self.identity and self._live(x, now)), key=_order)
+            if not rivals:
+                self._won(run_id, mine, leases, now, asked_at)
+                return Lease(mine, self.identity, now, True, own.created)
+            if _order(rivals[0]) < _order(own) or check == ELECTION_READS:
+                self._withdraw(mine)
+                raise LeaseHeld(self.refusal(rivals[0]))
+            # This worker comes first among those it sees: they withdraw once they see its record.
+            log.info("lease.contended", rivals=[x.holder for x in rivals], check=check)
+            self._sleep(ELECTION_PAUSE_S * check)
+        raise AssertionError("unreachable: the last election read withdraws or wins")  # pragma: no cover
 
-        One Composite call creates this worker's lease record and reads every lease of the run; if another
-        worker's live lease was there first, this one is closed again and the worker refuses.
-        """
-        now = self._clock()
-        mine, leases = self._create_and_read(run_id, now)
+    def _won(self, run_id: str, mine: str, leases: list[Lease], now: datetime, asked_at: datetime) -> None:
+        """Close the leases this worker supersedes: its own earlier ones and other workers' dead ones."""
         self.seen = [x for x in leases if x.record_id != mine]
-        contenders = [x for x in leases if x.record_id == mine or (x.holder != self.identity and self._live(x))]
-        if contenders and contenders[0].record_id != mine:
-            self._close(mine)
-            raise LeaseHeld(self.refusal(contenders[0]))
-        for lease in leases:
-            if lease.record_id != mine and lease.held:
+        for lease in self.seen:
+            if not lease.held:
+                continue
+            try:
                 self._close(lease.record_id)
+            except SfCleanupError:
+                # A holder judged dead that is not learns it was taken over only from this close.
+                self._withdraw(mine)
+                raise
+            if lease.holder != self.identity:
                 log.info("lease.taken_over", previous=lease.holder, last_seen=lease.last_seen.isoformat())
-        self._last_beat = now
-        return Lease(mine, self.identity, now)
+        self._offset = now - asked_at
+        self._run_id = run_id
+        self._last_beat = self._clock()
 
-    def _record(self, run_id: str, now: datetime) -> dict[str, Any]:
+    def _record(self, run_id: str, now: datetime, nonce: str) -> dict[str, Any]:
         return {
             billing.RUN_LOOKUP: run_id,
             "blng__ErrorCode__c": LEASE_CODE,
             "blng__ErrorName__c": self.identity[:255],
-            "blng__Summary__c": f"sfcleanup clean-up in progress since {now.isoformat(timespec='seconds')}",
+            "blng__Summary__c": (
+                f"sfcleanup clean-up in progress since {now.isoformat(timespec='seconds')} ({NONCE}{nonce})"
+            ),
         }
 
-    def _create_and_read(self, run_id: str, now: datetime) -> tuple[str, list[Lease]]:
-        version = self._client.api_version
-        query = self._query(run_id)
-        subrequests: list[dict[str, Any]] = [
-            {
-                "method": "POST",
-                "url": f"/services/data/v{version}/sobjects/{billing.ERROR_LOG}/",
-                "referenceId": "lease",
-                "body": self._record(run_id, now),
-            },
-            {
-                "method": "GET",
-                "url": f"/services/data/v{version}/query/?{urlencode({'q': query})}",
-                "referenceId": "all",
-            },
-        ]
-        try:
-            created, listed = self._client.composite(subrequests)
-        except AmbiguousWrite:
-            # The answer was lost: if the record was created it is the newest one with this identity.
-            leases = self._read(run_id)
-            found = [x for x in leases if x.holder == self.identity]
-            if not found:
-                raise StopRun("recording the lease on the run lost its answer; run again") from None
-            return found[-1].record_id, leases
-        if int(created.get("httpStatusCode", 500)) >= 300 or int(listed.get("httpStatusCode", 500)) >= 300:
-            raise StopRun(f"could not record the lease on the run: {created.get('body')} {listed.get('body')}")
-        return str(created["body"]["id"]), [self._parse(r) for r in listed["body"].get("records", [])]
+    def _create(self, run_id: str, now: datetime) -> str:
+        """Create this worker's lease record. After a lost answer, the record is looked for by the nonce only
+        this attempt wrote; if it is not there, nothing was created and creating it again is safe."""
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            nonce = uuid.uuid4().hex
+            try:
+                return self._client.create_record(billing.ERROR_LOG, self._record(run_id, now, nonce))
+            except AmbiguousWrite as exc:
+                found = [x for x in self._read(run_id) if f"{NONCE}{nonce}" in x.summary]
+                if found:
+                    return found[0].record_id
+                log.warning("lease.create_retry", attempt=attempt, reason=str(exc)[:200])
+        raise StopRun("recording the lease on the run kept losing its answer; run again")
 
     def heartbeat(self, lease: Lease) -> None:
-        """Show the lease is alive (at most once a minute: each beat is an API call)."""
+        """Show the lease is alive (at most once a minute: each beat is an API call).
+
+        The lease is bookkeeping: a beat refused (a row lock, a fault) is logged and the clean-up goes on.
+        Only a lease another worker has taken over stops it (LeaseLost).
+        """
         now = self._clock()
-        if self._last_beat is not None and now - self._last_beat < HEARTBEAT_EVERY:
+        if self._run_id is None or (self._last_beat is not None and now - self._last_beat < HEARTBEAT_EVERY):
             return
-        self._client.update_record(
-            billing.ERROR_LOG,
-            lease.record_id,
-            {"blng__Summary__c": f"sfcleanup alive at {now.isoformat(timespec='seconds')}"},
-        )
         self._last_beat = now
+        version = self._client.api_version
+        beat = composite.subrequest(
+            "PATCH",
+            f"/services/data/v{version}/sobjects/{billing.ERROR_LOG}/{lease.record_id}",
+            0,
+            {"blng__Summary__c": f"sfcleanup alive at {now.isoformat(timespec='seconds')}"},
+            prefix="beat",
+        )
+        # Independent of the PATCH: whichever the org runs first, the read shows whether the lease is still ours.
+        listing = composite.subrequest(
+            "GET", f"/services/data/v{version}/query/?{urlencode({'q': self._query(self._run_id)})}", 0, prefix="leases"
+        )
+        try:
+            beaten, listed = self._client.composite_rounds("lease heartbeat", [beat, listing], attempts=1)
+        except SfCleanupError as exc:
+            log.warning("lease.heartbeat_failed", reason=str(exc)[:200])
+            return
+        if listed.ok and isinstance(listed.body, dict):
+            own = next(
+                (x for x in map(self._parse, listed.body.get("records", [])) if x.record_id == lease.record_id), None
+            )
+            if own is None or not own.held:
+                raise LeaseLost(
+                    "another worker took this run's lease over (this worker was judged dead); stopping, the journal "
+                    "shows what was written"
+                )
+        for result in (beaten, listed):
+            if result.failure is not None:
+                log.warning(
+                    "lease.heartbeat_failed", reason=f"{result.failure.error_code}: {result.failure.message}"[:200]
+                )
 
     def release(self, lease: Lease) -> None:
-        self._close(lease.record_id)
+        """Best effort: a lease that cannot be closed now times out by itself."""
+        try:
+            self._close(lease.record_id)
+        except SfCleanupError as exc:
+            log.warning("lease.release_failed", record=lease.record_id, reason=str(exc)[:200])
+
+    def _withdraw(self, record_id: str) -> None:
+        """Close this worker's own record after losing an election; if that fails it times out."""
+        self.release(Lease(record_id, self.identity, datetime.min.replace(tzinfo=UTC)))
 
     @staticmethod
     def release_patch(lease: Lease) -> tuple[str, str, dict[str, Any]]:
-        """The update that releases `lease`, to send along with another (the run's final status)."""
+        """The update that releases `lease`, to send along with another (the run's final status) as a
+        best-effort update: see `SalesforceClient.update_many`."""
         return billing.ERROR_LOG, lease.record_id, {"blng__ErrorCode__c": RELEASED_CODE}
 
     def _close(self, record_id: str) -> None:

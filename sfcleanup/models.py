@@ -25,6 +25,7 @@ class Invoice(_Record):
 
 class InvoiceLine(_Record):
     status: str | None = Field(default=None, validation_alias="blng__InvoiceLineStatus__c")
+    run_id: str | None = Field(default=None, validation_alias="blng__InvoiceRun__c")
     invoice_id: str | None = Field(default=None, validation_alias="blng__Invoice__c")
     invoice_status: str | None = Field(
         default=None, validation_alias=AliasPath("blng__Invoice__r", "blng__InvoiceStatus__c")
@@ -53,6 +54,21 @@ class UsageSummary(BillingSource):
         default=None, validation_alias=AliasPath("blng__OrderProduct__r", "Order", "AccountId")
     )
     invoice_line_id: str | None = Field(default=None, validation_alias="blng__InvoiceLine__c")
+    # The summary's own invoice line, read two levels up: a failed run can leave this the only link to a
+    # posted invoice (its own invoice link empty).
+    invoice_line_status: str | None = Field(
+        default=None, validation_alias=AliasPath("blng__InvoiceLine__r", "blng__InvoiceLineStatus__c")
+    )
+    invoice_line_run_id: str | None = Field(
+        default=None, validation_alias=AliasPath("blng__InvoiceLine__r", "blng__InvoiceRun__c")
+    )
+    invoice_line_invoice_id: str | None = Field(
+        default=None, validation_alias=AliasPath("blng__InvoiceLine__r", "blng__Invoice__c")
+    )
+    invoice_line_invoice_status: str | None = Field(
+        default=None,
+        validation_alias=AliasPath("blng__InvoiceLine__r", "blng__Invoice__r", "blng__InvoiceStatus__c"),
+    )
     invoice_id: str | None = Field(default=None, validation_alias="blng__Invoice__c")
     invoice_status: str | None = Field(
         default=None, validation_alias=AliasPath("blng__Invoice__r", "blng__InvoiceStatus__c")

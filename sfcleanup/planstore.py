@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from sfcleanup.billing import RULE_BY_PHASE, Phase
@@ -35,7 +35,10 @@ class PlanStore:
             "CREATE TABLE changes (phase TEXT, sobject TEXT, id TEXT, grp TEXT, status_before TEXT, "
             "status_after TEXT, before TEXT, after TEXT)"
         )
+        # What each change waits for: (record, dependency) pairs; see PlanSink.depend.
+        self._conn.execute("CREATE TABLE deps (record TEXT, dep TEXT)")
         self._pending: list[tuple[str, ...]] = []
+        self._pending_deps: list[tuple[str, str]] = []
         # The directory goes when the store does, even if nobody calls close().
         self._cleanup = weakref.finalize(self, _remove, self._conn, self.directory)
 
@@ -56,16 +59,38 @@ class PlanStore:
         if len(self._pending) >= FLUSH_EVERY:
             self._flush()
 
+    def depend(self, record_id: str, on: str) -> None:
+        self._pending_deps.append((record_id, on))
+        if len(self._pending_deps) >= FLUSH_EVERY:
+            self._flush()
+
     def _flush(self) -> None:
         self._conn.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._pending)
+        self._conn.executemany("INSERT INTO deps VALUES (?, ?)", self._pending_deps)
         self._pending.clear()
+        self._pending_deps.clear()
 
     def seal(self) -> None:
         """All changes are in: index them for ordered reads and lookups."""
         self._flush()
         self._conn.execute("CREATE INDEX changes_order ON changes (phase, grp, id)")
         self._conn.execute("CREATE UNIQUE INDEX changes_id ON changes (phase, id)")
+        self._conn.execute("CREATE INDEX deps_dep ON deps (dep)")
         self._conn.commit()
+
+    def waiting(self, phase: Phase, blocked: Collection[str]) -> dict[str, str]:
+        """The changes of `phase` that wait for a record in `blocked`, each with one record it waits for."""
+        if not blocked:
+            return {}
+        self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS blocked (id TEXT PRIMARY KEY)")
+        self._conn.execute("DELETE FROM blocked")
+        self._conn.executemany("INSERT OR IGNORE INTO blocked VALUES (?)", ((i,) for i in blocked))
+        rows = self._conn.execute(
+            "SELECT d.record, MIN(d.dep) FROM deps d JOIN blocked b ON b.id = d.dep "
+            "JOIN changes c ON c.phase = ? AND c.id = d.record GROUP BY d.record",
+            (phase.value,),
+        )
+        return {str(record): str(dep) for record, dep in rows}
 
     def changes(self, phase: Phase) -> StoredChanges:
         return StoredChanges(self, phase)

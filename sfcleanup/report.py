@@ -36,9 +36,9 @@ class ObjectCounts:
     planned: int = 0
     updated: int = 0
     failed: int = 0
-    anomalies: int = 0
-    # Held back because something they depend on failed: left for the next invocation, on purpose.
+    # Not written: something it depends on (a line or invoice that billed it) did not reach its target.
     held: int = 0
+    anomalies: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,17 @@ class VerifyCount:
         return max(0, self.left - self.expected)
 
 
+@dataclass(frozen=True)
+class Held:
+    """A record held back, so it is not released while something that billed it is still billable."""
+
+    id: str
+    sobject: str
+    # The record it waits for directly.
+    waits_for: str
+    reason: str
+
+
 @dataclass
 class RunOutcome:
     id: str
@@ -63,6 +74,7 @@ class RunOutcome:
     objects: dict[str, ObjectCounts]
     transitions: dict[str, dict[str, int]]
     failures: list[Failure] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
     cleanup_status: str | None = None
     eligible_left: dict[str, int] = field(default_factory=dict)
@@ -80,11 +92,6 @@ class RunOutcome:
     def unaccounted(self) -> dict[str, int]:
         """Per object, eligible records verification found beyond anomalies, failures and held records."""
         return {sobject: v.unaccounted for sobject, v in self.verify.items() if v.unaccounted}
-
-    @property
-    def has_leftovers(self) -> bool:
-        """Work the clean-up leaves for a person or a later invocation: its CleanUp Status is then not Completed."""
-        return bool(self.failures or self.unaccounted or any(c.held for c in self.objects.values()))
 
 
 @dataclass
@@ -124,6 +131,7 @@ def _run_json(run: RunOutcome) -> dict[str, Any]:
         "objects": {name: asdict(counts) for name, counts in run.objects.items()},
         "transitions": run.transitions,
         "failures": [{"id": f.id, "object": f.sobject, "code": f.code, "message": f.message} for f in run.failures],
+        "held": [{"id": h.id, "object": h.sobject, "waits_for": h.waits_for, "reason": h.reason} for h in run.held],
         "anomalies": [
             {"id": a.id, "object": a.sobject, "reason": a.reason.value, "detail": a.detail} for a in run.anomalies
         ],
@@ -137,8 +145,10 @@ def _run_json(run: RunOutcome) -> dict[str, Any]:
 
 
 def write_failures_csv(report: Report, path: Path) -> Path | None:
-    """Id, object, error code, message: one row per record that finally failed; no file when none did."""
+    """Id, object, error code, message: one row per record that finally failed or was held back (code HELD);
+    no file when there are none."""
     rows = [(r.id, f) for r in report.runs for f in r.failures]
+    rows += [(r.id, Failure(h.id, h.sobject, "HELD", h.reason)) for r in report.runs for h in r.held]
     if not rows:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +163,7 @@ def write_failures_csv(report: Report, path: Path) -> Path | None:
 
 def render(report: Report, console: Console) -> None:
     planning = report.mode == "plan"
-    counts = ("planned", "anomalies") if planning else ("planned", "updated", "failed", "anomalies")
+    counts = ("planned", "anomalies") if planning else ("planned", "updated", "failed", "held", "anomalies")
     for run in report.runs:
         title = f"Invoice run {run.id}" + (f" ({run.name})" if run.name else "") + f": {run.status.value}"
         table = Table(title=title, title_justify="left")
@@ -181,6 +191,10 @@ def render(report: Report, console: Console) -> None:
                     f"  verify {sobject}: {count.left} still eligible, {count.expected} expected "
                     "(anomalies, failures, held)"
                 )
+        for held in run.held[:10]:
+            console.print(f"  {held.sobject} {held.id} {held.reason}")
+        if len(run.held) > 10:
+            console.print(f"  ... and {len(run.held) - 10} more held back (see --json or the failures CSV)")
         if run.message:
             console.print(f"  {run.message}")
     summary = f"API calls so far: {report.api_calls}"

@@ -29,9 +29,9 @@ from sfcleanup.interrupts import Interrupts
 from sfcleanup.journal import Journal, JournalError, read_entries
 from sfcleanup.lease import Lease, LeaseHeld, Leases, LocalLock, default_identity
 from sfcleanup.models import InvoiceRun
-from sfcleanup.plan import RunPlan
+from sfcleanup.plan import ChangeSet, RunPlan, Without
 from sfcleanup.preflight import OrgReadiness
-from sfcleanup.report import ObjectCounts, Report, RunOutcome, RunResult, VerifyCount
+from sfcleanup.report import Held, ObjectCounts, Report, RunOutcome, RunResult, VerifyCount
 from sfcleanup.salesforce.bulk import BulkApi, Polling
 from sfcleanup.salesforce.bulkwrite import BulkWriter, bulk_jobs_for, open_jobs, resume_open_jobs
 from sfcleanup.salesforce.client import SalesforceClient
@@ -68,6 +68,10 @@ def _outcome(plan: RunPlan, status: RunResult) -> RunOutcome:
         anomalies=list(plan.anomalies),
         cleanup_status=plan.run.cleanup_status,
     )
+
+
+def _label(sobject: str) -> str:
+    return {billing.INVOICE_LINE: "line", billing.INVOICE: "invoice"}.get(sobject, sobject)
 
 
 class Worker:
@@ -388,7 +392,7 @@ class Worker:
     ) -> None:
         journal.run_field(name, before, after, "pending")
         if also:
-            self.client.update_many(f"update {name}", [(billing.INVOICE_RUN, run.id, {name: after}), *also])
+            self.client.update_many(f"update {name}", [(billing.INVOICE_RUN, run.id, {name: after})], best_effort=also)
         else:
             self.client.update_record(billing.INVOICE_RUN, run.id, {name: after})
         journal.run_field(name, before, after, "updated")
@@ -416,9 +420,11 @@ class Worker:
         if run.cleanup_status != CleanUpStatus.STARTED:
             self._set_run_field(journal, run, billing.CLEANUP_STATUS, run.cleanup_status, CleanUpStatus.STARTED)
         outcome.cleanup_status = CleanUpStatus.STARTED
+        # Records that did not reach their target in this invocation, with why: what depends on them waits.
+        blocked: dict[str, str] = {}
         for phase in Phase:
             rule = RULE_BY_PHASE[phase]
-            changes = plan.changes[phase]
+            changes = self._hold_back(plan, phase, blocked, outcome)
             if not changes:
                 continue
             structlog.contextvars.bind_contextvars(phase=phase.value)
@@ -435,19 +441,40 @@ class Worker:
             counts = outcome.objects[rule.sobject]
             counts.updated, counts.failed = result.updated, len(result.failures)
             outcome.failures.extend(result.failures)
+            for failure in result.failures:
+                blocked[failure.id] = f"{_label(rule.sobject)} {failure.id} not {rule.to_state} ({failure.code})"
             log.info("phase.done", updated=counts.updated, failed=counts.failed)
         self._verify(plan, outcome)
         if outcome.failures and self.settings.error_logs:
             outcome.error_logs, _ = write_error_logs(self.client, run.id, outcome.failures, journal)
-        final = CleanUpStatus.COMPLETED_WITH_ERRORS if outcome.has_leftovers else CleanUpStatus.COMPLETED
+        unfinished = bool(outcome.failures or outcome.held)
+        final = CleanUpStatus.COMPLETED_WITH_ERRORS if unfinished or outcome.unaccounted else CleanUpStatus.COMPLETED
         # The final status and the lease's release travel in one call.
         self._set_run_field(
             journal, run, billing.CLEANUP_STATUS, CleanUpStatus.STARTED, final, also=[self.leases.release_patch(lease)]
         )
         outcome.cleanup_status = final
-        if outcome.failures:
+        if unfinished:
             outcome.status = RunResult.CLEANED_WITH_FAILURES
             outcome.exit_code = ExitCode.ROW_FAILURES
+
+    @staticmethod
+    def _hold_back(plan: RunPlan, phase: Phase, blocked: dict[str, str], outcome: RunOutcome) -> ChangeSet:
+        """The phase's changes less those waiting for a record that did not reach its target; those are held
+        (reported, and left for the next invocation) and block in turn what waits for them."""
+        changes = plan.changes[phase]
+        if not changes or not blocked:
+            return changes
+        waiting = plan.dependencies.waiting(phase, blocked)
+        if not waiting:
+            return changes
+        sobject = RULE_BY_PHASE[phase].sobject
+        for record_id, blocker in sorted(waiting.items()):
+            blocked[record_id] = blocked[blocker]
+            outcome.held.append(Held(record_id, sobject, blocker, f"held: {blocked[blocker]}"))
+        outcome.objects[sobject].held = len(waiting)
+        log.warning("phase.held", object=sobject, held=len(waiting))
+        return Without(changes, waiting)
 
     def _verify(self, plan: RunPlan, outcome: RunOutcome) -> None:
         """Re-count what is still eligible: only anomalies, failed rows and held records may be left.

@@ -20,40 +20,117 @@ def by_id(snapshot: Snapshot) -> dict[str, dict[str, dict[str, Any]]]:
     return {sobject: {r["Id"]: r for r in rows} for sobject, rows in snapshot.items()}
 
 
-def expected_after(before: Snapshot, run_id: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every record's expected field values after cleaning `run_id` (run fields excepted)."""
-    data = copy.deepcopy(by_id(before))
-    invoices = data["blng__Invoice__c"]
-    invoice_status = {i: r["blng__InvoiceStatus__c"] for i, r in by_id(before)["blng__Invoice__c"].items()}
-    billed: set[str] = set()
-    for line in data["blng__InvoiceLine__c"].values():
-        if line["blng__InvoiceRun__c"] != run_id:
+LINE = "blng__InvoiceLine__c"
+INVOICE = "blng__Invoice__c"
+PRODUCT = "OrderItem"
+USAGE = "blng__UsageSummary__c"
+SOURCES = (PRODUCT, USAGE)
+LINE_STATUS = "blng__InvoiceLineStatus__c"
+INVOICE_STATUS = "blng__InvoiceStatus__c"
+PROCESSING = "blng__InvoiceRunProcessingStatus__c"
+Data = dict[str, dict[str, dict[str, Any]]]
+
+
+def status_of(data: Data, sobject: str, record_id: str | None) -> str | None:
+    record = data[sobject].get(record_id or "")
+    return None if record is None else record[LINE_STATUS if sobject == LINE else INVOICE_STATUS]
+
+
+def links_of(data: Data, sobject: str, source_id: str, run_id: str) -> list[tuple[str, str]]:
+    """Every line and invoice on a path from a source to an invoice (DOMAIN.md section 3), as (object, id):
+    the run's lines naming it and their invoices; for a usage summary also its own invoice, its own line and
+    that line's invoice, and lines of other runs naming it."""
+    field = "blng__OrderProduct__c" if sobject == PRODUCT else "blng__UsageSummary__c"
+    lines = [
+        i
+        for i, r in data[LINE].items()
+        if r[field] == source_id and (sobject == USAGE or r["blng__InvoiceRun__c"] == run_id)
+    ]
+    out = [(LINE, i) for i in lines]
+    if sobject == USAGE:
+        source = data[USAGE][source_id]
+        if source["blng__Invoice__c"]:
+            out.append((INVOICE, source["blng__Invoice__c"]))
+        if source["blng__InvoiceLine__c"]:
+            out.append((LINE, source["blng__InvoiceLine__c"]))
+            lines.append(source["blng__InvoiceLine__c"])
+    for line_id in lines:
+        line = data[LINE].get(line_id)
+        if line is None or line["blng__Invoice__c"]:
+            out.append((INVOICE, line["blng__Invoice__c"] if line else "(dangling line)"))
+    return out
+
+
+def _line_cancellable(data: Data, line: dict[str, Any]) -> bool:
+    """A line's invoice allows cancelling it: none, or one that exists with a status that is not guarded."""
+    invoice_id = line["blng__Invoice__c"]
+    if not invoice_id:
+        return True
+    status = status_of(data, INVOICE, invoice_id)
+    return status is not None and status not in GUARDED
+
+
+def protected(before: Data, sobject: str, source_id: str, run_id: str) -> bool:
+    """A source linked, by any path, to a posted (or posting) invoice or line: it was billed for good."""
+    return any(status_of(before, kind, i) in GUARDED for kind, i in links_of(before, sobject, source_id, run_id))
+
+
+def expected_after(before: Snapshot, run_id: str, *, failing: frozenset[str] = frozenset()) -> Data:
+    """Every record's expected field values after cleaning `run_id` (run fields excepted).
+
+    `failing`: records whose writes fail. They keep their values, an invoice keeps its status while a line of
+    it that the clean-up would cancel fails, and a source stays while anything that billed it is not cancelled.
+    Without `failing`, the state once the clean-up has finished.
+    """
+    old = by_id(before)
+    data = copy.deepcopy(old)
+    blocked_invoices: set[str] = set()
+    for line in data[LINE].values():
+        mine = line["blng__InvoiceRun__c"] == run_id
+        if mine and line[LINE_STATUS] in ("Error", "Draft") and _line_cancellable(old, line):
+            if line["Id"] in failing:
+                blocked_invoices.add(line["blng__Invoice__c"])
+            else:
+                line[LINE_STATUS] = "Cancelled"
+    for invoice in data[INVOICE].values():
+        eligible = invoice[INVOICE_STATUS] in ("Error", "Initiated", "Draft")
+        if invoice["blng__InvoiceRunCreatedBy__c"] != run_id or not eligible:
             continue
-        if invoice_status.get(line["blng__Invoice__c"]) in GUARDED:
-            billed.update(x for x in (line["blng__OrderProduct__c"], line["blng__UsageSummary__c"]) if x)
-        elif line["blng__InvoiceLineStatus__c"] in ("Error", "Draft"):
-            line["blng__InvoiceLineStatus__c"] = "Cancelled"
-    for invoice in invoices.values():
-        if invoice["blng__InvoiceRunCreatedBy__c"] == run_id and invoice["blng__InvoiceStatus__c"] in (
-            "Error",
-            "Initiated",
-            "Draft",
-        ):
-            invoice["blng__InvoiceStatus__c"] = "Cancelled"
-    for sobject in ("OrderItem", "blng__UsageSummary__c"):
+        if invoice["Id"] not in failing and invoice["Id"] not in blocked_invoices:
+            invoice[INVOICE_STATUS] = "Cancelled"
+    for sobject in SOURCES:
         for source in data[sobject].values():
-            if source["blng__InvoiceRun__c"] != run_id:
+            if source["blng__InvoiceRun__c"] != run_id or source[PROCESSING] not in ("Error", "In Progress"):
                 continue
-            if source["blng__InvoiceRunProcessingStatus__c"] not in ("Error", "In Progress"):
+            links = links_of(old, sobject, source["Id"], run_id)
+            # Released only when every line and invoice that billed it ends cancelled.
+            if source["Id"] in failing or any(status_of(data, kind, i) != "Cancelled" for kind, i in links):
                 continue
-            on_posted = sobject == "blng__UsageSummary__c" and invoice_status.get(source["blng__Invoice__c"]) in GUARDED
-            if source["Id"] in billed or on_posted:
-                continue
-            source["blng__InvoiceRunProcessingStatus__c"] = "Pending Billing"
+            source[PROCESSING] = "Pending Billing"
             source["blng__InvoiceRunStatusIndex__c"] = "Pending Billing"
             source["blng__InvoiceRun__c"] = None
             source["blng__InvoiceRunStartDate__c"] = None
     return data
+
+
+def released_too_early(before: Snapshot, after: Snapshot, run_id: str) -> list[str]:
+    """Sources this clean-up reset to Pending Billing while a line or invoice that billed them is not cancelled
+    in the org (or was posted): the dependency rule, checked on the org's actual state."""
+    old, new = by_id(before), by_id(after)
+    problems = []
+    for sobject in SOURCES:
+        for source_id, record in new[sobject].items():
+            previous = old[sobject][source_id]
+            if previous["blng__InvoiceRun__c"] != run_id or record[PROCESSING] == previous[PROCESSING]:
+                continue
+            if protected(old, sobject, source_id, run_id):
+                problems.append(f"{sobject} {source_id} billed on a posted invoice was changed")
+            for kind, record_id in links_of(old, sobject, source_id, run_id):
+                if status_of(new, kind, record_id) != "Cancelled":
+                    problems.append(
+                        f"{sobject} {source_id} released while {kind} {record_id} is {status_of(new, kind, record_id)}"
+                    )
+    return problems
 
 
 def _not_sfcleanup(record: dict[str, Any]) -> bool:

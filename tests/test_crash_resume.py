@@ -18,8 +18,8 @@ import requests
 
 from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.store import Store
-from tests.oracle import differences, expected_after, journal_consistent
-from tests.support import serve, worker_env
+from tests.oracle import differences, expected_after, journal_consistent, released_too_early
+from tests.support import serve, state_snapshot, worker_env
 
 # (kill after this many API calls, route): spread over reading, the lease, each phase and the end.
 KILL_POINTS = [(3, "composite"), (8, "composite"), (11, "composite"), (6, "bulk"), (10, "bulk"), (16, "bulk")]
@@ -99,6 +99,7 @@ def test_sigkill_then_resume_converges(tmp_path: Path, kill_after: int, route: s
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
         assert victim.returncode == -signal.SIGKILL, "the worker finished before the kill point: move it earlier"
+        assert released_too_early(before, state_snapshot(state), run_id) == []
         codes: list[Any] = []
         for _ in range(2):
             again = _worker(endpoint, run_id, journal, route)
@@ -115,3 +116,4 @@ def test_sigkill_then_resume_converges(tmp_path: Path, kill_after: int, route: s
     store.close()
     assert differences(expected_after(before, run_id), after, skip={run_id}) == []
     assert journal_consistent(journal / f"{run_id}.jsonl", before, after) == []
+    assert released_too_early(before, after, run_id) == []

@@ -14,7 +14,8 @@ from sfcleanup.errors import ExitCode
 from sfcleanup.lease import LeaseHeld, Leases, LocalLock
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile, LatencyModel
-from sfcleanup.localorg.seed import ScenarioInfo
+from sfcleanup.localorg.seed import ScenarioInfo, seed
+from sfcleanup.localorg.store import Store
 from sfcleanup.report import Report, RunResult
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after
@@ -45,15 +46,19 @@ def test_second_worker_refuses_a_held_run(demo: tuple[LocalOrg, ScenarioInfo], t
     assert org.store.snapshot() == before
 
 
-def test_stale_lease_is_taken_over(demo: tuple[LocalOrg, ScenarioInfo], tmp_path: Path) -> None:
-    """A lease not renewed within the timeout belongs to a dead worker: the next one takes over and finishes."""
-    org, info = demo
+def test_stale_lease_is_taken_over(tmp_path: Path) -> None:
+    """A lease not renewed within the timeout (by the org's clock) belongs to a dead worker: the next one takes
+    over and finishes."""
+    org_time = [datetime.now(UTC)]
+    store = Store(clock=lambda: org_time[0])
+    info = seed(store, "demo", now=org_time[0])
+    org = LocalOrg(store, faults=FaultProfile(lock_wait_s=0.2))
     run_id = info.runs["failed_run"]
     before = org.store.snapshot()
     _hold(org, run_id, "worker-A")
+    org_time[0] += timedelta(hours=2)
     worker = _worker(org, tmp_path, "worker-B")
-    later = datetime.now(UTC) + timedelta(hours=2)
-    worker.leases = Leases(worker.client, "worker-B", 900, clock=lambda: later)
+    worker.leases = Leases(worker.client, "worker-B", 900, clock=lambda: org_time[0])
     report = worker.apply(worker.prepare([run_id]))
     assert report.exit_code is ExitCode.CLEAN
     assert differences(expected_after(before, run_id), org.store.snapshot(), skip={run_id}) == []

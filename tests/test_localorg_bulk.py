@@ -49,6 +49,15 @@ class Env:
             method, self.url(path), headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs
         )
 
+    def all_jobs(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every entry of a job list, following nextRecordsUrl until done."""
+        page = self.get(path, **params).json()
+        jobs = list(page["records"])
+        while not page["done"]:
+            page = self.session.get(self.org.instance_url + page["nextRecordsUrl"], headers=self.auth).json()
+            jobs.extend(page["records"])
+        return jobs
+
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.org.access_token}"}
@@ -65,7 +74,8 @@ class Env:
         return list(csv.DictReader(io.StringIO(response.text)))
 
     def only_job_id(self) -> str:
-        listed = self.get("ingest").json()["records"]
+        """The one job this org's own user made, found among every user's jobs on every page of the list."""
+        listed = [job for job in self.all_jobs("ingest") if job["createdById"] == bulk.jobs.USER_ID]
         assert len(listed) == 1
         return str(listed[0]["id"])
 

@@ -16,7 +16,7 @@ import requests
 from simple_salesforce.api import Salesforce
 
 from sfcleanup import ids
-from sfcleanup.localorg import adapter, records, schema
+from sfcleanup.localorg import adapter, idgen, records, schema
 from sfcleanup.localorg.app import LocalOrg, RequestContext
 from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.locks import LockManager
@@ -229,7 +229,7 @@ def test_lock_chain_of_a_missing_record_is_not_kept_until_it_exists() -> None:
     """Asking for the chain of an id no record has yet does not stop it from growing once the record exists."""
     store = Store()
     data = Orders(store)
-    next_id = ids.make(ORDER_ITEM.key_prefix, 2)
+    next_id = idgen.record_id(ORDER_ITEM.key_prefix, 2)
     assert records.lock_keys(ORDER_ITEM, next_id, store) == [next_id]
     assert store.insert(ORDER_ITEM, {"OrderId": data.order, "Quantity": 1.0, "UnitPrice": 1.0}) == next_id
     assert records.lock_keys(ORDER_ITEM, next_id, store) == [next_id, data.order, data.first]

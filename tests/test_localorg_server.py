@@ -103,11 +103,11 @@ def test_query_pages_over_one_kept_alive_connection(demo_org: tuple[LocalOrgServ
     first = connection.getresponse()
     page = json.loads(first.read())
     assert first.status == 200 and first.getheader("Content-Length") is not None
-    assert len(page["records"]) == 200 and not page["done"]
+    assert 0 < len(page["records"]) <= 200 and not page["done"]
     socket_before = connection.sock
     connection.request("GET", page["nextRecordsUrl"], headers=headers)
     second = connection.getresponse()
-    assert second.status == 200 and len(json.loads(second.read())["records"]) == 200
+    assert second.status == 200 and 0 < len(json.loads(second.read())["records"]) <= 200
     assert connection.sock is socket_before
     started = time.monotonic()
     server.close()

@@ -52,6 +52,8 @@ RELATIONSHIPS: dict[tuple[str, str], tuple[str, str]] = {
     (billing.INVOICE_LINE, "blng__Invoice__r"): ("blng__Invoice__c", billing.INVOICE),
     (billing.USAGE_SUMMARY, "blng__Invoice__r"): ("blng__Invoice__c", billing.INVOICE),
     (billing.USAGE_SUMMARY, "blng__OrderProduct__r"): ("blng__OrderProduct__c", billing.ORDER_PRODUCT),
+    (billing.USAGE_SUMMARY, "blng__InvoiceLine__r"): ("blng__InvoiceLine__c", billing.INVOICE_LINE),
+    (billing.INVOICE_LINE, "blng__UsageSummary__r"): ("blng__UsageSummary__c", billing.USAGE_SUMMARY),
 }
 
 

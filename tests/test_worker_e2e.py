@@ -13,7 +13,7 @@ from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.report import Report, RunResult
 from sfcleanup.worker import Worker
-from tests.oracle import by_id, changed_ids, differences, expected_after, journal_consistent
+from tests.oracle import by_id, changed_ids, differences, expected_after, journal_consistent, released_too_early
 from tests.support import make_client, make_org
 
 
@@ -38,6 +38,7 @@ def test_clean_reaches_the_oracle_state(demo: tuple[LocalOrg, ScenarioInfo], set
     assert differences(expected_after(before, run_id), after, skip={run_id}) == []
     assert run_record(org, run_id)["blng__CleanUpStatus__c"] == "Completed"
     assert journal_consistent(settings.journal_dir / f"{run_id}.jsonl", before, after) == []
+    assert released_too_early(before, after, run_id) == []
     assert changed_ids(before, after) - {run_id}, "the scenario must give the clean-up something to do"
 
 

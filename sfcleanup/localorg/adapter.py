@@ -27,6 +27,8 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
     503: "Service Unavailable",
 }
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,11 @@ from sfcleanup.localorg.store import Store
 DATA_PREFIX = re.compile(r"^/services/data/v(?P<version>\d{2,3}\.0)(?P<rest>/.*)?$")
 MIN_VERSION = 50.0
 LATEST_VERSION = "62.0"
+# The versions `GET /services/data/` lists; any other version in a URL is a resource that does not exist (404).
+LISTED_VERSIONS = frozenset(f"{v}.0" for v in range(int(MIN_VERSION), int(float(LATEST_VERSION)) + 1))
+# "In each REST call, the maximum length for the combined URI and headers is 16,384 bytes": 414 when the URI alone
+# is longer, 431 when URI and headers together are (Salesforce knowledge article 000386264).
+MAX_URI_AND_HEADERS = 16_384
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 Handler = Callable[["LocalOrg", "RequestContext", HttpRequest, "re.Match[str]"], HttpResponse]
@@ -45,6 +50,8 @@ class RequestContext:
     touched: list[str] = field(default_factory=list)
     # Seconds this request has spent waiting for record locks: the lock wait is one budget per request.
     lock_wait_spent_s: float = 0.0
+    # Set once the session is accepted: only then does the answer carry Sforce-Limit-Info.
+    authorised: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class LocalOrg:
     ) -> None:
         self.store = store or Store(state_path)
         self.profile = faults or FaultProfile()
+        if self.profile.clock_skew_s:
+            self.store.clock = _skewed(self.store.clock, self.profile.clock_skew_s)
         self.faults = FaultInjector(self.profile)
         self.credentials = credentials or Credentials()
         self.instance_url = instance_url
@@ -128,9 +137,13 @@ class LocalOrg:
         return f"api-usage={self.api_used}/{self.profile.daily_api_limit}"
 
     def _count_call(self, endpoint: str) -> bool:
-        """Count one API call; False when the daily allowance is already spent."""
+        """Count one API call; False when the daily allowance is already spent.
+
+        Salesforce counts calls asynchronously, so a few calls past the maximum still succeed before the 403: usage
+        in Sforce-Limit-Info can read above the maximum (`daily_limit_lag_calls`).
+        """
         with self._counter_lock:
-            if self.api_used >= self.profile.daily_api_limit:
+            if self.api_used >= self.profile.daily_api_limit + self.profile.daily_limit_lag_calls:
                 return False
             self.api_used += 1
         self.stats.api_call(endpoint)
@@ -167,6 +180,9 @@ class LocalOrg:
 
     # --- entry point ----------------------------------------------------------------------------------
     def handle(self, req: HttpRequest) -> HttpResponse:
+        too_large = _oversized(req)
+        if too_large is not None:
+            return too_large
         ctx = RequestContext(owner=next(self._owners), version=LATEST_VERSION)
         try:
             response = self._dispatch(ctx, req)
@@ -174,7 +190,10 @@ class LocalOrg:
                 self.sleep(ctx.sleep_ms / 1000.0)
         finally:
             self.locks.release_all(ctx.owner)
-        response.headers.setdefault("Sforce-Limit-Info", self.limit_info())
+        if ctx.authorised:
+            # Salesforce documents the header on REST API responses; the token endpoint, the unauthenticated
+            # version list and a 401 are answered without an org session to count against.
+            response.headers.setdefault("Sforce-Limit-Info", self.limit_info())
         return response
 
     def _find(self, req: HttpRequest) -> tuple[Handler, re.Match[str], bool] | HttpResponse:
@@ -211,11 +230,12 @@ class LocalOrg:
     def _api_call(self, handler: Handler, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
         version = match.groupdict().get("version")
         if version is not None:
-            if float(version) < MIN_VERSION:
+            if version not in LISTED_VERSIONS:
                 return BadRequest(404, "NOT_FOUND", "The requested resource does not exist").response()
             ctx.version = version
         if not self._authorised(req):
             return HttpResponse.json(401, error_body("INVALID_SESSION_ID", "Session expired or invalid"))
+        ctx.authorised = True
         ctx.sleep_ms += self.profile.latency.request_ms
         if self.faults.draw(self.profile.timeout_rate):
             self.stats.add("faults_timeout")
@@ -260,3 +280,23 @@ class LocalOrg:
 
 def _unable_to_lock(record_id: str) -> RowError:
     return RowError("UNABLE_TO_LOCK_ROW", f"unable to obtain exclusive access to this record or 1 records: {record_id}")
+
+
+def _skewed(clock: Callable[[], datetime], skew_s: float) -> Callable[[], datetime]:
+    offset = timedelta(seconds=skew_s)
+
+    def skewed() -> datetime:
+        return clock() + offset
+
+    return skewed
+
+
+def _oversized(req: HttpRequest) -> HttpResponse | None:
+    """414 for a URI longer than the limit, 431 for URI and headers together longer than it."""
+    uri = len(req.target.encode())
+    if uri > MAX_URI_AND_HEADERS:
+        return HttpResponse(414, b"URI Too Long", {"Content-Type": "text/plain"})
+    headers = sum(len(k.encode()) + len(v.encode()) + 4 for k, v in req.headers.items())
+    if uri + headers > MAX_URI_AND_HEADERS:
+        return HttpResponse(431, b"Request Header Fields Too Large", {"Content-Type": "text/plain"})
+    return None

@@ -10,8 +10,11 @@ import random
 import threading
 import tomllib
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
 
 
 class LatencyModel(BaseModel):
@@ -54,6 +57,17 @@ class FaultProfile(BaseModel):
     bulk_job_failure_rate: float = Field(default=0.0, ge=0, le=1)
     # Share of a bulk job's rows left unprocessed (the job still ends JobComplete): partial results.
     bulk_unprocessed_rate: float = Field(default=0.0, ge=0, le=1)
+    # --- strictness (docs/localorg-fidelity.md): on by default, each stricter than or equal to Salesforce --------
+    # Seconds the org's clock is ahead of (positive) or behind (negative) the client's, on every timestamp it
+    # writes or reports: a worker must never compare its own clock with the org's.
+    clock_skew_s: float = -45.0
+    # Share of query pages cut shorter than the batch size asked for ("batchSize is a hint, not a guarantee").
+    short_page_rate: float = Field(default=0.25, ge=0, le=1)
+    # Calls the org still serves past the daily maximum before it answers 403: the limit is not enforced in
+    # real time, so Sforce-Limit-Info can show api-usage above the maximum.
+    daily_limit_lag_calls: int = Field(default=3, ge=0)
+    # Seconds a Bulk API 2.0 batch may take before it fails (then is retried, then fails the job).
+    bulk_batch_limit_s: float = Field(default=300.0, gt=0)
 
     @classmethod
     def from_toml(cls, path: Path) -> FaultProfile:
@@ -69,12 +83,32 @@ class FaultInjector:
         self._rng = random.Random(profile.seed)
         self._lock = threading.Lock()
         self._burst_left = 0
+        # Ordering decisions (composite execution order, page sizes, result order, job listings) draw from their
+        # own stream of the same seed, so adding them left the fault sequences of existing profiles unchanged.
+        self._order_rng = random.Random(f"order-{profile.seed}")
 
     def draw(self, rate: float) -> bool:
         if rate <= 0:
             return False
         with self._lock:
             return self._rng.random() < rate
+
+    def shuffle(self, items: list[T]) -> None:
+        """Put `items` in a seeded random order, in place."""
+        with self._lock:
+            self._order_rng.shuffle(items)
+
+    def below(self, rate: float) -> bool:
+        """An ordering draw (not a fault): True with probability `rate`."""
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._order_rng.random() < rate
+
+    def integer(self, low: int, high: int) -> int:
+        """A seeded integer in [low, high]."""
+        with self._lock:
+            return self._order_rng.randint(low, high)
 
     def unavailable(self) -> bool:
         with self._lock:

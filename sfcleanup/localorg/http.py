@@ -16,6 +16,8 @@ class HttpRequest:
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]  # lower-cased names
     body: bytes = b""
+    # The request target as sent (path and query string), for the URI length limit.
+    target: str = ""
 
     @classmethod
     def build(cls, method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> HttpRequest:
@@ -26,6 +28,7 @@ class HttpRequest:
             query=parse_qs(parts.query, keep_blank_values=True),
             headers={k.lower(): v for k, v in headers.items()},
             body=body or b"",
+            target=parts.path + ("?" + parts.query if parts.query else ""),
         )
 
     def param(self, name: str) -> str | None:

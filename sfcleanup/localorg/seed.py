@@ -100,8 +100,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sfcleanup import ids
-from sfcleanup.localorg import schema
+from sfcleanup.localorg import idgen, schema
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.store import Store, quote
 from sfcleanup.sftime import format_datetime
@@ -278,7 +277,7 @@ def _insert_stream(store: Store, spec: SObjectSpec, rows: Iterable[dict[str, Any
     with store.transaction():
         for chunk in _chunks(rows, CHUNK_ROWS):
             new_ids = store.insert_many(spec, chunk)
-            if new_ids[0] != ids.make(spec.key_prefix, expected):
+            if new_ids[0] != idgen.record_id(spec.key_prefix, expected):
                 raise RuntimeError(f"{spec.name} ids moved while seeding: was the store written concurrently?")
             expected += len(new_ids)
     return expected - first_rowid
@@ -304,7 +303,7 @@ def _run_row(name: str, status: str, started: datetime, completed: datetime | No
         "blng__InvoiceDate__c": started.date().isoformat(),
         "blng__StartTime__c": format_datetime(started),
         "blng__CompletedTime__c": None if completed is None else format_datetime(completed),
-        "blng__ApexJobId__c": ids.make("707", job),
+        "blng__ApexJobId__c": idgen.record_id("707", job),
         "blng__InvoiceScheduler__c": None,
     }
 
@@ -331,7 +330,7 @@ class _Plan:
         self._where: dict[str, dict[str, Any]] = {}
 
     def next_id(self, spec: SObjectSpec) -> str:
-        return ids.make(spec.key_prefix, self.start[spec.name] + len(self.rows[spec.name]))
+        return idgen.record_id(spec.key_prefix, self.start[spec.name] + len(self.rows[spec.name]))
 
     def add(self, spec: SObjectSpec, **values: Any) -> str:
         rowid = self.start[spec.name] + len(self.rows[spec.name])
@@ -341,7 +340,7 @@ class _Plan:
         if unknown:
             raise RuntimeError(f"seed bug: {spec.name} has no seeded column {sorted(unknown)}")
         row = {name: values.get(name) for name in COLUMNS[spec.name]}
-        record_id = ids.make(spec.key_prefix, rowid)
+        record_id = idgen.record_id(spec.key_prefix, rowid)
         self.rows[spec.name].append(row)
         self._where[record_id] = row
         return record_id
@@ -634,7 +633,7 @@ def _seed_scale(store: Store, records: int, now: datetime) -> ScenarioInfo:
     first = {spec.name: _next_rowid(store, spec) for spec in OBJECTS}
 
     def make(spec: SObjectSpec, index: int) -> str:
-        return ids.make(spec.key_prefix, first[spec.name] + index)
+        return idgen.record_id(spec.key_prefix, first[spec.name] + index)
 
     started = now - timedelta(hours=3)
     start_text = format_datetime(started)

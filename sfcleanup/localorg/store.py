@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sfcleanup import ids
-from sfcleanup.localorg import schema
+from sfcleanup.localorg import idgen, schema
 from sfcleanup.localorg.schema import FieldSpec, FieldType, SObjectSpec
 from sfcleanup.sftime import format_datetime
 
@@ -177,7 +177,7 @@ class Store:
         with self.lock:
             row = self.conn.execute(f"SELECT COALESCE(MAX(_rowid), 0) + 1 FROM {quote(spec.name)}").fetchone()
             rowid = int(row[0])
-            record_id = ids.make(spec.key_prefix, rowid)
+            record_id = idgen.record_id(spec.key_prefix, rowid)
             stamp = self.now()
             full = {
                 **values,
@@ -211,7 +211,7 @@ class Store:
                 names.append("blng__InvoiceRunStatusIndex__c")
             new_ids = []
             params = []
-            make, prefix = ids.make, spec.key_prefix
+            make, prefix = idgen.record_id, spec.key_prefix
             for offset, row in enumerate(rows):
                 rowid = start + offset
                 record_id = make(prefix, rowid)

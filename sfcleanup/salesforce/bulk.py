@@ -11,7 +11,8 @@ import csv
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from sfcleanup.sftime import parse_datetime
 
 TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
 RESULT_KINDS = ("successfulResults", "failedResults", "unprocessedrecords")
+CREATE_ATTEMPTS = 3
+# The Date header has whole seconds, and the org stamps a job a moment after it reads the request.
+CLOCK_SLACK = timedelta(seconds=2)
 log = structlog.get_logger("sfcleanup.bulk")
 
 
@@ -60,7 +64,8 @@ class BulkApi:
         self._polling = polling or Polling()
 
     def create_job(self, sobject: str) -> str:
-        """Create an update job. After a lost answer, adopt the job if the org made it; otherwise ask again."""
+        """Create an update job. After a lost answer, adopt the job only if the org shows it can be no other;
+        otherwise ask again (a job created but never adopted stays Open and empty: it writes nothing)."""
         body = {
             "object": sobject,
             "operation": "update",
@@ -68,12 +73,12 @@ class BulkApi:
             "columnDelimiter": "COMMA",
             "lineEnding": "LF",
         }
-        for _ in range(3):
-            asked_at = datetime.now(UTC)
+        for _ in range(CREATE_ATTEMPTS):
+            sent = self._polling.monotonic()
             try:
                 response = self._client.request(f"bulk create {sobject}", "POST", "jobs/ingest/", json=body, write=True)
             except AmbiguousWrite:
-                found = self._find_created(sobject, asked_at)
+                found = self._find_created(sobject, sent)
                 if found is not None:
                     log.warning("bulk.job_found_after_lost_answer", job=found)
                     return found
@@ -81,18 +86,50 @@ class BulkApi:
             return str(response.json()["id"])
         raise StopRun(f"creating a Bulk API job for {sobject} kept losing its answer; run again")
 
-    def _find_created(self, sobject: str, asked_at: datetime) -> str | None:
-        """The one Open update job on `sobject` created since we asked, if exactly one exists."""
-        response = self._client.request("bulk list jobs", "GET", "jobs/ingest/")
+    def _find_created(self, sobject: str, sent: float) -> str | None:
+        """The job a create whose answer was lost made, if the org's job list proves which one it is.
+
+        Proof is: exactly one Bulk API 2.0 (not Classic) update job on `sobject`, created by the running user,
+        still Open, created (by the org's clock, read from the listing's Date header) between the moment the
+        create was sent and the listing's answer. Any doubt (user or org time unknown, none or several such
+        jobs) means no adoption.
+        """
+        user = self._client.user_id()
+        if user is None:
+            log.warning("bulk.job_not_adopted", reason="the running user's id is unknown")
+            return None
+        jobs, org_now = self._list_jobs()
+        if org_now is None:
+            log.warning("bulk.job_not_adopted", reason="the org's time is unknown (no Date header)")
+            return None
+        earliest = org_now - timedelta(seconds=self._polling.monotonic() - sent) - CLOCK_SLACK
         candidates = [
             job
-            for job in response.json().get("records", [])
-            if job.get("object") == sobject
-            and job.get("state") == "Open"
+            for job in jobs
+            if job.get("jobType") == "V2Ingest"
+            and job.get("createdById") == user
+            and job.get("object") == sobject
             and job.get("operation") == "update"
-            and _parse_time(str(job.get("createdDate", ""))) >= asked_at.replace(microsecond=0)
+            and job.get("state") == "Open"
+            and earliest <= _parse_time(str(job.get("createdDate", ""))) <= org_now + CLOCK_SLACK
         ]
-        return str(candidates[0]["id"]) if len(candidates) == 1 else None
+        if len(candidates) == 1:
+            return str(candidates[0]["id"])
+        log.warning(
+            "bulk.job_not_adopted", reason="no single job can be proven ours", jobs=[j["id"] for j in candidates]
+        )
+        return None
+
+    def _list_jobs(self) -> tuple[list[dict[str, Any]], datetime | None]:
+        """Every ingest job the org lists (1,000 a page, in no order), and the org's time at the first page."""
+        response = self._client.request("bulk list jobs", "GET", "jobs/ingest/", params={"jobType": "V2Ingest"})
+        org_now = _header_time(response.headers.get("Date"))
+        page: dict[str, Any] = response.json()
+        jobs = list(page.get("records", []))
+        while not page.get("done", True) and page.get("nextRecordsUrl"):
+            page = self._client.get_url("bulk list jobs", str(page["nextRecordsUrl"])).json()
+            jobs += page.get("records", [])
+        return jobs, org_now
 
     def upload(self, job_id: str, csv_path: Path) -> None:
         """PUT the CSV. After a lost answer, a second PUT that the org refuses as duplicate content proves the
@@ -161,16 +198,20 @@ class BulkApi:
 
     def results(self, job_id: str, kind: str, target: Path) -> Path:
         """Stream one result CSV (successfulResults, failedResults, unprocessedrecords) to `target`."""
-        response = self._client.request(f"bulk {kind}", "GET", f"jobs/ingest/{job_id}/{kind}/", stream=True)
-        with target.open("wb") as handle:
-            for chunk in response.iter_content(chunk_size=1 << 16):
-                handle.write(chunk)
-        return target
+        return self._client.download(f"bulk {kind}", f"jobs/ingest/{job_id}/{kind}/", target)
 
 
 def read_rows(path: Path) -> Iterator[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         yield from csv.DictReader(handle)
+
+
+def _header_time(value: str | None) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
 def _parse_time(text: str) -> datetime:

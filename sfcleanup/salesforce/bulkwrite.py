@@ -18,6 +18,7 @@ import structlog
 
 from sfcleanup.billing import RULE_BY_OBJECT, Rule
 from sfcleanup.config import WriteSettings
+from sfcleanup.errors import ApiError
 from sfcleanup.journal import Journal
 from sfcleanup.plan import Change, ChangeSet
 from sfcleanup.salesforce.bulk import RESULT_KINDS, BulkApi, read_rows
@@ -30,6 +31,8 @@ NULL = "#N/A"
 # Below this many records a second job costs more calls than it saves time.
 MIN_RECORDS_PER_JOB = 10_000
 CHUNK = 2000
+# Journal state of a job the org no longer has (deleted, or unreadable): finished, outcome unknown.
+LOST = "lost"
 log = structlog.get_logger("sfcleanup.bulkwrite")
 Lookup = Callable[[str], Change | None]
 
@@ -166,6 +169,17 @@ class BulkWriter:
         into.updated += more.updated
         into.failures += more.failures
 
+    def lost(self, job: str, phase: str, batch: str, error: ApiError) -> None:
+        """Give up on a journaled job the org no longer shows; the run is planned again from the org."""
+        log.warning(
+            "bulk.job_lost",
+            job=job,
+            phase=phase,
+            error=str(error),
+            remedy="the run is planned again from the org's records; records the job updated are not eligible",
+        )
+        self._journal.note("bulk.job", state=LOST, job=job, error=error.error_code or str(error.status))
+
     def collect(
         self, phase: str, rule: Rule, job: str, batch: str, lookup: Lookup, records: int | None = None
     ) -> tuple[PhaseOutcome, list[Change], list[Change]]:
@@ -211,14 +225,15 @@ class BulkWriter:
 
 
 def open_jobs(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Jobs a journal shows created but never read to the end: a worker stopped while they ran."""
+    """Jobs a journal shows created but never read to the end (nor given up as gone): a worker stopped while
+    they ran."""
     created: dict[str, dict[str, Any]] = {}
     for entry in entries:
         if entry.get("type") != "note" or entry.get("event") != "bulk.job":
             continue
         if entry.get("state") == "created":
             created[str(entry["job"])] = entry
-        elif entry.get("state") == "consumed":
+        elif entry.get("state") in ("consumed", LOST):
             created.pop(str(entry["job"]), None)
     return list(created.values())
 
@@ -226,8 +241,11 @@ def open_jobs(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[str, Any]]) -> int:
     """Finish reading the jobs a stopped worker left behind, journaling their outcomes; no job is created.
 
-    A job never closed is aborted (its data may be partial). What the jobs did not do is picked up by
-    planning the run again afterwards, so nothing is retried here.
+    A job never closed is aborted (its data may be partial). A job the org no longer has (Salesforce deletes
+    ingest jobs after seven days; an admin may delete one sooner) or cannot show is logged with its id and
+    journaled as lost: what it did is unknown, so nothing is guessed. Either way, what the jobs did not do is
+    picked up by planning the run again afterwards from the org's records, so nothing is retried here.
+    Returns how many jobs were dealt with.
     """
     jobs = open_jobs(entries)
     for note in jobs:
@@ -240,9 +258,12 @@ def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[st
             for e in entries
             if e.get("type") == "pending" and e.get("batch") == batch
         }
-        state = api.state(job)
-        log.info("bulk.resume", job=job, state=state.state)
-        if state.state == "Open":
-            api.abort(job)
-        writer.collect(phase, rule, job, batch, pending.get)
+        try:
+            state = api.state(job)
+            log.info("bulk.resume", job=job, state=state.state)
+            if state.state == "Open":
+                api.abort(job)
+            writer.collect(phase, rule, job, batch, pending.get)
+        except ApiError as exc:
+            writer.lost(job, phase, batch, exc)
     return len(jobs)

@@ -51,22 +51,34 @@ def first_error(content: Any) -> tuple[str | None, str]:
     return None, str(content)[:200]
 
 
+# A body cut off mid-stream (ChunkedEncodingError) is as much a lost connection as a reset before the answer.
+_CONNECTION_LOST = (
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+def classify_status(status: int, content: Any) -> Classified:
+    """The verdict on one HTTP answer: a whole request's, or one Composite subrequest's."""
+    code, message = first_error(content)
+    if status == 401:
+        return Classified(Verdict.EXPIRED_SESSION, status, code, message)
+    if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+        # Same code for both limits; only the message tells the daily allowance from concurrency.
+        verdict = Verdict.DAILY_LIMIT if "TotalRequests" in message else Verdict.TRANSIENT
+        return Classified(verdict, status, code, message)
+    if status in RETRYABLE_STATUS or code in RETRYABLE_ROW_CODES:
+        # A single-record write refused on a lock is as retryable as a row in a collection.
+        return Classified(Verdict.TRANSIENT, status, code, message)
+    return Classified(Verdict.FATAL, status, code, message)
+
+
 def classify(exc: BaseException) -> Classified:
-    if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError):
+    if isinstance(exc, _CONNECTION_LOST):
         return Classified(Verdict.CONNECTION_LOST, None, None, f"{type(exc).__name__}: connection lost")
     if isinstance(exc, SalesforceError):
-        status = int(exc.status)
-        code, message = first_error(exc.content)
-        if status == 401:
-            return Classified(Verdict.EXPIRED_SESSION, status, code, message)
-        if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
-            # Same code for both limits; only the message tells the daily allowance from concurrency.
-            verdict = Verdict.DAILY_LIMIT if "TotalRequests" in message else Verdict.TRANSIENT
-            return Classified(verdict, status, code, message)
-        if status in RETRYABLE_STATUS or code in RETRYABLE_ROW_CODES:
-            # A single-record write refused on a lock is as retryable as a row in a collection.
-            return Classified(Verdict.TRANSIENT, status, code, message)
-        return Classified(Verdict.FATAL, status, code, message)
+        return classify_status(int(exc.status), exc.content)
     return Classified(Verdict.FATAL, None, None, f"{type(exc).__name__}: {exc}")
 
 

@@ -37,6 +37,8 @@ PRODUCTION_AUDIENCE = "https://login.salesforce.com"
 class OrgSession:
     instance_url: str
     access_token: SecretStr
+    # The running user's Id, when the login answer named it (the identity URL's last part).
+    user_id: str | None = None
 
 
 @dataclass
@@ -68,7 +70,14 @@ def _token_request(http: requests.Session, login_url: str, form: dict[str, str],
         raise ConfigError(
             f"login to {login_url} refused: {error}: {description}; check the connected app, user and credentials"
         )
-    return OrgSession(str(body["instance_url"]), SecretStr(str(body["access_token"])))
+    return OrgSession(str(body["instance_url"]), SecretStr(str(body["access_token"])), _user_of(body.get("id")))
+
+
+def _user_of(identity_url: Any) -> str | None:
+    """OAuth token answers carry `id`, the identity URL `https://login.../id/<org id>/<user id>`."""
+    if not isinstance(identity_url, str) or "/id/" not in identity_url:
+        return None
+    return identity_url.rstrip("/").rsplit("/", 1)[-1] or None
 
 
 def _audience(login_url: str) -> str:

@@ -55,14 +55,15 @@ def keyset_pages(
 def plan_streaming(client: SalesforceClient, run: InvoiceRun, *, batch_size: int = 2000) -> tuple[RunPlan, int]:
     """Read the run page by page and plan each record as it comes, the changes going to a PlanStore on disk.
 
-    Returns the plan and the number of records read. Invoices come first and lines before sources, as the
-    planner's posted guard needs.
+    Returns the plan and the number of records read. Invoices come first, then the run's lines, then the
+    lines of any run naming its usage summaries, then the sources: the order the planner's link model needs.
     """
     store = PlanStore()
-    planner = Planner(run, store.add)
+    planner = Planner(run, store)
     feeds: tuple[tuple[type[BaseModel], str, Callable[[Any], None]], ...] = (
         (Invoice, "invoices", planner.invoice),
         (InvoiceLine, "invoice_lines", planner.line),
+        (InvoiceLine, "usage_summary_lines", planner.line_of_usage_summary),
         (UsageSummary, "usage_summaries", planner.source),
         (OrderProduct, "order_products", planner.source),
     )
@@ -73,7 +74,8 @@ def plan_streaming(client: SalesforceClient, run: InvoiceRun, *, batch_size: int
                 feed(model.model_validate(record))
             read += len(page)
     store.seal()
-    return RunPlan(run, {phase: store.changes(phase) for phase in Phase}, tuple(planner.anomalies)), read
+    changes = {phase: store.changes(phase) for phase in Phase}
+    return RunPlan(run, changes, tuple(planner.anomalies), dependencies=store), read
 
 
 # Which field links each object to its run.

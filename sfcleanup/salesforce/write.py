@@ -23,8 +23,10 @@ from sfcleanup.config import WriteSettings
 from sfcleanup.errors import AmbiguousWrite, TransientExhausted
 from sfcleanup.journal import Journal
 from sfcleanup.plan import Change
+from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.composite import SubResult
 
 log = structlog.get_logger("sfcleanup.write")
 MAX_RESENDS = 3
@@ -55,15 +57,19 @@ def _payload(change: Change) -> dict[str, Any]:
     return {"attributes": {"type": change.sobject}, "id": change.id, **change.after}
 
 
-def _row_results(call: batches.Call, responses: list[dict[str, Any]]) -> list[RowResult]:
-    """Pair each record with its row result; a collection refused whole fails each of its rows."""
+def _row_results(call: batches.Call, responses: list[SubResult]) -> list[RowResult]:
+    """Pair each record with its row result; a collection refused whole fails each of its rows.
+
+    `responses` are in the call's order, matched by referenceId; within a collection, Salesforce documents
+    row results in request order.
+    """
     results: list[RowResult] = []
     for collection, response in zip(call, responses, strict=True):
-        body = response.get("body")
-        if response.get("httpStatusCode", 500) >= 400 or not isinstance(body, list):
-            error = body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
-            code = str(error.get("errorCode", f"HTTP_{response.get('httpStatusCode')}"))
-            results.extend((c, "failed", code, str(error.get("message", ""))) for c in collection)
+        body = response.body
+        if response.failure is not None or not isinstance(body, list):
+            failure = response.failure
+            code = (failure.error_code if failure else None) or f"HTTP_{response.status}"
+            results.extend((c, "failed", code, failure.message if failure else "") for c in collection)
             continue
         for change, row in zip(collection, body, strict=True):
             if row.get("success"):
@@ -192,12 +198,13 @@ class CompositeWriter:
         confirmed: list[RowResult] = []
         for _ in range(MAX_RESENDS + 1):
             subrequests = [
-                {
-                    "method": "PATCH",
-                    "url": f"/services/data/v{self._client.api_version}/composite/sobjects",
-                    "referenceId": f"c{index}",
-                    "body": {"allOrNone": False, "records": [_payload(c) for c in collection]},
-                }
+                composite.subrequest(
+                    "PATCH",
+                    f"/services/data/v{self._client.api_version}/composite/sobjects",
+                    index,
+                    {"allOrNone": False, "records": [_payload(c) for c in collection]},
+                    prefix="c",
+                )
                 for index, collection in enumerate(call)
             ]
             try:

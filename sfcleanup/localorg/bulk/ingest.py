@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import random
 import re
 import shutil
 import threading
@@ -14,8 +15,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from sfcleanup import ids
-from sfcleanup.localorg import records, schema
+from sfcleanup.localorg import idgen, records, schema
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
 from sfcleanup.localorg.records import RowError, RowFailure
 from sfcleanup.localorg.schema import SObjectSpec
@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 from sfcleanup.localorg.bulk.jobs import (
     _BATCH_OWNERS,
     BATCH_RECORDS,
+    BATCH_RETRIES,
+    BATCH_TIMEOUT_MESSAGE,
     FAILED_JOB_MESSAGE,
     FINISHED,
     INGEST_OPERATIONS,
     JOB_KEY_PREFIX,
     MAX_UPLOAD_BYTES,
     NULL_VALUE,
+    PARALLEL_BATCHES,
     RESULT_FILES,
     RESULTS_WAIT_S,
     IngestJob,
@@ -45,17 +48,17 @@ from sfcleanup.localorg.bulk.jobs import (
     _format_options,
     _invalid_state,
     _json_object,
-    _listing,
     _now,
     _set_state,
     _state,
 )
+from sfcleanup.localorg.bulk.listing import listing
 
 
 # --- ingest: HTTP handlers -------------------------------------------------------------------------------------
 def ingest_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     if req.method == "GET":
-        return _listing(org, IngestJob)
+        return listing(org, req, IngestJob, ctx.version)
     payload = _json_object(req)
     operation = _choice(payload, "operation", INGEST_OPERATIONS)
     object_name = payload.get("object")
@@ -66,7 +69,7 @@ def ingest_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.
         raise BadRequest(400, "INVALIDENTITY", f"Entity '{object_name}' is not supported by the Bulk API.")
     delimiter, line_ending = _format_options(payload)
     external_id = _external_id(spec, operation, payload.get("externalIdFieldName"))
-    job_id = ids.make(JOB_KEY_PREFIX, next(_state(org).numbers))
+    job_id = idgen.record_id(JOB_KEY_PREFIX, next(_state(org).numbers))
     stamp = _now(org)
     job = IngestJob(
         id=job_id,
@@ -178,6 +181,8 @@ class _Results:
     """The job's three result files as Salesforce writes them: the sf__ columns, then the uploaded columns."""
 
     def __init__(self, job: IngestJob, header: list[str]) -> None:
+        # Parallel batches write through one set of files.
+        self.lock = threading.Lock()
         self._files = [job.result_path(name).open("w", encoding="utf-8", newline="") for name in _RESULT_NAMES]
         delimiter, eol = job.delimiter, job.eol
         self._success, self._failed = (
@@ -197,7 +202,8 @@ class _Results:
         self._failed.writerow([record_id or "", error_text(error), *cells])
 
     def unprocessed(self, rows: Iterable[list[str]]) -> None:
-        self._unprocessed.writerows(rows)
+        with self.lock:
+            self._unprocessed.writerows(rows)
 
     def close(self) -> None:
         for handle in self._files:
@@ -280,7 +286,9 @@ def _process(org: LocalOrg, job: IngestJob) -> str | None:
             if problem is not None:
                 results.unprocessed(_records(reader))
                 return problem
-            _process_batches(org, job, header, reader, results, fail_after)
+            timed_out = _process_batches(org, job, header, reader, results, fail_after)
+    if timed_out is not None:
+        return timed_out
     return FAILED_JOB_MESSAGE if fail_after is not None else None
 
 
@@ -297,17 +305,71 @@ def _process_batches(
     reader: Iterator[list[str]],
     results: _Results,
     fail_after: int | None,
-) -> None:
+) -> str | None:
+    """Run the 10,000-record batches in parallel, as Bulk API 2.0 does ("only parallel mode"); returns the job's
+    error message when a batch ran past the processing limit.
+
+    Each batch has its own lock owner, so two batches that touch children of one parent wait for each other and,
+    past the lock wait, fail rows with UNABLE_TO_LOCK_ROW. At most PARALLEL_BATCHES run at once, which bounds the
+    rows held in memory. Every seeded decision is drawn here, in batch order, so a seed replays whatever order the
+    threads happen to finish in.
+    """
     rows = _records(reader)
-    done = 0
+    slots = threading.BoundedSemaphore(PARALLEL_BATCHES)
+    threads: list[threading.Thread] = []
+    crashes: list[BaseException] = []
+    timed_out = False
+    number = 0
     while batch := list(itertools.islice(rows, BATCH_RECORDS)):
         with _state(org).lock:
             aborted = job.state is JobState.ABORTED
-        if aborted or (fail_after is not None and done >= fail_after):
+        if aborted or (fail_after is not None and number >= fail_after):
             results.unprocessed(batch)
             continue
-        _process_batch(org, job, header, batch, results)
-        done += 1
+        number += 1
+        if len(batch) * org.profile.latency.bulk_ms_per_record / 1000.0 > org.profile.bulk_batch_limit_s:
+            # "If Salesforce can't process all the records in a batch within 5 minutes, the batch fails", is
+            # retried (each retry runs as long) and then fails the job; its rows stay unprocessed.
+            results.unprocessed(batch)
+            timed_out = True
+            continue
+        rng = random.Random(org.faults.integer(0, 2**62))
+        slots.acquire()
+        thread = threading.Thread(
+            target=_batch_thread,
+            args=(org, job, header, batch, results, rng, slots, crashes),
+            name=f"bulk-{job.id}-{number}",
+            daemon=True,
+        )
+        threads.append(thread)
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if crashes:
+        raise crashes[0]
+    if timed_out:
+        with _state(org).lock:
+            job.retries = BATCH_RETRIES
+        return BATCH_TIMEOUT_MESSAGE
+    return None
+
+
+def _batch_thread(
+    org: LocalOrg,
+    job: IngestJob,
+    header: list[str],
+    batch: list[list[str]],
+    out: _Results,
+    rng: random.Random,
+    slots: threading.BoundedSemaphore,
+    crashes: list[BaseException],
+) -> None:
+    try:
+        _process_batch(org, job, header, batch, out, rng)
+    except BaseException as exc:  # reported by the job thread, which ends the job Failed
+        crashes.append(exc)
+    finally:
+        slots.release()
 
 
 def _line_ending_problem(job: IngestJob) -> str | None:
@@ -345,18 +407,23 @@ class _Row:
     created: bool = False
 
 
-def _process_batch(org: LocalOrg, job: IngestJob, header: list[str], batch: list[list[str]], out: _Results) -> None:
+def _process_batch(
+    org: LocalOrg, job: IngestJob, header: list[str], batch: list[list[str]], out: _Results, rng: random.Random
+) -> None:
     from sfcleanup.localorg.app import RequestContext  # the app imports the routes, which import this module
 
     ctx = RequestContext(owner=next(_BATCH_OWNERS), version=job.api_version)
     names = [_canonical(job.sobject, name) for name in header]
     rows: list[_Row] = []
     try:
+        skipped: list[list[str]] = []
+        rate = org.profile.bulk_unprocessed_rate
         for cells in batch:
-            if org.faults.draw(org.profile.bulk_unprocessed_rate):
-                out.unprocessed([cells])
+            if rate > 0 and rng.random() < rate:
+                skipped.append(cells)
             else:
                 rows.append(_plan(org, ctx, job, names, cells))
+        out.unprocessed(skipped)
         with org.store.transaction():
             for row in rows:
                 _apply(row)
@@ -365,6 +432,8 @@ def _process_batch(org: LocalOrg, job: IngestJob, header: list[str], batch: list
             org.sleep(len(rows) * org.profile.latency.bulk_ms_per_record / 1000.0)
     finally:
         org.locks.release_all(ctx.owner)
+    # Result files list rows in no particular order: Salesforce writes them as its parallel batches finish.
+    rng.shuffle(rows)
     _record(org, job, rows, out)
 
 
@@ -379,12 +448,13 @@ def _apply(row: _Row) -> None:
 
 def _record(org: LocalOrg, job: IngestJob, rows: list[_Row], out: _Results) -> None:
     failed = 0
-    for row in rows:
-        if row.error is None:
-            out.success(row.record_id or "", row.created, row.cells)
-        else:
-            failed += 1
-            out.failure(row.record_id, row.error, row.cells)
+    with out.lock:
+        for row in rows:
+            if row.error is None:
+                out.success(row.record_id or "", row.created, row.cells)
+            else:
+                failed += 1
+                out.failure(row.record_id, row.error, row.cells)
     with _state(org).lock:
         job.processed += len(rows)
         job.failed += failed

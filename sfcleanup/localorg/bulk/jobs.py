@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sfcleanup import ids
+from sfcleanup.localorg import idgen
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse, not_found
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.soql import CompiledQuery
@@ -30,10 +31,15 @@ MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_RECORDS = 50_000
 NULL_VALUE = "#N/A"
 JOB_KEY_PREFIX = "750"
-USER_ID = ids.make("005", 1)
+USER_ID = idgen.record_id("005", 1)
 # How long a results request waits for an aborted job's thread to finish the batch it is in.
 RESULTS_WAIT_S = 60.0
 FAILED_JOB_MESSAGE = "InternalServerError : The job failed while processing its batches"
+# Batches of one job processed at once ("Bulk API 2.0 processes batches in parallel"; how many is not documented).
+PARALLEL_BATCHES = 4
+# "Salesforce automatically retries failed batches up to a maximum of 20 times" (Understanding Bulk API 2.0 Ingest).
+BATCH_RETRIES = 20
+BATCH_TIMEOUT_MESSAGE = "InternalServerError : A batch could not be processed within the time limit after 20 retries"
 
 INGEST_OPERATIONS = frozenset({"insert", "update", "upsert", "delete", "hardDelete"})
 QUERY_OPERATIONS = frozenset({"query", "queryAll"})
@@ -67,6 +73,9 @@ class _BulkState:
         self.lock = threading.Lock()
         self.numbers = itertools.count(1)
         self.threads: list[threading.Thread] = []
+        # Job lists (GET jobs/ingest, jobs/query): the foreign jobs, made once, and open list locators.
+        self.foreign: dict[bool, Any] = {}
+        self.job_lists: dict[str, list[dict[str, Any]]] = {}
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
 
     def job_directory(self, job_id: str) -> Path:
@@ -128,6 +137,7 @@ class _Job:
     error_message: str | None = None
     processed: int = 0
     processing_ms: int = 0
+    retries: int = 0
 
     @property
     def delimiter(self) -> str:
@@ -158,7 +168,7 @@ class _Job:
         out: dict[str, Any] = {
             "jobType": job_type,
             "numberRecordsProcessed": self.processed,
-            "retries": 0,
+            "retries": self.retries,
             "totalProcessingTime": self.processing_ms,
         }
         if self.error_message:
@@ -260,12 +270,6 @@ def _format_options(payload: dict[str, Any]) -> tuple[str, str]:
     if payload.get("contentType", "CSV") != "CSV":
         raise BadRequest(400, "INVALID_INPUT", "The only content type supported is CSV")
     return _choice(payload, "columnDelimiter", DELIMITERS, "COMMA"), _choice(payload, "lineEnding", LINE_ENDINGS, "LF")
-
-
-def _listing(org: LocalOrg, kind: type[_Job]) -> HttpResponse:
-    with _state(org).lock:
-        listed = [job.info(detail=False) for job in org.bulk_jobs.values() if isinstance(job, kind)]
-    return HttpResponse.json(200, {"done": True, "records": listed, "nextRecordsUrl": None})
 
 
 def _delete_job(org: LocalOrg, job: _Job) -> HttpResponse:

@@ -9,8 +9,7 @@ import io
 import re
 from typing import TYPE_CHECKING, Any
 
-from sfcleanup import ids
-from sfcleanup.localorg import schema
+from sfcleanup.localorg import idgen, schema
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
 from sfcleanup.localorg.schema import FieldType, SObjectSpec
 from sfcleanup.localorg.soql import SoqlError, compile_soql
@@ -32,17 +31,17 @@ from sfcleanup.localorg.bulk.jobs import (
     _format_options,
     _invalid_state,
     _json_object,
-    _listing,
     _now,
     _set_state,
     _state,
 )
+from sfcleanup.localorg.bulk.listing import listing
 
 
 # --- query jobs -----------------------------------------------------------------------------------------------
 def query_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     if req.method == "GET":
-        return _listing(org, QueryJob)
+        return listing(org, req, QueryJob, ctx.version)
     payload = _json_object(req)
     operation = _choice(payload, "operation", QUERY_OPERATIONS)
     text = payload.get("query")
@@ -59,7 +58,7 @@ def query_jobs(org: LocalOrg, ctx: RequestContext, req: HttpRequest, match: re.M
         rowids = compiled.rowids(org.store.conn)
     stamp = _now(org)
     job = QueryJob(
-        id=ids.make(JOB_KEY_PREFIX, next(_state(org).numbers)),
+        id=idgen.record_id(JOB_KEY_PREFIX, next(_state(org).numbers)),
         operation=operation,
         sobject=compiled.sobject,
         api_version=ctx.version,

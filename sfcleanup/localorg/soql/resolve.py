@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal as TypingLiteral
 
+from sfcleanup import ids
 from sfcleanup.localorg import schema
 from sfcleanup.localorg.schema import FieldSpec, FieldType, SObjectSpec
 from sfcleanup.localorg.soql import ast, errors
@@ -145,6 +146,8 @@ def _check_values(text: str, comparison: ast.Comparison, field: FieldSpec) -> No
     accepted, type_name = _ACCEPTS[field.type]
     quoted = LiteralKind.STRING in accepted
     for value in comparison.values:
+        if field.type in ID_TYPES and value.kind is LiteralKind.STRING and comparison.op != "LIKE":
+            _check_id_literal(text, value)
         if value.kind is LiteralKind.NULL or value.kind in accepted:
             continue
         raise errors.malformed(
@@ -153,6 +156,14 @@ def _check_values(text: str, comparison: ast.Comparison, field: FieldSpec) -> No
             f"value of filter criterion for field '{comparison.path.text}' must be of type {type_name} "
             f"and should {'' if quoted else 'not '}be enclosed in quotes",
         )
+
+
+def _check_id_literal(text: str, value: ast.Literal) -> None:
+    """An id field compared with a string that is no 15/18-character id: Salesforce refuses the query with
+    INVALID_QUERY_FILTER_OPERATOR "invalid ID field: <value>" instead of matching nothing."""
+    literal = value.value if isinstance(value.value, str) else ""
+    if not ids.is_valid(literal):
+        raise errors.positioned(errors.INVALID_QUERY_FILTER_OPERATOR, text, value.pos, f"invalid ID field: {literal}")
 
 
 def _kind(query: ast.Query) -> Kind:

@@ -1,0 +1,60 @@
+"""Composite API answers, decoded once: every subrequest's result found by its referenceId and judged by the
+one classifier.
+
+Salesforce documents that with `collateSubrequests` (the default from v49) independent subrequests run in no
+guaranteed order, and nothing promises that `compositeResponse` lists them in request order: a result is
+matched to its request by `referenceId` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sfcleanup.salesforce.classify import Classified, Verdict, classify_status
+
+
+@dataclass(frozen=True)
+class SubResult:
+    """One subrequest's answer; `failure` is the classifier's verdict when it did not succeed."""
+
+    reference: str
+    status: int
+    body: Any
+    failure: Classified | None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def subrequest(method: str, url: str, index: int, body: Any = None, *, prefix: str = "r") -> dict[str, Any]:
+    """One subrequest; its referenceId (letters, digits and underscores only) is `prefix` and `index`."""
+    request: dict[str, Any] = {"method": method, "url": url, "referenceId": f"{prefix}{index}"}
+    if body is not None:
+        request["body"] = body
+    return request
+
+
+def _judge(ref: str, entry: dict[str, Any] | None) -> SubResult:
+    if entry is None:
+        missing = Classified(Verdict.FATAL, None, None, f"the Composite answer has no result for {ref}")
+        return SubResult(ref, 0, None, missing)
+    status = int(entry.get("httpStatusCode") or 500)
+    body = entry.get("body")
+    return SubResult(ref, status, body, classify_status(status, body) if status >= 300 else None)
+
+
+def decode(subrequests: list[dict[str, Any]], answer: Any) -> list[SubResult]:
+    """The results in the order of `subrequests`, each found by its referenceId, whatever order they came in."""
+    entries = answer.get("compositeResponse") if isinstance(answer, dict) else None
+    by_reference = {str(entry.get("referenceId")): entry for entry in entries or [] if isinstance(entry, dict)}
+    return [
+        _judge(str(request["referenceId"]), by_reference.get(str(request["referenceId"]))) for request in subrequests
+    ]
+
+
+def is_query(url: str) -> bool:
+    """A Query or QueryAll subrequest, whose answer may be one page of several."""
+    path = url.split("?", 1)[0].rstrip("/")
+    return path.endswith(("/query", "/queryAll"))
