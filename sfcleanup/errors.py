@@ -1,12 +1,18 @@
 """The errors sfcleanup reports, each with the exit code it maps to.
 
-0 clean, 1 finished with row failures, 2 bad input or configuration (nothing written), 3 stopped early and
-safe to re-run (daily API limit, budget reserve, authentication, a fault that outlasted the retries).
+0 clean, 1 finished with row failures (or records verification could not account for), 2 bad input or
+configuration (nothing written), 3 stopped early and safe to re-run (daily API limit, budget reserve,
+authentication, a fault that outlasted the retries, a signal).
+
+A stop either concerns one run (another worker holds it, a fault on its records outlasted the retries: the
+next run is tried) or every run (`ends_invocation`: the daily limit, the reserve, authentication, a signal:
+the remaining runs are not started).
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import ClassVar
 
 
 class ExitCode(IntEnum):
@@ -20,6 +26,8 @@ class SfCleanupError(Exception):
     """Base class; the message is one line, says what is wrong and what to do."""
 
     exit_code = ExitCode.STOPPED
+    # True when no other run of the invocation can succeed either.
+    ends_invocation: ClassVar[bool] = False
 
 
 class ConfigError(SfCleanupError):
@@ -39,15 +47,27 @@ class StopRun(SfCleanupError):
 
 
 class DailyLimitReached(StopRun):
-    pass
+    ends_invocation = True
 
 
 class BudgetReserveReached(StopRun):
-    pass
+    ends_invocation = True
 
 
 class AuthFailed(StopRun):
-    pass
+    ends_invocation = True
+
+
+class Interrupted(StopRun):
+    """SIGINT or SIGTERM arrived while writing: the worker stopped at the next safe point."""
+
+    ends_invocation = True
+
+
+class Cancelled(SfCleanupError):
+    """The person at the terminal cancelled (Ctrl-C at the prompt) before anything was written."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class TransientExhausted(StopRun):

@@ -101,8 +101,21 @@ class Journal:
     def note(self, event: str, **fields: Any) -> None:
         self._write([self._entry("note", event=event, **fields)])
 
-    def end(self, *, status: str, exit_code: int, counts: dict[str, Any]) -> None:
-        self._write([self._entry("end", status=status, exit_code=exit_code, counts=counts)])
+    def end(self, *, status: str, exit_code: int, counts: dict[str, Any], reason: str | None = None) -> None:
+        """The invocation's result; `reason` says why it stopped, when it did."""
+        self._write([self._entry("end", status=status, exit_code=exit_code, counts=counts, reason=reason)])
+
+    def last_outcomes(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """This invocation's last outcome entry per (object, record id): what the org answered, as journaled.
+
+        A run stopped mid-phase loses the writer's own tally; this is the record that survives it.
+        """
+        self._sync()
+        last: dict[tuple[str, str], dict[str, Any]] = {}
+        for entry in read_entries(self.path, allow_truncated=True):
+            if entry["type"] == "outcome" and entry["invocation"] == self.invocation:
+                last[(str(entry["object"]), str(entry["id"]))] = entry
+        return last
 
 
 class JournalError(ValueError):

@@ -20,10 +20,15 @@ from sfcleanup.salesforce.write import Failure
 class RunResult(StrEnum):
     PLANNED = "planned"  # `plan`: nothing written
     NOTHING_TO_DO = "nothing_to_do"  # nothing eligible: nothing written
+    # Being cleaned: what a run is until its outcome is proven, so a crash can never read as a success.
+    RUNNING = "running"
     CLEANED = "cleaned"
     CLEANED_WITH_FAILURES = "cleaned_with_failures"
-    STOPPED = "stopped"  # stopped early; safe to run again
-    NOT_STARTED = "not_started"  # an earlier run in the same invocation stopped
+    # Every write answered, but verification found eligible records the clean-up did not account for.
+    VERIFY_MISMATCH = "verify_mismatch"
+    STOPPED = "stopped"  # stopped early on purpose (limit, lease, a fault that outlasted the retries); re-run
+    INTERRUPTED = "interrupted"  # a signal or an unexpected error stopped it at a safe point; re-run
+    NOT_STARTED = "not_started"  # skipped, or an earlier stop ended the invocation
 
 
 @dataclass
@@ -34,6 +39,19 @@ class ObjectCounts:
     # Not written: something it depends on (a line or invoice that billed it) did not reach its target.
     held: int = 0
     anomalies: int = 0
+
+
+@dataclass(frozen=True)
+class VerifyCount:
+    """After the writes: records of one object still eligible (`left`), and how many the clean-up expected to
+    leave (`expected`: anomalies, failed rows and held records)."""
+
+    expected: int
+    left: int
+
+    @property
+    def unaccounted(self) -> int:
+        return max(0, self.left - self.expected)
 
 
 @dataclass(frozen=True)
@@ -60,12 +78,20 @@ class RunOutcome:
     anomalies: list[Anomaly] = field(default_factory=list)
     cleanup_status: str | None = None
     eligible_left: dict[str, int] = field(default_factory=dict)
+    verify: dict[str, VerifyCount] = field(default_factory=dict)
     error_logs: int = 0
     journal: str | None = None
     message: str | None = None
     exit_code: ExitCode = ExitCode.CLEAN
-    # The kind of stop (the error's class name), so a sweep can tell a busy run from a spent API limit.
+    # The kind of stop (the error's class name): a busy run, a spent API limit, a signal...
     stopped_by: str | None = None
+    # The stop concerns every run (daily limit, reserve, authentication, a signal): the rest are not started.
+    ends_invocation: bool = False
+
+    @property
+    def unaccounted(self) -> dict[str, int]:
+        """Per object, eligible records verification found beyond anomalies, failures and held records."""
+        return {sobject: v.unaccounted for sobject, v in self.verify.items() if v.unaccounted}
 
 
 @dataclass
@@ -110,6 +136,7 @@ def _run_json(run: RunOutcome) -> dict[str, Any]:
             {"id": a.id, "object": a.sobject, "reason": a.reason.value, "detail": a.detail} for a in run.anomalies
         ],
         "eligible_left": run.eligible_left,
+        "verify": {name: asdict(count) for name, count in run.verify.items()},
         "error_logs": run.error_logs,
         "journal": run.journal,
         "message": run.message,
@@ -158,6 +185,12 @@ def render(report: Report, console: Console) -> None:
             console.print(f"  ... and {len(run.anomalies) - 10} more anomalies (see --json)")
         for failure in run.failures[:10]:
             console.print(f"  failed {failure.sobject} {failure.id}: {failure.code}: {failure.message}")
+        for sobject, count in run.verify.items():
+            if count.unaccounted:
+                console.print(
+                    f"  verify {sobject}: {count.left} still eligible, {count.expected} expected "
+                    "(anomalies, failures, held)"
+                )
         for held in run.held[:10]:
             console.print(f"  {held.sobject} {held.id} {held.reason}")
         if len(run.held) > 10:

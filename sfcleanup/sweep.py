@@ -1,19 +1,21 @@
 """Sweep: find every run that needs clean-up and clean each in turn, with the same safety as `run`.
 
 A run needs clean-up when it ended in a failed state (read from the org's status values) and its CleanUp
-Status is not Completed. One run that cannot be cleaned now (another worker holds it, it started again) does
-not stop the others; the daily API limit does.
+Status is not Completed. One run that cannot be cleaned now (another worker holds it, it started again, a
+fault on it outlasted the retries) does not stop the others; what stops every run (the daily API limit, the
+reserve, authentication, a signal) does. A person at a terminal confirms the runs shown (`preview`), and
+exactly those are applied (`apply_preview`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from sfcleanup import billing, queries
 from sfcleanup.errors import ConfigError, ExitCode, SfCleanupError, StopRun
-from sfcleanup.lease import LeaseHeld
 from sfcleanup.models import InvoiceRun
 from sfcleanup.preflight import OrgReadiness
 from sfcleanup.report import Report, RunOutcome, RunResult
@@ -45,8 +47,8 @@ def find_runs(worker: Worker, readiness: OrgReadiness, options: SweepOptions) ->
     return [InvoiceRun.model_validate(r) for r in worker.client.query_all(soql)]
 
 
-def _skipped(run: InvoiceRun, exc: SfCleanupError) -> RunOutcome:
-    log.warning("sweep.skipped", run=run.id, reason=str(exc))
+def _not_started(run: InvoiceRun, message: str, stopped_by: str | None = None) -> RunOutcome:
+    log.warning("sweep.skipped", run=run.id, reason=message)
     return RunOutcome(
         id=run.id,
         name=run.name,
@@ -55,42 +57,108 @@ def _skipped(run: InvoiceRun, exc: SfCleanupError) -> RunOutcome:
         objects={},
         transitions={},
         cleanup_status=run.cleanup_status,
-        message=f"skipped: {exc}",
+        message=message,
         exit_code=ExitCode.STOPPED,
-        stopped_by=type(exc).__name__,
+        stopped_by=stopped_by,
     )
 
 
-# Stops that concern one run only: the sweep goes on with the next run.
-PER_RUN_STOPS = frozenset({LeaseHeld.__name__})
+def _prepare_one(worker: Worker, run: InvoiceRun, readiness: OrgReadiness) -> Prepared | RunOutcome:
+    """The run's plan, or why it cannot be cleaned now (another worker holds it, it started again, a fault
+    on it outlasted the retries); raises only what stops every run (daily limit, reserve, authentication)."""
+    try:
+        return worker.prepare([run.id], readiness=readiness)
+    except SfCleanupError as exc:
+        if exc.ends_invocation:
+            raise
+        return _not_started(run, f"skipped: {exc}", type(exc).__name__)
+
+
+Step = Callable[[InvoiceRun], Prepared | RunOutcome]
+
+
+@dataclass
+class SweepPreview:
+    """The runs a sweep found and planned, shown to a person; applying it applies exactly these plans."""
+
+    runs: list[InvoiceRun]
+    steps: dict[str, Prepared | RunOutcome]
+    report: Report
 
 
 def sweep(worker: Worker, options: SweepOptions) -> Report:
-    readiness = worker.readiness()
-    runs = find_runs(worker, readiness, options)
-    log.info("sweep.found", runs=len(runs), dry_run=options.dry_run)
+    """Find the runs that need clean-up and clean each in turn (plan it, apply it), or only plan them."""
+    # Deferred from here on, so that a signal after the runs are known still ends in a report of each of them.
+    with worker.interrupts.deferred():
+        readiness = worker.readiness()
+        runs = find_runs(worker, readiness, options)
+        log.info("sweep.found", runs=len(runs), dry_run=options.dry_run)
+        return _each(
+            worker, readiness, runs, lambda run: _prepare_one(worker, run, readiness), apply=not options.dry_run
+        )
+
+
+def preview(worker: Worker, options: SweepOptions) -> SweepPreview:
+    """Find and plan the runs, writing nothing, and keep the plans for `apply_preview`."""
+    steps: dict[str, Prepared | RunOutcome] = {}
+    with worker.interrupts.deferred():
+        readiness = worker.readiness()
+        runs = find_runs(worker, readiness, options)
+        log.info("sweep.found", runs=len(runs), dry_run=True)
+
+        def step(run: InvoiceRun) -> Prepared | RunOutcome:
+            steps[run.id] = _prepare_one(worker, run, readiness)
+            return steps[run.id]
+
+        return SweepPreview(runs, steps, _each(worker, readiness, runs, step, apply=False))
+
+
+def apply_preview(worker: Worker, shown: SweepPreview) -> Report:
+    """Clean exactly the runs a person saw and confirmed, with the plans they saw: the org is not asked
+    again which runs need clean-up, so a run that failed since is left for the next sweep."""
+
+    def step(run: InvoiceRun) -> Prepared | RunOutcome:
+        return shown.steps.get(run.id) or _not_started(run, "not started: it was not planned in the preview")
+
+    with worker.interrupts.deferred():
+        return _each(worker, worker.readiness(), shown.runs, step, apply=True)
+
+
+def _each(worker: Worker, readiness: OrgReadiness, runs: list[InvoiceRun], prepare: Step, *, apply: bool) -> Report:
+    """Each run in turn. A run that cannot progress is reported and the next one tried; a stop that concerns
+    every run (daily limit, reserve, authentication, a signal) leaves the rest not started."""
     outcomes: list[RunOutcome] = []
     total = Prepared(readiness, [], 0)
-    for index, run in enumerate(runs):
+    halted: str | None = None
+    for run in runs:
+        if halted is None and worker.interrupts.received:
+            halted = f"{worker.interrupts.received} received"
+        if halted is not None:
+            outcomes.append(_not_started(run, f"not started: {halted}"))
+            continue
         try:
-            prepared = worker.prepare([run.id], readiness=readiness)
-        except (LeaseHeld, ConfigError) as exc:
-            outcomes.append(_skipped(run, exc))
+            with worker.interrupts.immediate():
+                step = prepare(run)
+        except KeyboardInterrupt:
+            # A signal while reading and planning: nothing was being written, so it stopped at once.
+            halted = f"{worker.interrupts.received or 'SIGINT'} received"
+            outcomes.append(_not_started(run, f"not started: {halted}", "Interrupted"))
             continue
         except StopRun as exc:
-            # The daily limit, the budget reserve, authentication: nothing else will succeed now.
-            outcomes += [_skipped(r, exc) for r in runs[index:]]
-            break
-        total.estimated_calls += prepared.estimated_calls
-        total.budget = prepared.budget
-        if options.dry_run:
-            outcomes += [worker.outcome_of(p, RunResult.PLANNED) for p in prepared.plans]
+            halted = str(exc)
+            outcomes.append(_not_started(run, f"not started: {exc}", type(exc).__name__))
             continue
-        cleaned = worker.clean_all(prepared)
+        if isinstance(step, RunOutcome):
+            outcomes.append(step)
+            continue
+        total.estimated_calls += step.estimated_calls
+        total.budget = step.budget
+        if not apply:
+            outcomes += [worker.outcome_of(p, RunResult.PLANNED) for p in step.plans]
+            continue
+        cleaned = worker.clean_all(step)
         outcomes += cleaned
-        halted = [o for o in cleaned if o.status is RunResult.STOPPED and o.stopped_by not in PER_RUN_STOPS]
-        if halted:
-            reason = StopRun(f"the sweep stopped at run {halted[0].id}")
-            outcomes += [_skipped(r, reason) for r in runs[index + 1 :]]
-            break
-    return worker.report("sweep-dry-run" if options.dry_run else "sweep", total, outcomes)
+        stop = next((o for o in cleaned if o.ends_invocation), None)
+        if stop is not None:
+            halted = f"the sweep stopped at run {stop.id}: {stop.message}"
+    return worker.report("sweep" if apply else "sweep-dry-run", total, outcomes)

@@ -2,12 +2,17 @@
 
 prepare(): preflight, read and plan, all read-only. apply(): CleanUp Status Started, invoice lines, invoices,
 usage summaries, order products, verify, CleanUp Status Completed (or Completed with errors).
+
+A run's outcome is `running` until proven otherwise. Any stop, signal or unexpected error ends it as
+`stopped` or `interrupted` with the reason, in the report and in the journal's `end` entry; the lease is
+released and CleanUp Status set to "Completed with errors" (work is left) as far as the org still answers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,13 +24,14 @@ from sfcleanup import billing, preflight
 from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
 from sfcleanup.config import Settings
 from sfcleanup.errorlogs import write_error_logs
-from sfcleanup.errors import ExitCode, SfCleanupError, StopRun
+from sfcleanup.errors import ExitCode, Interrupted, SfCleanupError, StopRun
+from sfcleanup.interrupts import Interrupts
 from sfcleanup.journal import Journal, JournalError, read_entries
 from sfcleanup.lease import Lease, LeaseHeld, Leases, LocalLock, default_identity
 from sfcleanup.models import InvoiceRun
 from sfcleanup.plan import ChangeSet, RunPlan, Without
 from sfcleanup.preflight import OrgReadiness
-from sfcleanup.report import Held, ObjectCounts, Report, RunOutcome, RunResult
+from sfcleanup.report import Held, ObjectCounts, Report, RunOutcome, RunResult, VerifyCount
 from sfcleanup.salesforce.bulk import BulkApi, Polling
 from sfcleanup.salesforce.bulkwrite import BulkWriter, bulk_jobs_for, open_jobs, resume_open_jobs
 from sfcleanup.salesforce.client import SalesforceClient
@@ -77,8 +83,17 @@ class Worker:
         include_completed: bool = False,
         progress: ProgressFactory | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        interrupts: Interrupts | None = None,
     ) -> None:
-        self._sleep = sleep
+        # Inert unless the command line installed it for the process (interrupts.PROCESS).
+        self.interrupts = interrupts or Interrupts()
+
+        def pause(seconds: float) -> None:
+            # The writers' and pollers' pauses are safe points: nothing of this worker is in flight then.
+            self.interrupts.check()
+            sleep(seconds)
+
+        self._sleep = pause
         self.client = client
         self.settings = settings
         identity = settings.worker_id or default_identity(settings.journal_dir)
@@ -170,25 +185,37 @@ class Worker:
         return self.report("run", prepared, self.clean_all(prepared))
 
     def clean_all(self, prepared: Prepared) -> list[RunOutcome]:
-        """Clean each planned run in turn; after a stop, the rest are not started."""
+        """Clean each planned run in turn. A run that cannot progress is reported and the next one tried; only
+        a stop that concerns every run (daily limit, reserve, authentication, a signal) leaves the rest
+        not started."""
         self.client.keep_reserve(self.settings.api_reserve)
         outcomes: list[RunOutcome] = []
-        stopped = False
-        for plan in prepared.plans:
-            if stopped:
-                outcomes.append(_outcome(plan, RunResult.NOT_STARTED))
-                outcomes[-1].exit_code = ExitCode.STOPPED
-                continue
-            outcome = self._clean(plan)
-            outcomes.append(outcome)
-            stopped = outcome.status is RunResult.STOPPED
+        halted: str | None = None
+        with self.interrupts.deferred():
+            for plan in prepared.plans:
+                if halted is None and self.interrupts.received:
+                    halted = f"{self.interrupts.received} received"
+                if halted is not None:
+                    outcomes.append(self.not_started(plan, halted))
+                    continue
+                outcome = self._clean(plan)
+                outcomes.append(outcome)
+                if outcome.ends_invocation:
+                    halted = f"run {outcome.id} {outcome.message or outcome.status.value}"
         return outcomes
+
+    def not_started(self, plan: RunPlan, reason: str) -> RunOutcome:
+        """A run left alone because an earlier stop ended the invocation; running again picks it up."""
+        outcome = _outcome(plan, RunResult.NOT_STARTED)
+        outcome.exit_code = ExitCode.STOPPED
+        outcome.message = f"not started: {reason}"
+        return outcome
 
     # --- one run --------------------------------------------------------------------------------------
     def _clean(self, plan: RunPlan) -> RunOutcome:
         run = plan.run
-        outcome = _outcome(plan, RunResult.CLEANED)
-        if plan.is_empty and run.cleanup_status != CleanUpStatus.STARTED and run.status != RunStatus.COMPLETED:
+        outcome = _outcome(plan, RunResult.RUNNING)
+        if _settled(plan) and run.status != RunStatus.COMPLETED:
             outcome.status = RunResult.NOTHING_TO_DO
             outcome.message = "nothing eligible for clean-up: nothing was changed"
             return outcome
@@ -203,11 +230,27 @@ class Worker:
 
     @staticmethod
     def _stopped(outcome: RunOutcome, exc: SfCleanupError) -> None:
-        outcome.status = RunResult.STOPPED
+        interrupted = isinstance(exc, Interrupted)
+        outcome.status = RunResult.INTERRUPTED if interrupted else RunResult.STOPPED
         outcome.exit_code = exc.exit_code
-        outcome.message = f"stopped: {exc}"
+        outcome.message = f"{outcome.status.value}: {exc}"
         outcome.stopped_by = type(exc).__name__
-        log.warning("run.stopped", reason=str(exc))
+        outcome.ends_invocation = exc.ends_invocation
+        log.warning("run.stopped", reason=str(exc), interrupted=interrupted)
+
+    @staticmethod
+    def _crashed(outcome: RunOutcome, exc: Exception) -> None:
+        """An error nobody planned for: a bug, or the machine (disk full). Recorded as it is, never as success;
+        the invocation ends, since the next run would most likely meet it too."""
+        outcome.status = RunResult.INTERRUPTED
+        outcome.exit_code = ExitCode.STOPPED
+        outcome.message = (
+            f"interrupted by an unexpected error ({type(exc).__name__}: {exc}); the journal shows what was "
+            "written and running again is safe; please report the error"
+        )
+        outcome.stopped_by = type(exc).__name__
+        outcome.ends_invocation = True
+        log.error("run.crashed", exc_info=exc)
 
     def _clean_locked(self, plan: RunPlan, outcome: RunOutcome) -> RunOutcome:
         run = plan.run
@@ -221,27 +264,89 @@ class Worker:
                 journal.note("lease.acquired", holder=lease.holder, record=lease.record_id)
                 fresh = self._plan(plan.run) if self._resume_bulk(journal) else self._fresh(plan, planned_at)
                 if fresh is not plan:
-                    outcome = _outcome(fresh, RunResult.CLEANED)
+                    outcome = _outcome(fresh, RunResult.RUNNING)
                     outcome.journal = str(journal.path)
-                if fresh.is_empty and fresh.run.cleanup_status != CleanUpStatus.STARTED:
+                if _settled(fresh):
                     outcome.status = RunResult.NOTHING_TO_DO
                     outcome.message = "another worker cleaned this run meanwhile: nothing was changed"
                     self.leases.release(lease)
                 else:
+                    self.interrupts.check()
                     self._phases(fresh, journal, outcome, lease)
+                    self._finished(outcome)
             except SfCleanupError as exc:
                 self._stopped(outcome, exc)
-                if lease is not None:
-                    # Best effort: with the daily limit spent this fails too, and the lease then times out.
-                    with contextlib.suppress(SfCleanupError):
-                        self.leases.release(lease)
+                self._wind_down(journal, run, outcome, lease)
+            except Exception as exc:  # any error must end the journal truthfully, then the run
+                self._crashed(outcome, exc)
+                self._wind_down(journal, run, outcome, lease)
+            except BaseException:
+                # A second signal while winding down: stop at once, as a crash would; the journal still says so.
+                outcome.status, outcome.exit_code = RunResult.INTERRUPTED, ExitCode.STOPPED
+                outcome.message = "interrupted at once by a second signal; run again to continue"
+                raise
             finally:
                 journal.end(
                     status=outcome.status.value,
                     exit_code=int(outcome.exit_code),
                     counts={name: vars(counts) for name, counts in outcome.objects.items()},
+                    reason=outcome.message,
                 )
         return outcome
+
+    @staticmethod
+    def _finished(outcome: RunOutcome) -> None:
+        """Every phase ran: the outcome is what the writes and the verification proved."""
+        if outcome.status is RunResult.RUNNING:
+            outcome.status = RunResult.VERIFY_MISMATCH if outcome.unaccounted else RunResult.CLEANED
+
+    def _wind_down(self, journal: Journal, run: InvoiceRun, outcome: RunOutcome, lease: Lease | None) -> None:
+        """After a stop: the counts as the journal has them, the lease released and, if the run says a clean-up
+        is under way, CleanUp Status "Completed with errors" (it ended with work left), in one call.
+
+        Best effort: the stop may be the daily limit itself. Then the status stays Started and the lease times
+        out, or is resumed at once by this worker's identity.
+        """
+        self._recount(journal, outcome)
+        if lease is None:
+            return
+        try:
+            if outcome.cleanup_status == CleanUpStatus.STARTED:
+                ended = CleanUpStatus.COMPLETED_WITH_ERRORS
+                self._set_run_field(
+                    journal,
+                    run,
+                    billing.CLEANUP_STATUS,
+                    CleanUpStatus.STARTED,
+                    ended,
+                    also=[self.leases.release_patch(lease)],
+                )
+                outcome.cleanup_status = ended
+            else:
+                self.leases.release(lease)
+            journal.note("lease.released", record=lease.record_id)
+        except SfCleanupError as exc:
+            journal.note("wind_down.failed", reason=str(exc))
+            log.warning("run.wind_down_failed", reason=str(exc))
+            with contextlib.suppress(SfCleanupError):
+                self.leases.release(lease)
+
+    @staticmethod
+    def _recount(journal: Journal, outcome: RunOutcome) -> None:
+        """Updated and failed rows per object from this invocation's journal: a phase cut short loses the
+        writer's own tally, never the journal's."""
+        updated: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
+        failures = []
+        for (sobject, record_id), entry in journal.last_outcomes().items():
+            if entry["outcome"] in ("updated", "confirmed"):
+                updated[sobject] += 1
+            elif entry["outcome"] == "failed":
+                failed[sobject] += 1
+                failures.append(Failure(record_id, sobject, entry.get("code") or "UNKNOWN", entry.get("message") or ""))
+        for sobject, counts in outcome.objects.items():
+            counts.updated, counts.failed = updated[sobject], failed[sobject]
+        outcome.failures = failures
 
     def _bulk_api(self) -> BulkApi:
         write = self.settings.write
@@ -298,6 +403,8 @@ class Worker:
         shown = self._progress(label, total) if self._progress else None
 
         def advance(done: int) -> None:
+            # After a batch's answers are journaled: the safe point where a signal stops the run.
+            self.interrupts.check()
             if shown is not None:
                 shown(done)
             self.leases.heartbeat(lease)
@@ -341,7 +448,7 @@ class Worker:
         if outcome.failures and self.settings.error_logs:
             outcome.error_logs, _ = write_error_logs(self.client, run.id, outcome.failures, journal)
         unfinished = bool(outcome.failures or outcome.held)
-        final = CleanUpStatus.COMPLETED_WITH_ERRORS if unfinished else CleanUpStatus.COMPLETED
+        final = CleanUpStatus.COMPLETED_WITH_ERRORS if unfinished or outcome.unaccounted else CleanUpStatus.COMPLETED
         # The final status and the lease's release travel in one call.
         self._set_run_field(
             journal, run, billing.CLEANUP_STATUS, CleanUpStatus.STARTED, final, also=[self.leases.release_patch(lease)]
@@ -370,15 +477,34 @@ class Worker:
         return Without(changes, waiting)
 
     def _verify(self, plan: RunPlan, outcome: RunOutcome) -> None:
-        """Re-count what is still eligible: only anomalies and recorded failures may be left."""
+        """Re-count what is still eligible: only anomalies, failed rows and held records may be left.
+
+        Anything more means the org holds eligible records the clean-up did not account for (created or
+        changed since planning, or a bug): exit 1 with a message, never a row in the failures.
+        """
         left = eligible_left(remaining_by_status(self.client, plan.run.id))
         outcome.eligible_left = left
-        failed_ids = {f.id for f in outcome.failures}
-        for sobject, count in left.items():
-            counts = outcome.objects[sobject]
-            expected = counts.anomalies + counts.held + sum(1 for f in outcome.failures if f.sobject == sobject)
-            if count > expected:
-                message = f"verify: {count - expected} {sobject} records are still eligible after the clean-up"
-                outcome.failures.append(Failure(plan.run.id, sobject, "VERIFY_MISMATCH", message))
-                log.warning("verify.mismatch", object=sobject, left=count, expected=expected)
-        log.info("verify.done", eligible_left=left, failed=len(failed_ids))
+        failed = Counter(f.sobject for f in outcome.failures)
+        outcome.verify = {
+            sobject: VerifyCount(expected=counts.anomalies + failed[sobject] + counts.held, left=left.get(sobject, 0))
+            for sobject, counts in outcome.objects.items()
+        }
+        unaccounted = outcome.unaccounted
+        if unaccounted:
+            what = ", ".join(f"{n} {sobject}" for sobject, n in unaccounted.items())
+            outcome.exit_code = max(outcome.exit_code, ExitCode.ROW_FAILURES)
+            outcome.message = (
+                f"verify: {what} record(s) still eligible that the clean-up did not account for (changed since "
+                f"planning?); see `sfcleanup status {plan.run.id}` and run again"
+            )
+            log.warning("verify.mismatch", unaccounted=unaccounted)
+        log.info("verify.done", eligible_left=left, failed=sum(failed.values()))
+
+
+def _settled(plan: RunPlan) -> bool:
+    """Nothing to write, and the run's CleanUp Status does not say a clean-up was left unfinished.
+
+    Started or Completed with errors with nothing left to write is finished by setting the final status.
+    """
+    unfinished = (CleanUpStatus.STARTED, CleanUpStatus.COMPLETED_WITH_ERRORS)
+    return plan.is_empty and plan.run.cleanup_status not in unfinished

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import signal
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from sfcleanup.cli import main
+from sfcleanup.localorg.schema import sobject as schema_object
 from sfcleanup.localorg.seed import ScenarioInfo
+from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.local import open_local_org
 from tests.support import state_snapshot
 
@@ -72,11 +79,12 @@ def test_run_yes_json_report_schema(
     document = json.loads(capsys.readouterr().out)
     assert set(document) >= {"runs", "api_calls", "exit_code", "mode"}
     run = document["runs"][0]
-    assert set(run) >= {"id", "status", "objects", "failures", "anomalies", "journal", "cleanup_status"}
+    assert set(run) >= {"id", "status", "objects", "failures", "anomalies", "journal", "cleanup_status", "verify"}
     assert run["status"] == "cleaned" and run["cleanup_status"] == "Completed"
-    for counts in run["objects"].values():
-        assert set(counts) == {"planned", "updated", "failed", "held", "anomalies"}
+    for name, counts in run["objects"].items():
+        assert set(counts) == {"planned", "updated", "failed", "anomalies", "held"}
         assert counts["updated"] == counts["planned"]
+        assert run["verify"][name] == {"expected": counts["anomalies"], "left": run["eligible_left"][name]}
     assert Path(run["journal"]).is_file()
     assert main(_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
     assert json.loads(capsys.readouterr().out)["runs"][0]["status"] == "nothing_to_do"
@@ -187,3 +195,71 @@ def test_sweep_through_the_cli(
         info.runs["failed_run"]: "cleaned",
         info.runs["errors_run"]: "cleaned",
     }
+
+
+class _Terminal(io.StringIO):
+    """Standard input from a person at a terminal: while the prompt waits, `meanwhile` happens, then they
+    type `answer`."""
+
+    def __init__(self, answer: str, meanwhile: Callable[[], None]) -> None:
+        super().__init__()
+        self._answer, self._meanwhile = answer, meanwhile
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self, size: int | None = -1) -> str:
+        self._meanwhile()
+        return self._answer
+
+
+def _set_run_status(state: Path, run_id: str, status: str) -> None:
+    store = Store(state)
+    try:
+        store.update(schema_object("blng__InvoiceRun__c"), run_id, {"blng__Status__c": status})
+    finally:
+        store.close()
+
+
+def test_finding_6_interactive_sweep_applies_exactly_the_runs_shown(
+    org_file: tuple[Path, ScenarioInfo],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After "y", an interactive sweep cleans the runs it showed, and not a run that failed while the prompt
+    waited."""
+    state, info = org_file
+    late = info.runs["completed_run"]
+    monkeypatch.setattr(sys, "stdin", _Terminal("y\n", lambda: _set_run_status(state, late, "Failed")))
+    before = state_snapshot(state)
+    assert main(_args(state, tmp_path, "sweep", "--json")) == 0
+    prompt, _, printed = capsys.readouterr().out.partition("[y/N] ")
+    assert "Apply" in prompt
+    document = json.loads(printed)
+    assert {r["id"]: r["status"] for r in document["runs"]} == {
+        info.runs["failed_run"]: "cleaned",
+        info.runs["errors_run"]: "cleaned",
+    }
+    after = state_snapshot(state)
+    untouched = [r for r in before["OrderItem"] if r["blng__InvoiceRun__c"] == late]
+    assert untouched and all(r in after["OrderItem"] for r in untouched)
+    assert not (tmp_path / "j" / f"{late}.jsonl").exists()
+
+
+def test_ctrl_c_at_the_prompt_writes_nothing_and_says_so(
+    org_file: tuple[Path, ScenarioInfo],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGINT while `run` waits for confirmation exits 2 with one line saying nothing was written, and
+    nothing was."""
+    state, info = org_file
+    monkeypatch.setattr(sys, "stdin", _Terminal("y\n", lambda: os.kill(os.getpid(), signal.SIGINT)))
+    before = state_snapshot(state)
+    assert main(_args(state, tmp_path, "run", info.runs["failed_run"])) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nothing was written" in err and "\n" not in err
+    assert state_snapshot(state) == before
+    assert not (tmp_path / "j").exists()

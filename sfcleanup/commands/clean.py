@@ -19,6 +19,7 @@ from sfcleanup.commands.common import (
     settings_from,
 )
 from sfcleanup.errors import ExitCode
+from sfcleanup.interrupts import PROCESS
 from sfcleanup.report import render, write_failures_csv
 from sfcleanup.worker import Worker
 
@@ -48,7 +49,9 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
     settings = settings_from(args)
     logs.configure(settings.log_level, settings.log_format)
     client = connect(settings)
-    worker = Worker(client, settings, include_completed=args.include_completed, progress=progress_factory(out))
+    worker = Worker(
+        client, settings, include_completed=args.include_completed, progress=progress_factory(out), interrupts=PROCESS
+    )
     prepared = worker.prepare(args.run_ids)
     preview = worker.preview(prepared)
     if args.command == "plan":

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from sfcleanup import logs
 from sfcleanup.config import AuthMode, Settings, load_settings
-from sfcleanup.errors import ConfigError
+from sfcleanup.errors import Cancelled, ConfigError
 from sfcleanup.report import Report, render
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import build_connector, http_session
@@ -150,7 +150,11 @@ def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
         return True
     require_terminal()
     total = sum(c.planned for r in report.runs for c in r.objects.values())
-    answer = console.input(f"Apply {total} changes to {len(report.runs)} run(s)? [y/N] ")
+    try:
+        # Without markup=False rich takes "[y/N]" for a style tag and drops it from the prompt.
+        answer = console.input(f"Apply {total} changes to {len(report.runs)} run(s)? [y/N] ", markup=False)
+    except (KeyboardInterrupt, EOFError):
+        raise Cancelled("cancelled at the confirmation prompt: nothing was written") from None
     return answer.strip().lower() in ("y", "yes")
 
 

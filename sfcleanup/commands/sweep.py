@@ -20,8 +20,9 @@ from sfcleanup.commands.common import (
     settings_from,
 )
 from sfcleanup.errors import ExitCode
-from sfcleanup.report import render, write_failures_csv
-from sfcleanup.sweep import SweepOptions, sweep
+from sfcleanup.interrupts import PROCESS
+from sfcleanup.report import Report, render, write_failures_csv
+from sfcleanup.sweep import SweepOptions, apply_preview, preview, sweep
 from sfcleanup.worker import Worker
 
 
@@ -44,19 +45,25 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
     if confirm_needed:
         require_terminal()
     client = connect(settings)
-    worker = Worker(client, settings, progress=progress_factory(out))
-    if confirm_needed:
-        preview = sweep(worker, SweepOptions(since_days=args.since, max_runs=args.max_runs, dry_run=True))
-        if not preview.runs:
-            return emit(preview, args, out)
-        if not args.json:
-            render(preview, out)
-        if not confirm(preview, False, out):
-            out.print("Nothing was changed.")
-            return int(ExitCode.CLEAN)
-    report = sweep(worker, options)
+    worker = Worker(client, settings, progress=progress_factory(out), interrupts=PROCESS)
+    report = _confirmed(worker, options, args, out) if confirm_needed else sweep(worker, options)
+    if report is None:
+        out.print("Nothing was changed.")
+        return int(ExitCode.CLEAN)
     if not args.dry_run:
         write_failures_csv(report, failures_path(settings))
     if not report.runs and not args.json:
         out.print("No invoice run needs clean-up.")
     return emit(report, args, out)
+
+
+def _confirmed(worker: Worker, options: SweepOptions, args: argparse.Namespace, out: Console) -> Report | None:
+    """Show the runs found and their plans; after a yes, apply exactly those. None when the answer is no."""
+    shown = preview(worker, options)
+    if not shown.report.runs:
+        return shown.report
+    if not args.json:
+        render(shown.report, out)
+    if not confirm(shown.report, False, out):
+        return None
+    return apply_preview(worker, shown)
