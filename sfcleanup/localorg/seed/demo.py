@@ -277,9 +277,9 @@ class _Demo:
         self.traps[run.role] = traps
 
     def unready(self, role: str, n: int, order: str, products: list[str], usage: list[str]) -> None:
-        """On the orders of accounts 8 to 17: records the clean-up resets that the next invoice run still will
-        not bill, one readiness reason per order (docs/localorg-scenarios.md). Order products 0 to 4 of an order
-        carry its usage summaries; 5 and up carry none, so a reason on them stays their own."""
+        """On the main orders of accounts n = 8 to 17 (0-based): records the clean-up resets that the next invoice
+        run still will not bill, one readiness reason per order (docs/localorg-scenarios.md). Order products 0 to
+        4 of an order carry its usage summaries; 5 and up carry none, so a reason on them stays their own."""
         found = self.not_ready.setdefault(role, {})
 
         def mark(code: str, ids: Sequence[str], **values: Any) -> None:
