@@ -909,3 +909,27 @@ def test_wrong_token_raises_expired_session_in_simple_salesforce(org: LocalOrg) 
     assert expired.value.status == 401
     assert_error(expired.value.content, "INVALID_SESSION_ID")
     assert org.api_used == 0
+
+
+def test_multi_select_picklist_is_written_as_a_set_of_restricted_values(sf: Salesforce, org: LocalOrg) -> None:
+    """ "B;A" is stored and read back as "A;B"; one value the field lacks refuses the whole write, naming it."""
+    created = sf.blng__InvoiceScheduler__c.create(
+        {"Name": "Weekly", "blng__Type__c": "Weekly", "blng__InvoiceBatches__c": "Batch B;Batch A"}
+    )
+    scheduler = created["id"]
+    assert sf.blng__InvoiceScheduler__c.get(scheduler)["blng__InvoiceBatches__c"] == "Batch A;Batch B"
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.blng__InvoiceScheduler__c.update(scheduler, {"blng__InvoiceBatches__c": "Batch A;Batch Z"})
+    assert_error(refused.value.content, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST")
+    assert refused.value.content[0]["message"].endswith("bad value for restricted picklist field: Batch Z")
+    assert row(org, "blng__InvoiceScheduler__c", scheduler)["blng__InvoiceBatches__c"] == "Batch A;Batch B"
+
+
+def test_checkbox_left_out_on_create_is_false(sf: Salesforce, org: LocalOrg) -> None:
+    """SBQQ__Activated__c is not nillable and defaulted on create, as a checkbox is."""
+    order = sf.query("SELECT Id FROM Order LIMIT 1")["records"][0]["Id"]
+    created = sf.OrderItem.create({"OrderId": order, "Quantity": 1, "UnitPrice": 10})
+    assert sf.OrderItem.get(created["id"])["SBQQ__Activated__c"] is False
+    described = {f["name"]: f for f in sf.OrderItem.describe()["fields"]}
+    assert described["SBQQ__Activated__c"]["defaultedOnCreate"] is True
+    assert described["SBQQ__Activated__c"]["nillable"] is False

@@ -109,6 +109,10 @@ def test_demo_totals_per_object(demo: tuple[Store, ScenarioInfo]) -> None:
         "blng__InvoiceLine__c": 778,
         "blng__InvoiceRun__c": 4,
         "blng__ErrorLog__c": 2,
+        "blng__BillingRule__c": 2,
+        "blng__TaxRule__c": 1,
+        "blng__RevenueRecognitionRule__c": 1,
+        "blng__InvoiceScheduler__c": 3,
     }
     assert info.counts == expected
     assert {name: store.count(schema.BY_NAME[name.lower()]) for name in expected} == expected

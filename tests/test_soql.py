@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
-from sfcleanup.localorg import schema
+from sfcleanup import queries
+from sfcleanup.localorg import records, schema
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.soql import CompiledQuery, SoqlError, compile_soql
 from sfcleanup.localorg.store import Store
+from sfcleanup.readiness import reader
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
@@ -622,3 +624,159 @@ def test_worker_query_shapes_compile(org: Seeded, text: str) -> None:
         assert compiled.rowids(org.store.conn) == []
     else:
         assert compiled.aggregate(org.store.conn) == []
+
+
+# --- what the readiness reader needs (docs/readiness.md): rule lookups, schedulers, multi-select picklists ---
+
+
+@pytest.fixture(scope="module")
+def billing() -> Iterator[Seeded]:
+    """Orders, order products and usage summaries with their billing setup, written the way the API writes
+    them (values coerced and checked), and two invoice schedulers."""
+    seeded = Seeded()
+
+    def create(sobject: str, name: str, **values: Any) -> str:
+        fields = {"Name": name, **values} if spec(sobject).field("Name") else values
+        seeded.ids[name] = records.create(spec(sobject), fields, seeded.store)
+        return seeded.ids[name]
+
+    account = create("Account", "Acme")
+    yes = create("blng__BillingRule__c", "Bill", blng__GenerateInvoices__c="Yes")
+    no = create("blng__BillingRule__c", "Never", blng__GenerateInvoices__c="No")
+    tax = create("blng__TaxRule__c", "Tax")
+    batch_a = create("Order", "OA", AccountId=account, Status="Activated", blng__InvoiceBatch__c="Batch A")
+    create("Order", "ONONE", AccountId=account, Status="Activated")
+    create(
+        "OrderItem",
+        "P1",
+        OrderId=batch_a,
+        SBQQ__Activated__c=True,
+        SBQQ__ChargeType__c="Recurring",
+        blng__BillingRule__c=yes,
+        blng__TaxRule__c=tax,
+        blng__NextBillingDate__c="2026-11-26",
+    )
+    p2 = create("OrderItem", "P2", OrderId=batch_a, blng__BillingRule__c=no)
+    create("blng__UsageSummary__c", "U1", blng__OrderProduct__c=p2, blng__Status__c="Queued For Invoice")
+    # Written in another order than the field's values: stored, and read back, as the set in the field's order.
+    create("blng__InvoiceScheduler__c", "S1", blng__Type__c="Daily", blng__InvoiceBatches__c="Batch B;Batch A")
+    create("blng__InvoiceScheduler__c", "S2", blng__Type__c="Once", blng__InvoiceBatches__c="Batch C")
+    create("blng__InvoiceScheduler__c", "S3", blng__Type__c="Weekly")
+    yield seeded
+    seeded.store.close()
+
+
+def _all_fields() -> frozenset[str]:
+    return frozenset(f"{s.name}.{f.name}" for s in schema.SOBJECTS for f in s.fields)
+
+
+def test_readiness_order_product_query_follows_the_rule_lookups(billing: Seeded) -> None:
+    """blng__BillingRule__r.blng__GenerateInvoices__c and Order.blng__InvoiceBatch__c come back nested; an empty
+    lookup comes back as a null relationship."""
+    select = reader.select_list("OrderItem", _all_fields())
+    assert "blng__BillingRule__r.blng__GenerateInvoices__c" in select
+    text = queries.render("readiness_order_products_by_ids", fields=select, ids=[billing.ids["P1"], billing.ids["P2"]])
+    found = {r["Id"]: r for r in run(billing, text)}
+    p1, p2 = found[billing.ids["P1"]], found[billing.ids["P2"]]
+    assert p1["blng__BillingRule__r"]["blng__GenerateInvoices__c"] == "Yes"
+    assert p1["Order"]["blng__InvoiceBatch__c"] == "Batch A"
+    assert p1["SBQQ__Activated__c"] is True and p1["SBQQ__ChargeType__c"] == "Recurring"
+    assert p1["blng__NextBillingDate__c"] == "2026-11-26" and p1["blng__TaxRule__c"] == billing.ids["Tax"]
+    assert p2["blng__BillingRule__r"]["blng__GenerateInvoices__c"] == "No"
+    # A checkbox left out on create is false, as the platform defaults it; an empty lookup is null.
+    assert p2["SBQQ__Activated__c"] is False
+    assert p2["blng__RevenueRecognitionRule__c"] is None and p2["blng__HoldBilling__c"] is None
+
+
+def test_readiness_usage_summary_query_reaches_the_order_through_the_order_product(billing: Seeded) -> None:
+    select = reader.select_list("blng__UsageSummary__c", _all_fields())
+    assert "blng__OrderProduct__r.Order.blng__InvoiceBatch__c" in select
+    text = queries.render("readiness_usage_summaries_by_ids", fields=select, ids=[billing.ids["U1"]])
+    [summary] = run(billing, text)
+    assert summary["blng__OrderProduct__r"]["Order"]["blng__InvoiceBatch__c"] == "Batch A"
+    assert summary["blng__OrderProduct__r"]["blng__HoldBilling__c"] is None
+    assert summary["blng__Status__c"] == "Queued For Invoice"
+
+
+def test_readiness_scheduler_query_returns_multi_select_values_joined(billing: Seeded) -> None:
+    """A multi-select picklist reads as "A;B" in the field's value order; an empty one as null."""
+    text = queries.render("readiness_schedulers", fields=reader.select_list("blng__InvoiceScheduler__c", _all_fields()))
+    batches = {r["Name"]: r["blng__InvoiceBatches__c"] for r in run(billing, text)}
+    assert batches == {"S1": "Batch A;Batch B", "S2": "Batch C", "S3": None}
+
+
+def test_parenthesised_or_inside_and(org: Seeded) -> None:
+    """WHERE (a IN (...) OR b IN (...)) AND c = ...: the draft line query of the readiness reader."""
+    text = queries.render("readiness_draft_lines", ids=[org.ids["OI1"], org.ids["OI2"]])
+    assert [r["Id"] for r in run(org, text)] == [org.ids["L1"]]
+    both = (
+        "SELECT Name FROM blng__InvoiceLine__c WHERE (blng__InvoiceLineStatus__c IN ('Posted') "
+        "OR blng__TotalAmount__c IN (40)) AND blng__Invoice__c != null ORDER BY Name"
+    )
+    assert names(org, both) == ["L2", "L3"]
+
+
+SCHEDULERS = "SELECT Name FROM blng__InvoiceScheduler__c WHERE "
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("blng__InvoiceBatches__c = 'Batch A;Batch B'", ["S1"]),
+        # = compares the set of values, in any order, case-insensitively.
+        ("blng__InvoiceBatches__c = 'batch b;Batch A'", ["S1"]),
+        ("blng__InvoiceBatches__c = 'Batch A'", []),
+        ("blng__InvoiceBatches__c != 'Batch C'", ["S1", "S3"]),
+        ("blng__InvoiceBatches__c = null", ["S3"]),
+        ("blng__InvoiceBatches__c = 'Batch Z;Batch A'", []),
+    ],
+)
+def test_multi_select_picklist_filters(billing: Seeded, where: str, expected: list[str]) -> None:
+    assert names(billing, SCHEDULERS + where + " ORDER BY Name") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "reason"),
+    [
+        (
+            "SELECT Id FROM blng__InvoiceScheduler__c WHERE blng__InvoiceBatches__c LIKE 'Batch%'",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "invalid operator on multipicklist field",
+        ),
+        (
+            "SELECT Id FROM blng__InvoiceScheduler__c WHERE blng__InvoiceBatches__c IN ('Batch A')",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "invalid operator on multipicklist field",
+        ),
+        (
+            "SELECT Id FROM blng__InvoiceScheduler__c WHERE blng__InvoiceBatches__c > 'Batch A'",
+            "INVALID_QUERY_FILTER_OPERATOR",
+            "invalid operator on multipicklist field",
+        ),
+        (
+            "SELECT Id FROM blng__InvoiceScheduler__c ORDER BY blng__InvoiceBatches__c",
+            "MALFORMED_QUERY",
+            "field 'blng__InvoiceBatches__c' can not be sorted in a query call",
+        ),
+        (
+            "SELECT blng__InvoiceBatches__c FROM blng__InvoiceScheduler__c GROUP BY blng__InvoiceBatches__c",
+            "MALFORMED_QUERY",
+            "field 'blng__InvoiceBatches__c' can not be grouped in a query call",
+        ),
+        (
+            "SELECT Id FROM OrderItem WHERE blng__BillingRule__r.blng__GenerateInvoices__c = 1",
+            "MALFORMED_QUERY",
+            "value of filter criterion for field 'blng__BillingRule__r.blng__GenerateInvoices__c' must be of type "
+            "string and should be enclosed in quotes",
+        ),
+        (
+            "SELECT blng__BillingRule__c.Name FROM OrderItem",
+            "INVALID_FIELD",
+            f"Didn't understand relationship 'blng__BillingRule__c' in field path. {RELATIONSHIP_HINT}",
+        ),
+    ],
+)
+def test_readiness_field_errors(text: str, code: str, reason: str) -> None:
+    raised = error(text)
+    assert raised.error_code == code
+    assert raised.message.endswith(f"\n{reason}")

@@ -65,6 +65,10 @@ def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Store) -> An
                     field.name,
                 )
             return value
+        case FieldType.MULTIPICKLIST:
+            if not isinstance(value, str):
+                raise _bad_type(field, value)
+            return _multipicklist(spec, field, value, store)
         case FieldType.REFERENCE:
             return _coerce_reference(field, value, store)
         case FieldType.DATETIME:
@@ -91,6 +95,21 @@ def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Store) -> An
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return int(value.lower() == "true")
             raise _bad_type(field, value)
+
+
+def _multipicklist(spec: SObjectSpec, field: FieldSpec, value: str, store: Store) -> str:
+    """Values separated by ";", each one of the field's active values; stored once each, in the field's own
+    order, whatever order they were written in (a multi-select picklist is a set of values)."""
+    active = store.picklist(spec, field)
+    chosen = value.split(";")
+    for part in chosen:
+        if part not in active:
+            raise fail(
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{field.label}: bad value for restricted picklist field: {part}",
+                field.name,
+            )
+    return ";".join(v for v in active if v in chosen)
 
 
 def _bad_type(field: FieldSpec, value: Any) -> RowFailure:
@@ -133,6 +152,9 @@ def coerce_values(spec: SObjectSpec, payload: Mapping[str, Any], store: Store, *
             )
         out[field.name] = _coerce(spec, field, value, store)
     if creating:
+        for field in spec.fields:
+            if field.default is not None and field.name not in out:
+                out[field.name] = _coerce(spec, field, field.default, store)
         missing = [f.name for f in spec.fields if not f.nillable and f.createable and f.name not in out]
         if missing:
             raise fail("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", *missing)

@@ -65,6 +65,7 @@ def _field_describe(field: FieldSpec, values: tuple[str, ...]) -> dict[str, Any]
         "custom": field.name.endswith("__c"),
         "filterable": field.type is not FieldType.TEXTAREA,
         "restrictedPicklist": field.restricted,
+        "defaultedOnCreate": field.default is not None,
         "picklistValues": [
             # The Billing UI labels the value "Cancelled" as "Canceled"; the API value keeps two Ls.
             {"value": v, "label": "Canceled" if v == "Cancelled" else v, "active": True, "defaultValue": False}

@@ -15,6 +15,7 @@ class FieldType(StrEnum):
     STRING = "string"
     TEXTAREA = "textarea"
     PICKLIST = "picklist"
+    MULTIPICKLIST = "multipicklist"
     REFERENCE = "reference"
     DATETIME = "datetime"
     DATE = "date"
@@ -34,6 +35,8 @@ class FieldSpec:
     length: int = 0
     picklist: tuple[str, ...] = ()
     restricted: bool = False
+    # Filled in on create when the payload leaves the field out (a checkbox defaults to false).
+    default: bool | None = None
     reference_to: str | None = None
     relationship_name: str | None = None
     # Master-detail, or a lookup the platform locks with its child (Order -> Account).
@@ -88,7 +91,24 @@ RUN_STATUS_VALUES = (
     "Stopped",
 )
 CLEANUP_STATUS_VALUES = ("Started", "Completed", "Completed with errors")
-USAGE_STATUS_VALUES = ("New", "Queued For Invoice", "Processed", "Invoiced", "Cancelled")
+# The object reference lists Cancelled, New, Processed and the three Queued For values; "Invoiced" is kept for
+# the seeds' billed summaries (docs/localorg-fidelity.md).
+USAGE_STATUS_VALUES = (
+    "Cancelled",
+    "New",
+    "Processed",
+    "Queued For Group Calculation",
+    "Queued For Invoice",
+    "Queued For Subtotal Calculation",
+    "Invoiced",
+)
+# Invoice batches are values the org's admin defines; these are the local org's.
+INVOICE_BATCH_VALUES = ("Batch A", "Batch B", "Batch C")
+CHARGE_TYPE_VALUES = ("One-Time", "Recurring", "Usage")
+BILLING_FREQUENCY_VALUES = ("Monthly", "Quarterly", "Semiannual", "Annual", "Invoice Plan")
+YES_NO_VALUES = ("Yes", "No")
+GENERATE_INVOICES_VALUES = ("No", "Yes")
+SCHEDULER_TYPE_VALUES = ("Daily", "Monthly", "Once", "Weekly")
 
 
 def _system_fields() -> tuple[FieldSpec, ...]:
@@ -133,6 +153,35 @@ def _picklist(name: str, label: str, values: tuple[str, ...], *, restricted: boo
     return FieldSpec(name, FieldType.PICKLIST, label, length=255, picklist=values, restricted=restricted)
 
 
+def _multipicklist(name: str, label: str, values: tuple[str, ...]) -> FieldSpec:
+    return FieldSpec(name, FieldType.MULTIPICKLIST, label, length=4099, picklist=values, restricted=True)
+
+
+def _checkbox(name: str, label: str) -> FieldSpec:
+    return FieldSpec(name, FieldType.BOOLEAN, label, nillable=False, default=False)
+
+
+def _billing_fields() -> tuple[FieldSpec, ...]:
+    """What the readiness rules read on an order product (docs/readiness.md, "API names")."""
+    return (
+        _checkbox("SBQQ__Activated__c", "Activated"),
+        _picklist("SBQQ__ChargeType__c", "Charge Type", CHARGE_TYPE_VALUES),
+        _picklist("SBQQ__BillingFrequency__c", "Billing Frequency", BILLING_FREQUENCY_VALUES),
+        _picklist("blng__HoldBilling__c", "Hold Billing", YES_NO_VALUES),
+        FieldSpec("blng__NextBillingDate__c", FieldType.DATE, "Next Billing Date"),
+        FieldSpec("blng__BillableUnitPrice__c", FieldType.CURRENCY, "Billable Unit Price"),
+        FieldSpec("blng__PendingBillings__c", FieldType.CURRENCY, "Pending Billings"),
+        _ref("blng__BillingRule__c", "Billing Rule", "blng__BillingRule__c", "blng__BillingRule__r"),
+        _ref("blng__TaxRule__c", "Tax Rule", "blng__TaxRule__c", "blng__TaxRule__r"),
+        _ref(
+            "blng__RevenueRecognitionRule__c",
+            "Revenue Recognition Rule",
+            "blng__RevenueRecognitionRule__c",
+            "blng__RevenueRecognitionRule__r",
+        ),
+    )
+
+
 def _processing_fields() -> tuple[FieldSpec, ...]:
     return (
         _picklist("blng__InvoiceRunProcessingStatus__c", "Invoice Run Processing Status", PROCESSING_STATUS_VALUES),
@@ -161,6 +210,7 @@ SOBJECTS: tuple[SObjectSpec, ...] = (
             _ref("AccountId", "Account ID", "Account", "Account", locks_parent=True),
             _picklist("Status", "Status", ("Draft", "Activated")),
             FieldSpec("EffectiveDate", FieldType.DATE, "Order Start Date"),
+            _picklist("blng__InvoiceBatch__c", "Invoice Batch", INVOICE_BATCH_VALUES),
         ),
         custom=False,
     ),
@@ -174,6 +224,7 @@ SOBJECTS: tuple[SObjectSpec, ...] = (
             FieldSpec("Quantity", FieldType.DOUBLE, "Quantity"),
             FieldSpec("UnitPrice", FieldType.CURRENCY, "Unit Price"),
             *_processing_fields(),
+            *_billing_fields(),
         ),
         custom=False,
     ),
@@ -248,6 +299,8 @@ SOBJECTS: tuple[SObjectSpec, ...] = (
             _ref("blng__Order__c", "Order", "Order", "blng__Order__r"),
             _picklist("blng__Status__c", "Status", USAGE_STATUS_VALUES),
             *_processing_fields(),
+            FieldSpec("blng__NextBillingDate__c", FieldType.DATE, "Next Billing Date"),
+            FieldSpec("blng__SummaryEndDate__c", FieldType.DATE, "Summary End Date"),
         ),
     ),
     SObjectSpec(
@@ -262,6 +315,36 @@ SOBJECTS: tuple[SObjectSpec, ...] = (
             FieldSpec("blng__ErrorName__c", FieldType.STRING, "Error Name", length=255),
             FieldSpec("blng__Summary__c", FieldType.STRING, "Summary", length=255),
             FieldSpec("blng__FullErrorLog__c", FieldType.TEXTAREA, "Full Error Log", length=32768),
+        ),
+    ),
+    SObjectSpec(
+        "blng__BillingRule__c",
+        "Billing Rule",
+        "a1F",
+        (
+            *_system_fields(),
+            _name("Billing Rule Name"),
+            _picklist("blng__GenerateInvoices__c", "Generate Invoices", GENERATE_INVOICES_VALUES),
+        ),
+    ),
+    SObjectSpec("blng__TaxRule__c", "Tax Rule", "a1G", (*_system_fields(), _name("Tax Rule Name"))),
+    SObjectSpec(
+        "blng__RevenueRecognitionRule__c",
+        "Revenue Recognition Rule",
+        "a1H",
+        (*_system_fields(), _name("Revenue Recognition Rule Name")),
+    ),
+    SObjectSpec(
+        "blng__InvoiceScheduler__c",
+        "Invoice Scheduler",
+        "a1I",
+        (
+            *_system_fields(),
+            _name("Invoice Scheduler Name"),
+            _picklist("blng__Type__c", "Type", SCHEDULER_TYPE_VALUES),
+            FieldSpec("blng__StartDateTime__c", FieldType.DATETIME, "Start Date Time"),
+            FieldSpec("blng__TargetDate__c", FieldType.DATE, "Target Date"),
+            _multipicklist("blng__InvoiceBatches__c", "Invoice Batches", INVOICE_BATCH_VALUES),
         ),
     ),
 )

@@ -11,6 +11,7 @@ from sfcleanup.localorg import idgen
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.seed.rows import (
     ACCOUNT,
+    BILLING_RULE,
     CANCELLABLE_INVOICE,
     CANCELLABLE_LINE,
     COLUMNS,
@@ -22,7 +23,10 @@ from sfcleanup.localorg.seed.rows import (
     ORDER,
     ORDER_ITEM,
     RESETTABLE_SOURCE,
+    REVENUE_RULE,
     RUN,
+    SCHEDULER,
+    TAX_RULE,
     USAGE,
     ScenarioInfo,
     insert_stream,
@@ -80,13 +84,44 @@ class _Run:
     day: str
 
 
+# Invoice batches of the demo's orders, in turn; the schedulers select both (Batch C only an inactive one does).
+_BATCHES = ("Batch A", "Batch B")
+_FREQUENCIES = ("Monthly", "Quarterly", "Annual")
+
+
 class _Demo:
     def __init__(self, plan: _Plan, now: datetime) -> None:
         self.plan = plan
         self.now = now
         self.cleanable: dict[str, dict[str, int]] = {}
         self.traps: dict[str, dict[str, str]] = {}
+        self.not_ready: dict[str, dict[str, list[str]]] = {}
         self._jobs = 0
+        self.today = now.date()
+        # Billing setup every order product shares by default (what makes it billable, docs/readiness.md).
+        self.billing_rule = plan.add(BILLING_RULE, Name="Bill in advance", blng__GenerateInvoices__c="Yes")
+        self.no_invoice_rule = plan.add(BILLING_RULE, Name="Do not invoice", blng__GenerateInvoices__c="No")
+        self.tax_rule = plan.add(TAX_RULE, Name="Standard tax")
+        self.revenue_rule = plan.add(REVENUE_RULE, Name="Recognise over the term")
+        # The latest target date of the active schedulers, for Batch A and Batch B alike.
+        self.target = self.today + timedelta(days=30)
+        self._scheduler("Daily invoicing", "Daily", 30, 7, "Batch A")
+        self._scheduler("Monthly invoicing", "Monthly", 60, 30, "Batch B;Batch A")
+        # Ran once, ten days ago: it will not run again, so Batch C (which only it selects) is not scheduled.
+        self._scheduler("Year-end catch-up (ran once)", "Once", 10, -9, "Batch C")
+
+    def _scheduler(self, name: str, kind: str, started_days_ago: int, target_in_days: int, batches: str) -> None:
+        self.plan.add(
+            SCHEDULER,
+            Name=name,
+            blng__Type__c=kind,
+            blng__StartDateTime__c=format_datetime(self.now - timedelta(days=started_days_ago)),
+            blng__TargetDate__c=(self.today + timedelta(days=target_in_days)).isoformat(),
+            blng__InvoiceBatches__c=batches,
+        )
+
+    def day(self, days: int) -> str:
+        return (self.today + timedelta(days=days)).isoformat()
 
     def run(self, role: str, status: str, started: datetime, completed: datetime | None) -> _Run:
         self._jobs += 1
@@ -100,19 +135,36 @@ class _Demo:
 
     def order(self, account: str) -> str:
         effective = (self.now - timedelta(days=30)).date().isoformat()
-        return self.plan.add(ORDER, AccountId=account, Status="Activated", EffectiveDate=effective)
+        batch = _BATCHES[len(self.plan.rows[ORDER.name]) % len(_BATCHES)]
+        return self.plan.add(
+            ORDER, AccountId=account, Status="Activated", EffectiveDate=effective, blng__InvoiceBatch__c=batch
+        )
 
-    def product(self, order: str, processing: str, run: _Run | None) -> str:
+    def product(self, order: str, processing: str, run: _Run | None, *, usage: bool = False) -> str:
+        """An order product, billable by default: activated, rules set, due today, something left to bill.
+        `usage` makes it a Usage product (one that carries usage summaries)."""
         k = len(self.plan.rows[ORDER_ITEM.name])
         linked = run is not None and processing != "Pending Billing"
+        quantity, price = float(1 + k % 4), float(10 * (5 + k % 9))
+        charge = "Usage" if usage else ("One-Time" if k % 7 == 3 else "Recurring")
         return self.plan.add(
             ORDER_ITEM,
             OrderId=order,
-            Quantity=float(1 + k % 4),
-            UnitPrice=float(10 * (5 + k % 9)),
+            Quantity=quantity,
+            UnitPrice=price,
             blng__InvoiceRunProcessingStatus__c=processing,
             blng__InvoiceRun__c=run.id if linked and run else None,
             blng__InvoiceRunStartDate__c=run.start if linked and run else None,
+            SBQQ__Activated__c=True,
+            SBQQ__ChargeType__c=charge,
+            SBQQ__BillingFrequency__c=None if charge == "One-Time" else _FREQUENCIES[k % len(_FREQUENCIES)],
+            blng__HoldBilling__c="No",
+            blng__NextBillingDate__c=self.today.isoformat(),
+            blng__BillableUnitPrice__c=price,
+            blng__PendingBillings__c=quantity * price,
+            blng__BillingRule__c=self.billing_rule,
+            blng__TaxRule__c=self.tax_rule,
+            blng__RevenueRecognitionRule__c=self.revenue_rule,
         )
 
     def group(
@@ -131,7 +183,7 @@ class _Demo:
         Returns (invoice id, order product ids, usage summary ids).
         """
         order_id = self.order(account)
-        product_ids = [self.product(order_id, status, run) for status in products]
+        product_ids = [self.product(order_id, status, run, usage=k < len(usage)) for k, status in enumerate(products)]
         usage_ids = []
         for j, processing in enumerate(usage):
             linked = run is not None and processing != "Pending Billing"
@@ -144,6 +196,8 @@ class _Demo:
                     blng__InvoiceRunProcessingStatus__c=processing,
                     blng__InvoiceRun__c=run.id if linked and run else None,
                     blng__InvoiceRunStartDate__c=run.start if linked and run else None,
+                    blng__NextBillingDate__c=self.today.isoformat(),
+                    blng__SummaryEndDate__c=self.day(-1),
                 )
             )
         if invoice_status is None:
@@ -204,10 +258,12 @@ class _Demo:
             else:
                 statuses = ["Error" if k % 5 == 4 else "In Progress" for k in range(products)]
                 usage_statuses = ["In Progress"] * usage
-            _, product_ids, _ = self.group(run, account, invoice_status, statuses, usage_statuses)
+            _, product_ids, usage_ids = self.group(run, account, invoice_status, statuses, usage_statuses)
             # Noise on the same order: a product waiting for a later run, never linked to this one.
             order = self.plan.row(product_ids[0])["OrderId"]
             self.product(order, "Pending Billing", None)
+            if run.role == "failed_run":
+                self.unready(run.role, n, order, product_ids, usage_ids)
         traps: dict[str, str] = {}
         self.group(run, account_ids[0], "Posted", ["Completed"] * 3, ["Completed"])
         invoice, _, _ = self.group(run, account_ids[1], "Post In progress", ["Completed"] * 2)
@@ -219,6 +275,52 @@ class _Demo:
         invoice, _, _ = self.group(run, account_ids[4], "Cancelled", ["Pending Billing"] * 2)
         traps["cancelled_invoice"] = _some(invoice)
         self.traps[run.role] = traps
+
+    def unready(self, role: str, n: int, order: str, products: list[str], usage: list[str]) -> None:
+        """On the main orders of accounts n = 8 to 17 (0-based): records the clean-up resets that the next invoice
+        run still will not bill, one readiness reason per order (docs/localorg-scenarios.md). Order products 0 to
+        4 of an order carry its usage summaries; 5 and up carry none, so a reason on them stays their own."""
+        found = self.not_ready.setdefault(role, {})
+
+        def mark(code: str, ids: Sequence[str], **values: Any) -> None:
+            for record_id in ids:
+                self.plan.set(record_id, **values)
+            found.setdefault(code, []).extend(ids)
+
+        if n == 8:  # only the scheduler that ran once selects Batch C
+            self.plan.set(order, blng__InvoiceBatch__c="Batch C")
+            mark("batch_not_scheduled", products)
+            mark("us_batch_not_scheduled", usage)
+        elif n == 9:  # no batch: only a scheduler without batches would select it, and none is without
+            self.plan.set(order, blng__InvoiceBatch__c=None)
+            mark("batch_not_scheduled", products)
+            mark("us_batch_not_scheduled", usage)
+        elif n == 10:
+            mark("on_hold", products[5:7], blng__HoldBilling__c="Yes")
+        elif n == 11:  # a Usage product on hold holds its usage summary too
+            mark("on_hold", products[:1], blng__HoldBilling__c="Yes")
+            mark(
+                "us_order_product_on_hold",
+                [u for u in usage if self.plan.row(u)["blng__OrderProduct__c"] == products[0]],
+            )
+        elif n == 12:
+            mark("rule_generates_no_invoices", products[5:8], blng__BillingRule__c=self.no_invoice_rule)
+        elif n == 13:
+            mark("after_target_date", products[5:8], blng__NextBillingDate__c=self.day(60))
+            # Due exactly on the target date: borderline, still ready.
+            mark("after_target_date", products[8:9], blng__NextBillingDate__c=self.target.isoformat())
+        elif n == 14:
+            mark("no_next_billing_date", products[5:8], SBQQ__ChargeType__c="Recurring", blng__NextBillingDate__c=None)
+        elif n == 15:
+            for summary, status in zip(usage, ("New", "Queued For Subtotal Calculation", "Processed"), strict=False):
+                mark("us_status", [summary], blng__Status__c=status)
+        elif n == 16:
+            mark("us_after_target_date", usage[:2], blng__NextBillingDate__c=self.day(45))
+        elif n == 17:
+            # No next billing date of its own: its summary end date decides.
+            mark(
+                "us_after_target_date", usage[2:3], blng__NextBillingDate__c=None, blng__SummaryEndDate__c=self.day(40)
+            )
 
 
 def _some(value: str | None) -> str:
@@ -277,6 +379,7 @@ def seed_demo(store: Store, now: datetime) -> ScenarioInfo:
         counts=counts,
         cleanable=demo.cleanable,
         traps=demo.traps,
+        not_ready={role: {code: tuple(ids) for code, ids in codes.items()} for role, codes in demo.not_ready.items()},
     )
 
 

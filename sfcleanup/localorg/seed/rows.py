@@ -37,9 +37,40 @@ INVOICE = _spec("blng__Invoice__c")
 LINE = _spec("blng__InvoiceLine__c")
 USAGE = _spec("blng__UsageSummary__c")
 ERROR_LOG = _spec("blng__ErrorLog__c")
+BILLING_RULE = _spec("blng__BillingRule__c")
+TAX_RULE = _spec("blng__TaxRule__c")
+REVENUE_RULE = _spec("blng__RevenueRecognitionRule__c")
+SCHEDULER = _spec("blng__InvoiceScheduler__c")
 
 # Insertion order; ids are computed before insertion, so references may point forwards (usage summary <-> line).
-OBJECTS: tuple[SObjectSpec, ...] = (ACCOUNT, RUN, ORDER, ORDER_ITEM, INVOICE, USAGE, LINE, ERROR_LOG)
+OBJECTS: tuple[SObjectSpec, ...] = (
+    ACCOUNT,
+    RUN,
+    ORDER,
+    ORDER_ITEM,
+    INVOICE,
+    USAGE,
+    LINE,
+    ERROR_LOG,
+    BILLING_RULE,
+    TAX_RULE,
+    REVENUE_RULE,
+    SCHEDULER,
+)
+
+# What the readiness rules read on an order product (docs/readiness.md); the seeds give every one a value.
+BILLING = (
+    "SBQQ__Activated__c",
+    "SBQQ__ChargeType__c",
+    "SBQQ__BillingFrequency__c",
+    "blng__HoldBilling__c",
+    "blng__NextBillingDate__c",
+    "blng__BillableUnitPrice__c",
+    "blng__PendingBillings__c",
+    "blng__BillingRule__c",
+    "blng__TaxRule__c",
+    "blng__RevenueRecognitionRule__c",
+)
 
 PROCESSING = ("blng__InvoiceRunProcessingStatus__c", "blng__InvoiceRun__c", "blng__InvoiceRunStartDate__c")
 
@@ -58,8 +89,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "blng__ApexJobId__c",
         "blng__InvoiceScheduler__c",
     ),
-    ORDER.name: ("Name", "AccountId", "Status", "EffectiveDate"),
-    ORDER_ITEM.name: ("OrderId", "Quantity", "UnitPrice", *PROCESSING),
+    ORDER.name: ("Name", "AccountId", "Status", "EffectiveDate", "blng__InvoiceBatch__c"),
+    ORDER_ITEM.name: ("OrderId", "Quantity", "UnitPrice", *PROCESSING, *BILLING),
     INVOICE.name: (
         "Name",
         "blng__Account__c",
@@ -77,6 +108,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "blng__Order__c",
         "blng__Status__c",
         *PROCESSING,
+        "blng__NextBillingDate__c",
+        "blng__SummaryEndDate__c",
     ),
     LINE.name: (
         "Name",
@@ -94,6 +127,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "blng__ErrorName__c",
         "blng__Summary__c",
         "blng__FullErrorLog__c",
+    ),
+    BILLING_RULE.name: ("Name", "blng__GenerateInvoices__c"),
+    TAX_RULE.name: ("Name",),
+    REVENUE_RULE.name: ("Name",),
+    SCHEDULER.name: (
+        "Name",
+        "blng__Type__c",
+        "blng__StartDateTime__c",
+        "blng__TargetDate__c",
+        "blng__InvoiceBatches__c",
     ),
 }
 
@@ -119,7 +162,9 @@ class ScenarioInfo:
     `runs` maps a role (failed_run, errors_run, completed_run, running_run) to the run's id; `counts` gives the
     records inserted per object API name; `cleanable` gives, per role and object, how many records a correct
     clean-up of that run changes (the running run's numbers are what it must refuse to touch); `traps` maps a
-    role to named trap records (see docs/localorg-scenarios.md).
+    role to named trap records (see docs/localorg-scenarios.md); `not_ready` maps a role to the readiness reason
+    codes (sfcleanup.readiness) the scenario seeds on records a clean-up of that run resets, each with the ids
+    of the records that have that reason after the clean-up (borderline reasons included).
     """
 
     scenario: str
@@ -127,6 +172,7 @@ class ScenarioInfo:
     counts: dict[str, int] = field(default_factory=dict)
     cleanable: dict[str, dict[str, int]] = field(default_factory=dict)
     traps: dict[str, dict[str, str]] = field(default_factory=dict)
+    not_ready: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 def whole_seconds(moment: datetime) -> datetime:

@@ -12,12 +12,16 @@ from sfcleanup.localorg import idgen
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.seed.rows import (
     ACCOUNT,
+    BILLING_RULE,
     INVOICE,
     LINE,
     OBJECTS,
     ORDER,
     ORDER_ITEM,
+    REVENUE_RULE,
     RUN,
+    SCHEDULER,
+    TAX_RULE,
     USAGE,
     ScenarioInfo,
     insert_stream,
@@ -91,6 +95,23 @@ def seed_scale(store: Store, records: int, now: datetime) -> ScenarioInfo:
     day = started.date().isoformat()
     effective = (now - timedelta(days=30)).date().isoformat()
     run_id = make(RUN, 0)
+    today = now.date()
+    # One billing setup shared by every order product, and one scheduler that selects every order's batch: after
+    # a clean-up, every reset record is ready for the next run (docs/localorg-scenarios.md).
+    setup = {
+        "SBQQ__Activated__c": True,
+        "SBQQ__ChargeType__c": "Recurring",
+        "SBQQ__BillingFrequency__c": "Monthly",
+        "blng__HoldBilling__c": "No",
+        "blng__NextBillingDate__c": today.isoformat(),
+        "blng__BillingRule__c": make(BILLING_RULE, 0),
+        "blng__TaxRule__c": make(TAX_RULE, 0),
+        "blng__RevenueRecognitionRule__c": make(REVENUE_RULE, 0),
+    }
+    summary_dates = {
+        "blng__NextBillingDate__c": today.isoformat(),
+        "blng__SummaryEndDate__c": (today - timedelta(days=1)).isoformat(),
+    }
 
     def account_rows() -> Iterator[dict[str, Any]]:
         for a in range(lay.accounts):
@@ -99,7 +120,13 @@ def seed_scale(store: Store, records: int, now: datetime) -> ScenarioInfo:
     def order_rows() -> Iterator[dict[str, Any]]:
         for o in range(lay.orders):
             account = make(ACCOUNT, lay.order_account[o])
-            yield {"Name": f"ORD-{o + 1:07d}", "AccountId": account, "Status": "Activated", "EffectiveDate": effective}
+            yield {
+                "Name": f"ORD-{o + 1:07d}",
+                "AccountId": account,
+                "Status": "Activated",
+                "EffectiveDate": effective,
+                "blng__InvoiceBatch__c": "Batch A",
+            }
 
     def product_amount(k: int) -> float:
         return 50.0 * (1 + k % 4)
@@ -124,13 +151,17 @@ def seed_scale(store: Store, records: int, now: datetime) -> ScenarioInfo:
             order = make(ORDER, o)
             processing = _SOURCE_STATUS[lay.status(o)]
             for k in range(lay.product_start[o], lay.product_start[o] + lay.products[o]):
+                quantity = float(1 + k % 4)
                 yield {
                     "OrderId": order,
-                    "Quantity": float(1 + k % 4),
+                    "Quantity": quantity,
                     "UnitPrice": 50.0,
                     "blng__InvoiceRunProcessingStatus__c": processing,
                     "blng__InvoiceRun__c": run_id,
                     "blng__InvoiceRunStartDate__c": start_text,
+                    **setup,
+                    "blng__BillableUnitPrice__c": 50.0,
+                    "blng__PendingBillings__c": 50.0 * quantity,
                 }
 
     def usage_rows() -> Iterator[dict[str, Any]]:
@@ -154,6 +185,7 @@ def seed_scale(store: Store, records: int, now: datetime) -> ScenarioInfo:
                     "blng__InvoiceRunProcessingStatus__c": processing,
                     "blng__InvoiceRun__c": run_id,
                     "blng__InvoiceRunStartDate__c": start_text,
+                    **summary_dates,
                 }
 
     def line_rows() -> Iterator[dict[str, Any]]:
@@ -180,8 +212,19 @@ def seed_scale(store: Store, records: int, now: datetime) -> ScenarioInfo:
                 }
 
     run = invoice_run_row(f"Invoice run {day} (failed, scale)", "Failed", started, now - timedelta(hours=2), 1)
+    scheduler = {
+        "Name": "Daily invoicing",
+        "blng__Type__c": "Daily",
+        "blng__StartDateTime__c": format_datetime(now - timedelta(days=30)),
+        "blng__TargetDate__c": (today + timedelta(days=7)).isoformat(),
+        "blng__InvoiceBatches__c": "Batch A",
+    }
     streams: list[tuple[SObjectSpec, Iterable[dict[str, Any]]]] = [
         (RUN, [run]),
+        (BILLING_RULE, [{"Name": "Bill in advance", "blng__GenerateInvoices__c": "Yes"}]),
+        (TAX_RULE, [{"Name": "Standard tax"}]),
+        (REVENUE_RULE, [{"Name": "Recognise over the term"}]),
+        (SCHEDULER, [scheduler]),
         (ACCOUNT, account_rows()),
         (ORDER, order_rows()),
         (INVOICE, invoice_rows()),

@@ -18,7 +18,10 @@ from sfcleanup.localorg.soql.ast import LiteralKind
 
 Kind = TypingLiteral["records", "count", "aggregate"]
 
-STRING_TYPES = frozenset({FieldType.STRING, FieldType.TEXTAREA, FieldType.PICKLIST})
+STRING_TYPES = frozenset({FieldType.STRING, FieldType.TEXTAREA, FieldType.PICKLIST, FieldType.MULTIPICKLIST})
+# A multi-select picklist is filtered with =, != (both on the whole set of values, "A;B") and INCLUDES/EXCLUDES,
+# which the local org does not parse; it cannot be sorted or grouped (SOQL reference, multi-select picklists).
+MULTIPICKLIST_OPERATORS = frozenset({"=", "!="})
 ID_TYPES = frozenset({FieldType.ID, FieldType.REFERENCE})
 
 # Which literals a field of each type can be compared with, and the type name Salesforce's error uses.
@@ -28,6 +31,7 @@ _ACCEPTS: dict[FieldType, tuple[frozenset[LiteralKind], str]] = {
     FieldType.STRING: (frozenset({LiteralKind.STRING}), "string"),
     FieldType.TEXTAREA: (frozenset({LiteralKind.STRING}), "string"),
     FieldType.PICKLIST: (frozenset({LiteralKind.STRING}), "string"),
+    FieldType.MULTIPICKLIST: (frozenset({LiteralKind.STRING}), "string"),
     FieldType.DATE: (frozenset({LiteralKind.DATE, LiteralKind.RELATIVE_DATE}), "date"),
     FieldType.DATETIME: (frozenset({LiteralKind.DATETIME, LiteralKind.RELATIVE_DATE}), "dateTime"),
     FieldType.DOUBLE: (frozenset({LiteralKind.NUMBER}), "double"),
@@ -86,7 +90,9 @@ def resolve(query: ast.Query) -> Plan:
         raise errors.unknown_sobject(text, query.sobject_pos, query.sobject)
     refs = {path: _resolve_path(text, sobject, path) for path in _paths(query)}
     for condition in _comparisons(query.where):
+        _check_operator(text, condition, refs[condition.path].field)
         _check_values(text, condition, refs[condition.path].field)
+    _check_sortable(query, refs)
     kind = _kind(query)
     if kind == "aggregate":
         return Plan(query, sobject, kind, refs, (), _outputs(query, refs))
@@ -140,6 +146,25 @@ def _comparisons(condition: ast.Condition | None) -> Iterator[ast.Comparison]:
     else:
         for operand in condition.operands:
             yield from _comparisons(operand)
+
+
+def _check_operator(text: str, comparison: ast.Comparison, field: FieldSpec) -> None:
+    if field.type is FieldType.MULTIPICKLIST and comparison.op not in MULTIPICKLIST_OPERATORS:
+        raise errors.positioned(
+            errors.INVALID_QUERY_FILTER_OPERATOR, text, comparison.path.pos, "invalid operator on multipicklist field"
+        )
+
+
+def _check_sortable(query: ast.Query, refs: Mapping[ast.Path, FieldRef]) -> None:
+    """ORDER BY and GROUP BY refuse a multi-select picklist."""
+    for path in query.group_by:
+        if refs[path].field.type is FieldType.MULTIPICKLIST:
+            raise errors.malformed(query.text, path.pos, f"field '{path.text}' can not be grouped in a query call")
+    for order in query.order_by:
+        if isinstance(order.target, ast.Path) and refs[order.target].field.type is FieldType.MULTIPICKLIST:
+            raise errors.malformed(
+                query.text, order.target.pos, f"field '{order.target.text}' can not be sorted in a query call"
+            )
 
 
 def _check_values(text: str, comparison: ast.Comparison, field: FieldSpec) -> None:

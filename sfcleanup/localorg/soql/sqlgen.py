@@ -152,7 +152,18 @@ class Filter:
         if field.type in ID_TYPES and isinstance(value.value, str) and ids.is_valid(value.value):
             # Stored ids are 18 characters; a 15-character id in a filter means the same record.
             return ids.to18(value.value)
+        if field.type is FieldType.MULTIPICKLIST and isinstance(value.value, str):
+            return multipicklist_set(value.value, field)
         return value.value
+
+
+def multipicklist_set(text: str, field: FieldSpec) -> str:
+    """'B;A' means the set {A, B}: written in the field's value order, as the store keeps it, so that = and !=
+    compare sets. A value the field does not have is kept, and then matches no record."""
+    wanted = [part.lower() for part in text.split(";")]
+    known = [value for value in field.picklist if value.lower() in wanted]
+    unknown = [part for part in text.split(";") if part.lower() not in {v.lower() for v in field.picklist}]
+    return ";".join([*known, *unknown])
 
 
 def aggregate_sql(aggregate: ast.Aggregate, plan: Plan, joins: Joins) -> str:

@@ -1,0 +1,195 @@
+"""Readiness against the demo org: after the clean-up of its failed run, the reader and the rules find exactly the
+records the seed made unbillable (ScenarioInfo.not_ready), and every other record the clean-up reset is ready."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from sfcleanup.config import Settings
+from sfcleanup.localorg.app import LocalOrg
+from sfcleanup.localorg.seed import ScenarioInfo
+from sfcleanup.readiness import RULES, Readiness, Severity, active_rules, assess, fields, reader
+from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.worker import Worker
+from tests.oracle import by_id
+from tests.support import make_client, make_org
+
+PROCESSING = "blng__InvoiceRunProcessingStatus__c"
+SOURCES = ("OrderItem", "blng__UsageSummary__c")
+
+
+def clean_and_reset_ids(org: LocalOrg, settings: Settings, run_id: str) -> dict[str, list[str]]:
+    """Clean the run with the worker in process; the ids of the order products and usage summaries it reset."""
+    before = by_id(org.store.snapshot())
+    worker = Worker(make_client(org), settings, sleep=lambda _: None)
+    worker.apply(worker.prepare([run_id]))
+    after = by_id(org.store.snapshot())
+    return {
+        sobject: [
+            record_id
+            for record_id, row in after[sobject].items()
+            if row[PROCESSING] == "Pending Billing" and before[sobject][record_id][PROCESSING] != "Pending Billing"
+        ]
+        for sobject in SOURCES
+    }
+
+
+def assess_reset(client: Any, reset: dict[str, list[str]], **options: Any) -> Readiness:
+    read = reader.read(
+        client, order_product_ids=reset["OrderItem"], usage_summary_ids=reset["blng__UsageSummary__c"], **options
+    )
+    return assess(
+        read.order_products,
+        read.usage_summaries,
+        read.schedulers,
+        read.lines,
+        available_fields=read.available_fields,
+        today=datetime.now(UTC).date(),
+    )
+
+
+def by_reason(readiness: Readiness) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for record in readiness.records:
+        for reason in record.reasons:
+            found.setdefault(reason.code, set()).add(record.id)
+    return found
+
+
+@pytest.fixture
+def cleaned(
+    demo: tuple[LocalOrg, ScenarioInfo], settings: Settings
+) -> tuple[LocalOrg, ScenarioInfo, dict[str, list[str]]]:
+    org, info = demo
+    return org, info, clean_and_reset_ids(org, settings, info.runs["failed_run"])
+
+
+def test_describe_has_every_field_the_rules_read(demo: tuple[LocalOrg, ScenarioInfo]) -> None:
+    """Describe lists every field the readiness queries select, so no rule is turned off against the local org."""
+    org, _ = demo
+    client = make_client(org)
+    available = reader.available_fields(client)
+    wanted = {f"{sobject}.{name}" for sobject, names in fields.READINESS_FIELDS_READ.items() for name in names}
+    assert wanted - available == set()
+    assert {name for rule in RULES for name in rule.fields} - available == set()
+    assert active_rules(available)[1] == ()
+    scheduler = {
+        f["name"]: f for f in client.get_many("d", ["sobjects/blng__InvoiceScheduler__c/describe/"])[0]["fields"]
+    }
+    batches = scheduler["blng__InvoiceBatches__c"]
+    assert batches["type"] == "multipicklist" and batches["restrictedPicklist"] is True
+    assert [v["value"] for v in batches["picklistValues"]] == ["Batch A", "Batch B", "Batch C"]
+    order_item = {f["name"]: f for f in client.get_many("d", ["sobjects/OrderItem/describe/"])[0]["fields"]}
+    assert order_item["blng__BillingRule__c"]["referenceTo"] == ["blng__BillingRule__c"]
+    assert order_item["blng__BillingRule__c"]["relationshipName"] == "blng__BillingRule__r"
+    assert (
+        order_item["SBQQ__Activated__c"]["type"] == "boolean" and order_item["SBQQ__Activated__c"]["nillable"] is False
+    )
+    assert [v["value"] for v in order_item["SBQQ__ChargeType__c"]["picklistValues"]] == [
+        "One-Time",
+        "Recurring",
+        "Usage",
+    ]
+
+
+def test_exactly_the_seeded_records_fail_each_reason(
+    cleaned: tuple[LocalOrg, ScenarioInfo, dict[str, list[str]]],
+) -> None:
+    """Per reason code, the records found are exactly the ones the seed made fail it; nothing else fails."""
+    org, info, reset = cleaned
+    seeded = {code: set(ids) for code, ids in info.not_ready["failed_run"].items()}
+    assert {"on_hold", "rule_generates_no_invoices", "after_target_date", "batch_not_scheduled"} <= set(seeded)
+    assert {"no_next_billing_date", "us_status"} <= set(seeded)
+    all_reset = set(reset["OrderItem"]) | set(reset["blng__UsageSummary__c"])
+    assert set().union(*seeded.values()) <= all_reset, "the seed's failing records must be ones the clean-up resets"
+
+    readiness = assess_reset(make_client(org), reset)
+
+    assert len(readiness.records) == len(all_reset) == 600
+    assert readiness.disabled == ()
+    assert by_reason(readiness) == seeded
+
+
+def test_most_reset_records_are_ready_and_borderline_stays_ready(
+    cleaned: tuple[LocalOrg, ScenarioInfo, dict[str, list[str]]],
+) -> None:
+    org, info, reset = cleaned
+    readiness = assess_reset(make_client(org), reset)
+    blocked = {record.id for record in readiness.not_ready}
+    seeded = info.not_ready["failed_run"]
+    assert len(readiness.ready) >= 0.9 * len(readiness.records)
+    # One order product is due exactly on the target date: reported, borderline, and ready.
+    borderline = {
+        record.id for record in readiness.records for reason in record.reasons if reason.severity is Severity.BORDERLINE
+    }
+    assert len(borderline) == 1 and borderline <= set(seeded["after_target_date"])
+    assert blocked == set().union(*(set(ids) for ids in seeded.values())) - borderline
+
+
+def test_before_the_clean_up_only_the_clean_up_s_own_reasons_remain(demo: tuple[LocalOrg, ScenarioInfo]) -> None:
+    """Read by run before any clean-up, the failed run's sources are held by their processing status and draft
+    lines as well; the seeded reasons are there too, and no others."""
+    org, info = demo
+    read = reader.read(make_client(org), run_id=info.runs["failed_run"])
+    readiness = assess(
+        read.order_products,
+        read.usage_summaries,
+        read.schedulers,
+        read.lines,
+        available_fields=read.available_fields,
+        today=datetime.now(UTC).date(),
+    )
+    own = {"processing_status", "us_processing_status", "draft_line", "us_draft_line", "posted_invoice_draft_line"}
+    assert set(readiness.counts) - own == set(info.not_ready["failed_run"])
+
+
+class _DescribeWithout:
+    """The worker's client, except that describe leaves out some fields: an org without them."""
+
+    def __init__(self, client: SalesforceClient, without: set[str]) -> None:
+        self.client = client
+        self.without = without
+
+    def get_many(self, what: str, paths: list[str]) -> list[Any]:
+        results = self.client.get_many(what, paths)
+        for path, described in zip(paths, results, strict=True):
+            sobject = path.split("/")[1]
+            described["fields"] = [f for f in described["fields"] if f"{sobject}.{f['name']}" not in self.without]
+        return results
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_a_field_the_org_lacks_turns_its_rule_off(
+    cleaned: tuple[LocalOrg, ScenarioInfo, dict[str, list[str]]],
+) -> None:
+    """Without Hold Billing (describe says so), the queries leave it out, on_hold and the usage summary's hold
+    rule are reported off, and every other seeded reason is still found."""
+    org, info, reset = cleaned
+    client = _DescribeWithout(make_client(org), {"OrderItem.blng__HoldBilling__c"})
+    readiness = assess_reset(client, reset)
+    assert {rule.code for rule in readiness.disabled} == {"on_hold", "us_order_product_on_hold"}
+    assert all("OrderItem.blng__HoldBilling__c" in rule.missing for rule in readiness.disabled)
+    seeded = {code: set(ids) for code, ids in info.not_ready["failed_run"].items()}
+    expected = {code: ids for code, ids in seeded.items() if code not in {"on_hold", "us_order_product_on_hold"}}
+    assert by_reason(readiness) == expected
+
+
+def test_scale_sources_are_billable_but_for_the_clean_up() -> None:
+    """The scale scenario's billing setup is billable: read by run, its sources only wait for the clean-up."""
+    org, info = make_org("scale", records=1000)
+    read = reader.read(make_client(org), run_id=info.runs["failed_run"])
+    readiness = assess(
+        read.order_products,
+        read.usage_summaries,
+        read.schedulers,
+        read.lines,
+        available_fields=read.available_fields,
+        today=datetime.now(UTC).date(),
+    )
+    assert len(readiness.records) == 1000
+    assert set(readiness.counts) <= {"processing_status", "us_processing_status", "draft_line", "us_draft_line"}
