@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -17,6 +19,7 @@ from sfcleanup import billing, logs
 from sfcleanup.config import load_settings
 from sfcleanup.errors import PreflightError
 from sfcleanup.localorg.store import Store
+from sfcleanup.readiness import summary
 from sfcleanup.report import render, write_failures_csv
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.local import local_connector, open_local_org
@@ -68,6 +71,8 @@ def run_demo(args: argparse.Namespace, out: Console) -> int:
     report = worker.apply(prepared)
     write_failures_csv(report, settings.journal_dir / "demo-failures.csv")
     after = state_counts(org.store)
+    journals = {run.id: Path(run.journal) for run in report.runs if run.journal}
+    ready = summary.check_runs(client, journals, today=datetime.now(UTC).date())
     if args.json:
         document = {
             "plan": preview.to_json(),
@@ -75,6 +80,7 @@ def run_demo(args: argparse.Namespace, out: Console) -> int:
             "before": before,
             "after": after,
             "refused": refused,
+            "readiness": {run_id: summary.to_json(result) for run_id, result in ready.items()},
         }
         print(json.dumps(document, indent=2))
         return int(report.exit_code)
@@ -87,4 +93,6 @@ def run_demo(args: argparse.Namespace, out: Console) -> int:
     render(report, out)
     out.print(_counts_table(before, after))
     out.print("* changed by the clean-up. Posted invoices, their lines and what they billed are unchanged.")
+    out.rule("After the clean-up: will the next invoice run bill it?")
+    summary.render(ready, out)
     return int(report.exit_code)

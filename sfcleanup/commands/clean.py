@@ -18,6 +18,7 @@ from sfcleanup.commands.common import (
     route_option,
     settings_from,
 )
+from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
 from sfcleanup.report import render, write_failures_csv
@@ -41,6 +42,7 @@ def register(commands: Any) -> None:
         help="clean runs that completed cleanly, first setting their status to Completed with errors",
     )
     route_option(run)
+    readiness_option(run)
     connection_options(run)
     run.set_defaults(handler=plan_or_run)
 
@@ -63,4 +65,4 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
         return int(ExitCode.CLEAN)
     report = worker.apply(prepared)
     write_failures_csv(report, failures_path(settings))
-    return emit(report, args, out)
+    return emit_with_readiness(client, settings, report, args, out)

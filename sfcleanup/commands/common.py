@@ -158,9 +158,15 @@ def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def emit(report: Report, args: argparse.Namespace, out: Console) -> int:
+def emit(
+    report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, Any] | None = None
+) -> int:
+    """The report on stdout (JSON, or tables), with the readiness section when one was made."""
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        document = report.to_json()
+        if readiness is not None:
+            document["readiness"] = readiness
+        print(json.dumps(document, indent=2))
     else:
         render(report, out)
     return int(report.exit_code)

@@ -19,6 +19,7 @@ from sfcleanup.commands.common import (
     route_option,
     settings_from,
 )
+from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
 from sfcleanup.report import Report, render, write_failures_csv
@@ -33,6 +34,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--dry-run", action="store_true", help="plan every run found; write nothing")
     parser.add_argument("--yes", action="store_true", help="apply without asking (required without a terminal)")
     route_option(parser)
+    readiness_option(parser)
     connection_options(parser)
     parser.set_defaults(handler=run_sweep)
 
@@ -54,7 +56,9 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
         write_failures_csv(report, failures_path(settings))
     if not report.runs and not args.json:
         out.print("No invoice run needs clean-up.")
-    return emit(report, args, out)
+    if args.dry_run:
+        return emit(report, args, out)
+    return emit_with_readiness(worker.client, settings, report, args, out)
 
 
 def _confirmed(worker: Worker, options: SweepOptions, args: argparse.Namespace, out: Console) -> Report | None:
