@@ -12,7 +12,11 @@ from sfcleanup.config import Settings
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.readiness import RULES, Readiness, Severity, active_rules, assess, fields, reader
+from sfcleanup.salesforce.classify import Classified, Verdict
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.composite import SubResult
+from sfcleanup.salesforce.local import local_connector
+from sfcleanup.salesforce.retry import no_wait_policy
 from sfcleanup.worker import Worker
 from tests.oracle import by_id
 from tests.support import make_client, make_org
@@ -160,6 +164,15 @@ class _DescribeWithout:
             described["fields"] = [f for f in described["fields"] if f"{sobject}.{f['name']}" not in self.without]
         return results
 
+    def composite_rounds(self, what: str, subrequests: list[dict[str, Any]], **kwargs: Any) -> list[SubResult]:
+        results = self.client.composite_rounds(what, subrequests, **kwargs)
+        for request, result in zip(subrequests, results, strict=True):
+            sobject = request["url"].split("/sobjects/")[1].split("/")[0]
+            if result.ok and isinstance(result.body, dict) and "fields" in result.body:
+                fields_ = result.body["fields"]
+                result.body["fields"] = [f for f in fields_ if f"{sobject}.{f['name']}" not in self.without]
+        return results
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
 
@@ -193,3 +206,27 @@ def test_scale_sources_are_billable_but_for_the_clean_up() -> None:
     )
     assert len(readiness.records) == 1000
     assert set(readiness.counts) <= {"processing_status", "us_processing_status", "draft_line", "us_draft_line"}
+
+
+class _NoSchedulerObject(SalesforceClient):
+    """The org's client, but the invoice scheduler object's describe answers 404, as in an org without it."""
+
+    def composite_rounds(self, what: str, subrequests: list[dict[str, Any]], **kwargs: Any) -> list[SubResult]:
+        results = super().composite_rounds(what, subrequests, **kwargs)
+        gone = Classified(Verdict.FATAL, 404, "NOT_FOUND", "The requested resource does not exist")
+        return [
+            SubResult(r.reference, 404, None, gone) if "blng__InvoiceScheduler__c/describe" in s["url"] else r
+            for r, s in zip(results, subrequests, strict=True)
+        ]
+
+
+def test_an_object_the_org_lacks_turns_its_rules_off(demo: tuple[LocalOrg, ScenarioInfo]) -> None:
+    """Without the invoice scheduler object the scheduler rules are reported off and the others still run."""
+    org, _ = demo
+    client = _NoSchedulerObject(local_connector(org), api_version="62.0", retry=no_wait_policy(6), timeout_s=30)
+    available = reader.available_fields(client)
+    assert not any(name.startswith("blng__InvoiceScheduler__c.") for name in available)
+    _, disabled = active_rules(available)
+    off = {rule.code for rule in disabled}
+    assert {"batch_not_scheduled", "after_target_date"} <= off
+    assert "on_hold" not in off

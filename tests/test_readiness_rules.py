@@ -24,6 +24,7 @@ from sfcleanup.readiness import (
 )
 from sfcleanup.readiness import reader as readiness_reader
 from sfcleanup.readiness.fields import OBJECTS, PATHS_BY_OBJECT, READINESS_FIELDS_READ, resolve
+from sfcleanup.salesforce.composite import SubResult
 
 TODAY = date(2026, 11, 26)
 TARGET = date(2026, 12, 1)
@@ -362,8 +363,19 @@ class FakeClient:
         self.records = records
         self.soql: list[str] = []
 
+    api_version = "62.0"
+
     def get_many(self, what: str, paths: list[str]) -> list[dict[str, Any]]:
         return [{"fields": [{"name": name} for name in self.describes.get(path.split("/")[1], [])]} for path in paths]
+
+    def composite_rounds(self, what: str, subrequests: list[dict[str, Any]]) -> list[SubResult]:
+        """Describes as the Composite call answers them, each matched to its own subrequest."""
+        out = []
+        for request in subrequests:
+            sobject = request["url"].split("/sobjects/")[1].split("/")[0]
+            body = {"fields": [{"name": name} for name in self.describes.get(sobject, [])]}
+            out.append(SubResult(request["referenceId"], 200, body, None))
+        return out
 
     def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
         self.soql.append(soql)
@@ -415,3 +427,11 @@ def test_the_readiness_queries_render_with_quoted_ids() -> None:
     soql = queries.render("readiness_draft_lines", ids=["a0U000000000001AAA", "x' OR Id != '"])
     assert "\\'" in soql  # an id cannot end the string it sits in
     assert available_from_describe({"OrderItem": {"fields": [{"name": "Id"}]}}) == frozenset({"OrderItem.Id"})
+
+
+def test_a_usage_summary_dated_only_by_its_summary_end_date_is_named_so() -> None:
+    """When a usage summary has no Next Billing Date, the target-date reason names the Summary End Date it used."""
+    record = usage_summary(next_billing_date=None, summary_end_date=date(2026, 12, 5))
+    result = assess([], [record], (scheduler(),), [], available_fields=ALL_FIELDS, today=TODAY)
+    (reason,) = [r for r in result.records[0].reasons if r.code == "us_after_target_date"]
+    assert reason.message.startswith("Summary End Date (no Next Billing Date) 2026-12-05")

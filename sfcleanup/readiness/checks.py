@@ -84,7 +84,9 @@ def _not_scheduled(batch: str | None, context: Context, whose: str) -> Finding |
     )
 
 
-def _after_target(next_billing: date | None, batch: str | None, context: Context) -> Finding | None:
+def _after_target(
+    next_billing: date | None, batch: str | None, context: Context, label: str = "Next Billing Date"
+) -> Finding | None:
     targets = [s.target_date for s in selecting(batch, context) if s.target_date is not None]
     if next_billing is None or not targets:
         return None  # other rules report the empty date or the missing scheduler
@@ -92,13 +94,13 @@ def _after_target(next_billing: date | None, batch: str | None, context: Context
     if next_billing > target:
         return Finding(
             next_billing.isoformat(),
-            f"Next Billing Date {next_billing} is after the latest target "
+            f"{label} {next_billing} is after the latest target "
             f"date ({target}) of the schedulers that select it: the next run will not pick it up.",
         )
     if next_billing == target:
         return Finding(
             next_billing.isoformat(),
-            f"Next Billing Date equals the schedulers' target date ({target}): "
+            f"{label} equals the schedulers' target date ({target}): "
             "the documentation says both 'before' and 'on or before'.",
             Severity.BORDERLINE,
         )
@@ -211,7 +213,12 @@ def _usage_summary_checks() -> dict[str, Check]:
             else None
         ),
         "us_batch_not_scheduled": lambda r, c: _not_scheduled(r.invoice_batch, c, "Its order's"),
-        "us_after_target_date": lambda r, c: _after_target(next_billing(r), r.invoice_batch, c),
+        "us_after_target_date": lambda r, c: _after_target(
+            next_billing(r),
+            r.invoice_batch,
+            c,
+            "Next Billing Date" if r.next_billing_date else "Summary End Date (no Next Billing Date)",
+        ),
         "us_draft_line": lambda r, c: _draft_line(r.id, c, posted=False),
         "us_posted_invoice_draft_line": lambda r, c: _draft_line(r.id, c, posted=True),
     }

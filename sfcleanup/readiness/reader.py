@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from sfcleanup import queries
 from sfcleanup.readiness import fields
 from sfcleanup.readiness.models import InvoiceLineState, InvoiceScheduler, OrderProductState, UsageSummaryState
+from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.client import SalesforceClient
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,10 +37,27 @@ class ReadinessInput:
     available_fields: frozenset[str]
 
 
+NOT_FOUND = 404
+
+
 def available_fields(client: SalesforceClient) -> frozenset[str]:
-    """The qualified names of every field of the readiness objects, from one Composite call of describes."""
-    described = client.get_many("describe", [f"sobjects/{sobject}/describe/" for sobject in fields.OBJECTS])
-    return fields.available_from_describe(dict(zip(fields.OBJECTS, described, strict=True)))
+    """The qualified names of every field of the readiness objects, from one Composite call of describes.
+
+    An object the org lacks, or the user cannot see (its describe answers 404), has no fields: the rules that
+    read it are turned off, never an error. Any other failure of a describe is raised as usual.
+    """
+    subrequests = [
+        composite.subrequest("GET", f"/services/data/v{client.api_version}/sobjects/{sobject}/describe/", index)
+        for index, sobject in enumerate(fields.OBJECTS)
+    ]
+    described: dict[str, Any] = {}
+    for sobject, result in zip(fields.OBJECTS, client.composite_rounds("describe", subrequests), strict=True):
+        if result.ok:
+            described[sobject] = result.body
+        elif result.status != NOT_FOUND:
+            # Asked again on its own, so the failure is raised as the client translates it.
+            described[sobject] = client.get_many("describe", [f"sobjects/{sobject}/describe/"])[0]
+    return fields.available_from_describe(described)
 
 
 def select_list(sobject: str, available: frozenset[str]) -> str:
