@@ -255,6 +255,10 @@ def test_finding_1_a_line_that_fails_to_cancel_holds_what_it_billed(tmp_path: Pa
         assert after[sobject][source] == old[sobject][source]
     held = {h.id: h.reason for h in report.runs[0].held}
     assert _billed_by(old, line) <= set(held)
+    # Its invoice waits for it too: an invoice is cancelled only after every line of it the clean-up cancels.
+    invoice = old["blng__InvoiceLine__c"][line]["blng__Invoice__c"]
+    assert after["blng__Invoice__c"][invoice] == old["blng__Invoice__c"][invoice]
+    assert invoice in held
     assert held[next(iter(_billed_by(old, line)))] == f"held: line {line} not Cancelled (UNABLE_TO_LOCK_ROW)"
     assert released_too_early(before, org.store.snapshot(), run_id) == []
     rows = list(csv.DictReader(write_failures_csv(report, tmp_path / "failures.csv").open()))  # type: ignore[union-attr]
@@ -367,3 +371,27 @@ def test_a_draft_line_of_another_run_keeps_a_usage_summary_for_a_person(tmp_path
     after = by_id(org.store.snapshot())
     assert after["blng__UsageSummary__c"][summary]["blng__InvoiceRunProcessingStatus__c"] in ("Error", "In Progress")
     assert {a.id: a.reason.value for a in report.runs[0].anomalies}[summary] == "source_billed_on_open_invoice"
+
+
+def test_a_line_on_a_draft_invoice_of_another_run_keeps_its_source_for_a_person(tmp_path: Path) -> None:
+    """A source billed by a line of this run that sits on a Draft invoice of another run (which this clean-up does
+    not cancel) is not reset: it is reported as billed on an open invoice."""
+    org, run_id, journal = _demo(tmp_path)
+    old = by_id(org.store.snapshot())
+    other_run = next(r for r in old["blng__InvoiceRun__c"] if r != run_id)
+    line = next(
+        i
+        for i, r in old["blng__InvoiceLine__c"].items()
+        if r["blng__InvoiceRun__c"] == run_id
+        and r["blng__InvoiceLineStatus__c"] == "Draft"
+        and r["blng__OrderProduct__c"]
+    )
+    product = old["blng__InvoiceLine__c"][line]["blng__OrderProduct__c"]
+    invoice = old["blng__InvoiceLine__c"][line]["blng__Invoice__c"]
+    org.store.update(_spec("blng__Invoice__c"), invoice, {"blng__InvoiceRunCreatedBy__c": other_run})
+    before = org.store.snapshot()
+    report = _clean(org, run_id, journal)
+    after = by_id(org.store.snapshot())
+    assert after["OrderItem"][product] == by_id(before)["OrderItem"][product]
+    assert {a.id: a.reason.value for a in report.runs[0].anomalies}[product] == "source_billed_on_open_invoice"
+    assert released_too_early(before, org.store.snapshot(), run_id) == []
