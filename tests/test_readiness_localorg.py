@@ -230,3 +230,20 @@ def test_an_object_the_org_lacks_turns_its_rules_off(demo: tuple[LocalOrg, Scena
     off = {rule.code for rule in disabled}
     assert {"batch_not_scheduled", "after_target_date"} <= off
     assert "on_hold" not in off
+
+
+def test_the_readiness_read_stays_within_its_estimate(
+    cleaned: tuple[LocalOrg, ScenarioInfo, dict[str, list[str]]],
+) -> None:
+    """Reading readiness for the reset records (and those still linked to the run) costs no more API calls than
+    the estimate the worker counts before writing."""
+    org, info, reset = cleaned
+    client = make_client(org)
+    reader.read(
+        client,
+        run_id=info.runs["failed_run"],
+        order_product_ids=reset["OrderItem"],
+        usage_summary_ids=reset["blng__UsageSummary__c"],
+    )
+    estimate = reader.estimated_calls(len(reset["OrderItem"]), len(reset["blng__UsageSummary__c"]))
+    assert 0 < client.usage.calls <= estimate

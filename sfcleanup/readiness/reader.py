@@ -7,6 +7,7 @@ rule that needs the field is turned off by the engine instead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -143,3 +144,14 @@ def read(
         lines=tuple(read_draft_lines(client, sources)),
         available_fields=known,
     )
+
+
+def estimated_calls(order_products: int, usage_summaries: int) -> int:
+    """API calls the readiness section of one run takes for this many reset sources (read pages of 2,000)."""
+    by_ids = math.ceil(order_products / IDS_PER_QUERY) + math.ceil(usage_summaries / IDS_PER_QUERY)
+    lines = math.ceil((order_products + usage_summaries) / LINE_IDS_PER_QUERY)
+    # The records still linked to the run (one query each for order products and usage summaries), and the
+    # schedulers; each query may answer in more pages than asked (a batch size is a hint, not a promise), so a
+    # quarter more for the pages that follow. Plus the describes, one Composite call.
+    queries = 2 + 1 + by_ids + lines
+    return 1 + queries + math.ceil(queries / 4)
