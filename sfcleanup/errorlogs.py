@@ -15,8 +15,8 @@ import structlog
 from sfcleanup import billing
 from sfcleanup.errors import AmbiguousWrite
 from sfcleanup.journal import Journal
+from sfcleanup.outcomes import Failure
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.write import Failure
 
 ORIGIN = "sfcleanup"
 BATCH = 200  # sObject Collections create limit

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from sfcleanup import __version__
+from sfcleanup.outcomes import RowResult
 from sfcleanup.plan import Change
 
 JOURNAL_VERSION = 1
@@ -87,12 +88,12 @@ class Journal:
     def pending(self, phase: str, batch: str, changes: Iterable[Change]) -> None:
         self._write(self._record("pending", phase, batch, c) for c in changes)
 
-    def outcomes(self, phase: str, batch: str, results: Iterable[tuple[Change, str, str | None, str | None]]) -> None:
+    def outcomes(self, phase: str, batch: str, results: Iterable[RowResult]) -> None:
         """One entry per record: outcome is `updated`, `confirmed` (found applied after a lost answer),
         `failed` or `locked` (to be retried)."""
         self._write(
-            self._record("outcome", phase, batch, c, outcome=outcome, code=code, message=message)
-            for c, outcome, code, message in results
+            self._record("outcome", phase, batch, r.change, outcome=r.outcome.value, code=r.code, message=r.message)
+            for r in results
         )
 
     def run_field(self, field: str, before: str | None, after: str | None, outcome: str) -> None:

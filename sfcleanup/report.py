@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sfcleanup.errors import ExitCode
+from sfcleanup.outcomes import Failure, Held
 from sfcleanup.plan import Anomaly
-from sfcleanup.salesforce.write import Failure
 
 
 class RunResult(StrEnum):
@@ -52,17 +52,6 @@ class VerifyCount:
     @property
     def unaccounted(self) -> int:
         return max(0, self.left - self.expected)
-
-
-@dataclass(frozen=True)
-class Held:
-    """A record held back, so it is not released while something that billed it is still billable."""
-
-    id: str
-    sobject: str
-    # The record it waits for directly.
-    waits_for: str
-    reason: str
 
 
 @dataclass

@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sfcleanup import billing, queries
+from sfcleanup import billing
 from sfcleanup.billing import RULE_BY_OBJECT
 from sfcleanup.config import WriteSettings
 from sfcleanup.journal import Journal, JournalError, read_entries
+from sfcleanup.outcomes import Failure, RowOutcome
 from sfcleanup.plan import Change
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.write import CompositeWriter, Failure
+from sfcleanup.salesforce.read import current_values
+from sfcleanup.salesforce.write import CompositeWriter
 
-APPLIED = frozenset({"updated", "confirmed"})
+APPLIED = frozenset(o.value for o in RowOutcome if o.applied)
 SOURCES = (billing.ORDER_PRODUCT, billing.USAGE_SUMMARY)
 INVOICES = (billing.INVOICE, billing.INVOICE_LINE)
 UNDO_ORDER = (*SOURCES, *INVOICES)
@@ -76,17 +78,6 @@ def load(path: Path, *, run_id: str | None, allow_truncated: bool) -> tuple[str,
     return journal_run, entries
 
 
-def _current(client: SalesforceClient, sobject: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-    rule = RULE_BY_OBJECT[sobject]
-    rows: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 200):
-        soql = queries.render(
-            "verify_by_ids", fields=", ".join(rule.fields), sobject=sobject, ids=ids[start : start + 200]
-        )
-        rows.update((str(r["Id"]), r) for r in client.query_all(soql))
-    return rows
-
-
 def plan_undo(
     client: SalesforceClient, path: Path, *, run_id: str | None, include_invoices: bool, allow_truncated: bool
 ) -> UndoPlan:
@@ -97,7 +88,7 @@ def plan_undo(
     plan = UndoPlan(journal_run, path)
     for sobject in objects:
         wanted = [c for c in changes.values() if c.sobject == sobject]
-        current = _current(client, sobject, [c.id for c in wanted]) if wanted else {}
+        current = current_values(client, RULE_BY_OBJECT[sobject], [c.id for c in wanted]) if wanted else {}
         restore = []
         for change in wanted:
             row = current.get(change.id)

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -29,14 +30,14 @@ from sfcleanup.interrupts import Interrupts
 from sfcleanup.journal import Journal, JournalError, read_entries
 from sfcleanup.lease import Lease, LeaseHeld, Leases, LocalLock, default_identity
 from sfcleanup.models import InvoiceRun
+from sfcleanup.outcomes import Failure, Held, RowOutcome
 from sfcleanup.plan import ChangeSet, RunPlan, Without
 from sfcleanup.preflight import OrgReadiness
-from sfcleanup.report import Held, ObjectCounts, Report, RunOutcome, RunResult, VerifyCount
-from sfcleanup.salesforce.bulk import BulkApi, Polling
-from sfcleanup.salesforce.bulkwrite import BulkWriter, bulk_jobs_for, open_jobs, resume_open_jobs
+from sfcleanup.report import ObjectCounts, Report, RunOutcome, RunResult, VerifyCount
+from sfcleanup.salesforce.bulkwrite import open_jobs, resume_open_jobs
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.read import eligible_left, plan_streaming, remaining_by_status
-from sfcleanup.salesforce.write import CompositeWriter, Failure
+from sfcleanup.salesforce.writers import bulk_api, bulk_writer, jobs_for, writer_for
 
 log = structlog.get_logger("sfcleanup.worker")
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -103,6 +104,11 @@ class Worker:
         self._progress = progress
 
     @property
+    def _workdir(self) -> Path:
+        """Where Bulk API CSV files are written and read."""
+        return self.settings.journal_dir / "bulk"
+
+    @property
     def _per_call(self) -> int:
         return self.settings.write.batch_size * self.settings.write.collections_per_call
 
@@ -124,20 +130,13 @@ class Worker:
         budget = preflight.check_budget(limits, estimate, self.settings.api_reserve)
         return Prepared(readiness, plans, estimate, budget)
 
-    def use_bulk(self, count: int) -> bool:
-        """The route for one phase of `count` records: the setting, or by size when it is auto."""
-        route = self.settings.write.route
-        return route == "bulk" or (route == "auto" and count >= self.settings.write.bulk_threshold)
-
-    def _bulk_jobs(self, count: int) -> int:
-        """How many Bulk API jobs a phase of `count` records goes out in; 0 on the Composite route."""
-        return bulk_jobs_for(count, self.settings.write.bulk_jobs_per_object) if self.use_bulk(count) else 0
-
     def _estimate(self, plan: RunPlan) -> int:
         if plan.is_empty:
             return 0
         phases = sum(
-            preflight.estimate_phase_calls(len(c), per_call=self._per_call, bulk_jobs=self._bulk_jobs(len(c)))
+            preflight.estimate_phase_calls(
+                len(c), per_call=self._per_call, bulk_jobs=jobs_for(len(c), self.settings.write)
+            )
             for c in plan.changes.values()
         )
         return phases + preflight.FIXED_CALLS_PER_RUN
@@ -339,35 +338,14 @@ class Worker:
         failed: Counter[str] = Counter()
         failures = []
         for (sobject, record_id), entry in journal.last_outcomes().items():
-            if entry["outcome"] in ("updated", "confirmed"):
+            if RowOutcome(entry["outcome"]).applied:
                 updated[sobject] += 1
-            elif entry["outcome"] == "failed":
+            elif entry["outcome"] == RowOutcome.FAILED:
                 failed[sobject] += 1
                 failures.append(Failure(record_id, sobject, entry.get("code") or "UNKNOWN", entry.get("message") or ""))
         for sobject, counts in outcome.objects.items():
             counts.updated, counts.failed = updated[sobject], failed[sobject]
         outcome.failures = failures
-
-    def _bulk_api(self) -> BulkApi:
-        write = self.settings.write
-        polling = Polling(
-            first_s=min(0.5, write.bulk_poll_max_s),
-            max_s=write.bulk_poll_max_s,
-            deadline_s=write.bulk_timeout_s,
-            sleep=self._sleep,
-        )
-        return BulkApi(self.client, polling)
-
-    def _bulk_writer(self, journal: Journal, progress: Callable[[int], None] | None = None) -> BulkWriter:
-        return BulkWriter(
-            self.client,
-            self.settings.write,
-            journal,
-            self._bulk_api(),
-            self.settings.journal_dir / "bulk",
-            progress=progress,
-            sleep=self._sleep,
-        )
 
     def _resume_bulk(self, journal: Journal) -> bool:
         """Finish reading Bulk API jobs an earlier, stopped invocation left running; True if there were any."""
@@ -377,7 +355,11 @@ class Worker:
             raise StopRun(f"cannot check the journal for unfinished Bulk API jobs: {exc}") from None
         if not open_jobs(entries):
             return False
-        resumed = resume_open_jobs(self._bulk_writer(journal), self._bulk_api(), entries)
+        resumed = resume_open_jobs(
+            bulk_writer(self.client, self.settings.write, journal, self._workdir, sleep=self._sleep),
+            bulk_api(self.client, self.settings.write, self._sleep),
+            entries,
+        )
         journal.note("bulk.resumed", jobs=resumed)
         return True
 
@@ -429,13 +411,15 @@ class Worker:
                 continue
             structlog.contextvars.bind_contextvars(phase=phase.value)
             progress = self._progress_for(f"{run.id} {rule.sobject}", len(changes), lease)
-            writer: CompositeWriter | BulkWriter
-            if self.use_bulk(len(changes)):
-                writer = self._bulk_writer(journal, progress)
-            else:
-                writer = CompositeWriter(
-                    self.client, self.settings.write, journal, progress=progress, sleep=self._sleep
-                )
+            writer = writer_for(
+                len(changes),
+                self.client,
+                self.settings.write,
+                journal,
+                self._workdir,
+                sleep=self._sleep,
+                progress=progress,
+            )
             log.info("phase.start", object=rule.sobject, records=len(changes), route=type(writer).__name__)
             result = writer.apply(phase.value, rule, changes)
             counts = outcome.objects[rule.sobject]

@@ -20,11 +20,12 @@ from sfcleanup.billing import RULE_BY_OBJECT, Rule
 from sfcleanup.config import WriteSettings
 from sfcleanup.errors import ApiError
 from sfcleanup.journal import Journal
+from sfcleanup.outcomes import Failure, JobFailure, PhaseResult, RowOutcome, RowResult
 from sfcleanup.plan import Change, ChangeSet
 from sfcleanup.salesforce.bulk import RESULT_KINDS, BulkApi, read_rows
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.write import CompositeWriter, Failure, PhaseOutcome
+from sfcleanup.salesforce.write import CompositeWriter
 
 # CSV: an empty cell leaves a field as it is; this value sets it to null.
 NULL = "#N/A"
@@ -93,7 +94,7 @@ class BulkWriter:
         kwargs = {"sleep": self._sleep} if self._sleep else {}
         return CompositeWriter(self._client, self._settings, self._journal, **kwargs)
 
-    def apply(self, phase: str, rule: Rule, changes: ChangeSet) -> PhaseOutcome:
+    def apply(self, phase: str, rule: Rule, changes: ChangeSet) -> PhaseResult:
         """Jobs for the phase, running at once on disjoint accounts; then every row's outcome, and retries.
 
         The changes stream by in lock-point order and are cut into `jobs` CSV files at account boundaries,
@@ -113,13 +114,13 @@ class BulkWriter:
             self._journal.note("bulk.job", state="uploaded", job=job)
             log.info("bulk.job_submitted", job=job, object=rule.sobject, records=count)
             submitted.append((job, batch, csv_path, count))
-        outcome = PhaseOutcome()
+        outcome = PhaseResult()
         locked: list[Change] = []
         leftover: list[Change] = []
         # The jobs run at once in the org; reading them one after the other waits only as long as the slowest.
         for job, batch, csv_path, count in submitted:
             done, job_locked, job_leftover = self.collect(phase, rule, job, batch, changes.get, records=count)
-            self._merge(outcome, done)
+            outcome.merge(done)
             locked += job_locked
             leftover += job_leftover
             csv_path.unlink(missing_ok=True)
@@ -127,10 +128,10 @@ class BulkWriter:
             # Through Composite: calls never share an account, and the writer's last lock round sends one
             # account at a time.
             log.info("bulk.lock_retry", records=len(locked))
-            self._merge(outcome, self._composite().apply(phase, rule, locked))
+            outcome.merge(self._composite().apply(phase, rule, locked))
         if leftover:
             log.info("bulk.unprocessed_retry", records=len(leftover))
-            self._merge(outcome, self._composite().apply(phase, rule, leftover))
+            outcome.merge(self._composite().apply(phase, rule, leftover))
         return outcome
 
     def _write_parts(self, phase: str, rule: Rule, changes: ChangeSet, jobs: int) -> list[tuple[str, Path, int]]:
@@ -164,11 +165,6 @@ class BulkWriter:
             self._journal.pending(phase, batch, chunk)
             yield from chunk
 
-    @staticmethod
-    def _merge(into: PhaseOutcome, more: PhaseOutcome) -> None:
-        into.updated += more.updated
-        into.failures += more.failures
-
     def lost(self, job: str, phase: str, batch: str, error: ApiError) -> None:
         """Give up on a journaled job the org no longer shows; the run is planned again from the org."""
         log.warning(
@@ -182,25 +178,26 @@ class BulkWriter:
 
     def collect(
         self, phase: str, rule: Rule, job: str, batch: str, lookup: Lookup, records: int | None = None
-    ) -> tuple[PhaseOutcome, list[Change], list[Change]]:
+    ) -> tuple[PhaseResult, list[Change], list[Change]]:
         """Wait for the job, journal every row's outcome, and say which rows to retry (locked, unprocessed)."""
         final = self._api.wait(job, records)
         self._journal.note(
             "bulk.job", state=final.state, job=job, processed=final.processed, failed=final.failed, error=final.error
         )
+        outcome = PhaseResult()
         if final.state != "JobComplete":
             log.warning("bulk.job_ended", job=job, state=final.state, error=final.error)
-        outcome = PhaseOutcome()
+            outcome.job_failures.append(JobFailure(job, final.state, final.error))
         locked: list[Change] = []
         leftover: list[Change] = []
         files = {kind: self._api.results(job, kind, self._workdir / f"{job}-{kind}.csv") for kind in RESULT_KINDS}
         for rows in _chunks(read_rows(files["successfulResults"])):
             done = [c for c in (lookup(r["sf__Id"]) for r in rows) if c is not None]
-            self._journal.outcomes(phase, batch, [(c, "updated", None, None) for c in done])
+            self._journal.outcomes(phase, batch, [RowResult(c, RowOutcome.UPDATED) for c in done])
             outcome.updated += len(done)
             self._progress(len(done))
         for rows in _chunks(read_rows(files["failedResults"])):
-            results = []
+            results: list[RowResult] = []
             for row in rows:
                 change = lookup(row.get("sf__Id") or row.get("Id") or "")
                 if change is None:
@@ -209,10 +206,10 @@ class BulkWriter:
                 message = message.removesuffix(" --").removesuffix(":--").strip(":")
                 if classify_row(code) is RowVerdict.LOCKED:
                     locked.append(change)
-                    results.append((change, "locked", code, message))
+                    results.append(RowResult(change, RowOutcome.LOCKED, code, message))
                 else:
                     outcome.failures.append(Failure(change.id, change.sobject, code, message))
-                    results.append((change, "failed", code, message))
+                    results.append(RowResult(change, RowOutcome.FAILED, code, message))
             self._journal.outcomes(phase, batch, results)
         for rows in _chunks(read_rows(files["unprocessedrecords"])):
             leftover += [c for c in (lookup(r.get("Id", "")) for r in rows) if c is not None]

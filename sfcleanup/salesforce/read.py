@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -11,9 +11,9 @@ from urllib.parse import urlencode
 from pydantic import BaseModel
 
 from sfcleanup import billing, queries
-from sfcleanup.billing import RULE_BY_OBJECT, Phase
+from sfcleanup.billing import RULE_BY_OBJECT, Phase, Rule
 from sfcleanup.models import Invoice, InvoiceLine, InvoiceRun, OrderProduct, UsageSummary
-from sfcleanup.plan import Planner, RunPlan
+from sfcleanup.plan import Planner, RunPlan, Values
 from sfcleanup.planstore import PlanStore
 from sfcleanup.salesforce.client import SalesforceClient
 
@@ -76,6 +76,18 @@ def plan_streaming(client: SalesforceClient, run: InvoiceRun, *, batch_size: int
     store.seal()
     changes = {phase: store.changes(phase) for phase in Phase}
     return RunPlan(run, changes, tuple(planner.anomalies), dependencies=store), read
+
+
+def current_values(client: SalesforceClient, rule: Rule, ids: Sequence[str]) -> dict[str, Values]:
+    """The current values of the rule's fields, per Id, for the records of `ids` the org still shows."""
+    rows: dict[str, Values] = {}
+    # 200 ids keep the query's URL well under Salesforce's 16,384-byte limit.
+    for start in range(0, len(ids), 200):
+        soql = queries.render(
+            "verify_by_ids", fields=", ".join(rule.fields), sobject=rule.sobject, ids=list(ids[start : start + 200])
+        )
+        rows.update((str(r["Id"]), {name: r.get(name) for name in rule.fields}) for r in client.query_all(soql))
+    return rows
 
 
 # Which field links each object to its run.
