@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Any
 
 from sfcleanup import __version__
+from sfcleanup.changes import Change
 from sfcleanup.outcomes import RowResult
-from sfcleanup.plan import Change
 
 JOURNAL_VERSION = 1
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sfcleanup.plan import Change
+from sfcleanup.changes import Change
 
 
 class RowOutcome(StrEnum):

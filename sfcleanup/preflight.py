@@ -11,9 +11,12 @@ from typing import Any
 
 from sfcleanup import billing, ids, queries
 from sfcleanup.billing import RunStatus
+from sfcleanup.config import WriteSettings
 from sfcleanup.errors import BudgetReserveReached, ConfigError, PreflightError
 from sfcleanup.models import InvoiceRun
+from sfcleanup.plan import RunPlan
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.writers import jobs_for
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,18 @@ def estimate_phase_calls(changes: int, *, per_call: int, bulk_jobs: int = 0) -> 
     if not changes:
         return 0
     return BULK_CALLS_PER_JOB * bulk_jobs if bulk_jobs else math.ceil(changes / per_call)
+
+
+def estimate_run(plan: RunPlan, write: WriteSettings) -> int:
+    """API calls one run's clean-up takes: each phase on the route it will take, and the fixed calls."""
+    if plan.is_empty:
+        return 0
+    per_call = write.batch_size * write.collections_per_call
+    phases = sum(
+        estimate_phase_calls(len(c), per_call=per_call, bulk_jobs=jobs_for(len(c), write))
+        for c in plan.changes.values()
+    )
+    return phases + FIXED_CALLS_PER_RUN
 
 
 def check_budget(limits: dict[str, Any], estimate: int, reserve: float) -> dict[str, int]:

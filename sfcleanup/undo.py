@@ -16,10 +16,10 @@ from typing import Any
 
 from sfcleanup import billing
 from sfcleanup.billing import RULE_BY_OBJECT
+from sfcleanup.changes import Change
 from sfcleanup.config import WriteSettings
 from sfcleanup.journal import Journal, JournalError, read_entries
 from sfcleanup.outcomes import Failure, RowOutcome
-from sfcleanup.plan import Change
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.read import current_values
 from sfcleanup.salesforce.write import CompositeWriter

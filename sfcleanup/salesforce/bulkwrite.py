@@ -17,11 +17,11 @@ from typing import Any
 import structlog
 
 from sfcleanup.billing import RULE_BY_OBJECT, Rule
+from sfcleanup.changes import Change, ChangeSet
 from sfcleanup.config import WriteSettings
 from sfcleanup.errors import ApiError
 from sfcleanup.journal import Journal
 from sfcleanup.outcomes import Failure, JobFailure, PhaseResult, RowOutcome, RowResult
-from sfcleanup.plan import Change, ChangeSet
 from sfcleanup.salesforce.bulk import RESULT_KINDS, BulkApi, read_rows
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient

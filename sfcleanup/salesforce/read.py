@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -12,8 +12,9 @@ from pydantic import BaseModel
 
 from sfcleanup import billing, queries
 from sfcleanup.billing import RULE_BY_OBJECT, Phase, Rule
+from sfcleanup.changes import Values
 from sfcleanup.models import Invoice, InvoiceLine, InvoiceRun, OrderProduct, UsageSummary
-from sfcleanup.plan import Planner, RunPlan, Values
+from sfcleanup.plan import RunPlan, RunRecords, plan_records
 from sfcleanup.planstore import PlanStore
 from sfcleanup.salesforce.client import SalesforceClient
 
@@ -52,30 +53,38 @@ def keyset_pages(
                 return
 
 
+def _records(
+    client: SalesforceClient, query: str, model: type[M], run_id: str, page_size: int, read: list[int]
+) -> Iterator[M]:
+    """One query's records as models, read page by page when the planner gets to them; counted in `read`."""
+    for page in keyset_pages(client, query, run_id, page_size=page_size):
+        read[0] += len(page)
+        for record in page:
+            yield model.model_validate(record)
+
+
 def plan_streaming(client: SalesforceClient, run: InvoiceRun, *, batch_size: int = 2000) -> tuple[RunPlan, int]:
     """Read the run page by page and plan each record as it comes, the changes going to a PlanStore on disk.
 
-    Returns the plan and the number of records read. Invoices come first, then the run's lines, then the
-    lines of any run naming its usage summaries, then the sources: the order the planner's link model needs.
+    Returns the plan and the number of records read.
     """
     store = PlanStore()
-    planner = Planner(run, store)
-    feeds: tuple[tuple[type[BaseModel], str, Callable[[Any], None]], ...] = (
-        (Invoice, "invoices", planner.invoice),
-        (InvoiceLine, "invoice_lines", planner.line),
-        (InvoiceLine, "usage_summary_lines", planner.line_of_usage_summary),
-        (UsageSummary, "usage_summaries", planner.source),
-        (OrderProduct, "order_products", planner.source),
+    read = [0]
+
+    def stream(query: str, model: type[M]) -> Iterator[M]:
+        return _records(client, query, model, run.id, batch_size, read)
+
+    records = RunRecords(
+        invoices=stream("invoices", Invoice),
+        lines=stream("invoice_lines", InvoiceLine),
+        usage_summary_lines=stream("usage_summary_lines", InvoiceLine),
+        usage_summaries=stream("usage_summaries", UsageSummary),
+        order_products=stream("order_products", OrderProduct),
     )
-    read = 0
-    for model, query, feed in feeds:
-        for page in keyset_pages(client, query, run.id, page_size=batch_size):
-            for record in page:
-                feed(model.model_validate(record))
-            read += len(page)
+    anomalies = plan_records(run, records, store)
     store.seal()
     changes = {phase: store.changes(phase) for phase in Phase}
-    return RunPlan(run, changes, tuple(planner.anomalies), dependencies=store), read
+    return RunPlan(run, changes, anomalies, dependencies=store), read[0]
 
 
 def current_values(client: SalesforceClient, rule: Rule, ids: Sequence[str]) -> dict[str, Values]:

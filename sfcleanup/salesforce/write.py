@@ -18,11 +18,11 @@ import structlog
 
 from sfcleanup import batches
 from sfcleanup.billing import Rule
+from sfcleanup.changes import Change
 from sfcleanup.config import WriteSettings
 from sfcleanup.errors import AmbiguousWrite, TransientExhausted
 from sfcleanup.journal import Journal
 from sfcleanup.outcomes import Failure, PhaseResult, RowOutcome, RowResult
-from sfcleanup.plan import Change
 from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Protocol
 
 from sfcleanup.billing import Rule
+from sfcleanup.changes import ChangeSet
 from sfcleanup.config import WriteSettings
 from sfcleanup.journal import Journal
 from sfcleanup.outcomes import PhaseResult
-from sfcleanup.plan import ChangeSet
 from sfcleanup.salesforce.bulk import BulkApi, Polling
 from sfcleanup.salesforce.bulkwrite import BulkWriter, bulk_jobs_for
 from sfcleanup.salesforce.client import SalesforceClient
