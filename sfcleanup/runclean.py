@@ -19,7 +19,8 @@ from sfcleanup.config import Settings
 from sfcleanup.errors import ExitCode, Interrupted, SfCleanupError, StopRun
 from sfcleanup.interrupts import Interrupts
 from sfcleanup.journal import Journal, JournalError, read_entries
-from sfcleanup.lease import Lease, LeaseHeld, Leases, LocalLock
+from sfcleanup.lease import Lease, LeaseHeld, Leases
+from sfcleanup.locallock import LocalLock
 from sfcleanup.models import InvoiceRun
 from sfcleanup.outcomes import Failure, RowOutcome
 from sfcleanup.phases import PhaseRunner, set_run_field

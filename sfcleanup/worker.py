@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from sfcleanup.config import Settings
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import Interrupts
-from sfcleanup.lease import Leases, default_identity
+from sfcleanup.lease import Leases
+from sfcleanup.locallock import default_identity
 from sfcleanup.phases import PhaseRunner, ProgressFactory
 from sfcleanup.plan import RunPlan
 from sfcleanup.preflight import OrgReadiness
