@@ -19,6 +19,7 @@ from typing import Any
 
 from sfcleanup import __version__
 from sfcleanup.changes import Change
+from sfcleanup.entries import RecordEntry, records
 from sfcleanup.outcomes import RowResult
 
 JOURNAL_VERSION = 1
@@ -106,16 +107,16 @@ class Journal:
         """The invocation's result; `reason` says why it stopped, when it did."""
         self._write([self._entry("end", status=status, exit_code=exit_code, counts=counts, reason=reason)])
 
-    def last_outcomes(self) -> dict[tuple[str, str], dict[str, Any]]:
+    def last_outcomes(self) -> dict[tuple[str, str], RecordEntry]:
         """This invocation's last outcome entry per (object, record id): what the org answered, as journaled.
 
         A run stopped mid-phase loses the writer's own tally; this is the record that survives it.
         """
         self._sync()
-        last: dict[tuple[str, str], dict[str, Any]] = {}
-        for entry in read_entries(self.path, allow_truncated=True):
-            if entry["type"] == "outcome" and entry["invocation"] == self.invocation:
-                last[(str(entry["object"]), str(entry["id"]))] = entry
+        last: dict[tuple[str, str], RecordEntry] = {}
+        for entry in records(read_entries(self.path, allow_truncated=True), kind="outcome"):
+            if entry.invocation == self.invocation:
+                last[(entry.sobject, entry.id)] = entry
         return last
 
 

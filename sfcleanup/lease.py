@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sfcleanup import billing, queries
 from sfcleanup.errors import AmbiguousWrite, SfCleanupError, StopRun
 from sfcleanup.salesforce import composite
-from sfcleanup.salesforce.client import SalesforceClient, Update
+from sfcleanup.salesforce.api import LeaseApi, Update
+from sfcleanup.salesforce.retry import CREATE_RESENDS, sends
 from sfcleanup.sftime import parse_datetime
 
 LEASE_CODE = "SFCLEANUP_LEASE"
@@ -31,7 +32,6 @@ HEARTBEAT_EVERY = timedelta(seconds=60)
 # A worker first in the election reads again this many times, pausing longer each time, for rivals to withdraw.
 ELECTION_READS = 4
 ELECTION_PAUSE_S = 0.5
-CREATE_ATTEMPTS = 3
 # Marks the random token in a lease's summary that tells one creation attempt's record from any other.
 NONCE = "attempt "
 log = structlog.get_logger("sfcleanup.lease")
@@ -85,7 +85,7 @@ class Leases:
 
     def __init__(
         self,
-        client: SalesforceClient,
+        client: LeaseApi,
         identity: str,
         timeout_s: float,
         *,
@@ -203,7 +203,7 @@ class Leases:
     def _create(self, run_id: str, now: datetime) -> str:
         """Create this worker's lease record. After a lost answer, the record is looked for by the nonce only
         this attempt wrote; if it is not there, nothing was created and creating it again is safe."""
-        for attempt in range(1, CREATE_ATTEMPTS + 1):
+        for attempt in sends(CREATE_RESENDS):
             nonce = uuid.uuid4().hex
             try:
                 return self._client.create_record(billing.ERROR_LOG, self._record(run_id, now, nonce))

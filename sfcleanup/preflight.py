@@ -15,6 +15,7 @@ from sfcleanup.config import WriteSettings
 from sfcleanup.errors import BudgetReserveReached, ConfigError, PreflightError
 from sfcleanup.models import InvoiceRun
 from sfcleanup.plan import RunPlan
+from sfcleanup.salesforce.api import DescribeApi
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.writers import jobs_for
 
@@ -60,7 +61,7 @@ def _value_problems(sobject: str, described: dict[str, dict[str, Any]]) -> list[
     return problems
 
 
-def check_org(client: SalesforceClient) -> OrgReadiness:
+def check_org(client: DescribeApi) -> OrgReadiness:
     """Describe the Billing objects; collect every missing field, permission and picklist value at once."""
     problems: list[str] = []
     fields_by_object: dict[str, dict[str, dict[str, Any]]] = {}

@@ -101,11 +101,11 @@ def recount(journal: Journal, outcome: RunOutcome) -> None:
     failed: Counter[str] = Counter()
     failures = []
     for (sobject, record_id), entry in journal.last_outcomes().items():
-        if RowOutcome(entry["outcome"]).applied:
+        if entry.outcome is not None and entry.outcome.applied:
             updated[sobject] += 1
-        elif entry["outcome"] == RowOutcome.FAILED:
+        elif entry.outcome is RowOutcome.FAILED:
             failed[sobject] += 1
-            failures.append(Failure(record_id, sobject, entry.get("code") or "UNKNOWN", entry.get("message") or ""))
+            failures.append(Failure(record_id, sobject, entry.code or "UNKNOWN", entry.message or ""))
     for sobject, counts in outcome.objects.items():
         counts.updated, counts.failed = updated[sobject], failed[sobject]
     outcome.failures = failures

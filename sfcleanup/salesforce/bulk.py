@@ -20,11 +20,11 @@ import structlog
 
 from sfcleanup.errors import AmbiguousWrite, ApiError, StopRun, TransientExhausted
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.retry import CREATE_RESENDS, sends
 from sfcleanup.sftime import parse_datetime
 
 TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
 RESULT_KINDS = ("successfulResults", "failedResults", "unprocessedrecords")
-CREATE_ATTEMPTS = 3
 # The Date header has whole seconds, and the org stamps a job a moment after it reads the request.
 CLOCK_SLACK = timedelta(seconds=2)
 log = structlog.get_logger("sfcleanup.bulk")
@@ -73,7 +73,7 @@ class BulkApi:
             "columnDelimiter": "COMMA",
             "lineEnding": "LF",
         }
-        for _ in range(CREATE_ATTEMPTS):
+        for _ in sends(CREATE_RESENDS):
             sent = self._polling.monotonic()
             try:
                 response = self._client.request(f"bulk create {sobject}", "POST", "jobs/ingest/", json=body, write=True)

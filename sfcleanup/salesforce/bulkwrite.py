@@ -19,6 +19,7 @@ import structlog
 from sfcleanup.billing import RULE_BY_OBJECT, Rule
 from sfcleanup.changes import Change, ChangeSet
 from sfcleanup.config import WriteSettings
+from sfcleanup.entries import JobNote, job_notes, records
 from sfcleanup.errors import ApiError
 from sfcleanup.journal import Journal
 from sfcleanup.outcomes import Failure, JobFailure, PhaseResult, RowOutcome, RowResult
@@ -221,21 +222,19 @@ class BulkWriter:
         return outcome, locked, leftover
 
 
-def open_jobs(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def open_jobs(entries: Sequence[dict[str, object]]) -> list[JobNote]:
     """Jobs a journal shows created but never read to the end (nor given up as gone): a worker stopped while
     they ran."""
-    created: dict[str, dict[str, Any]] = {}
-    for entry in entries:
-        if entry.get("type") != "note" or entry.get("event") != "bulk.job":
-            continue
-        if entry.get("state") == "created":
-            created[str(entry["job"])] = entry
-        elif entry.get("state") in ("consumed", LOST):
-            created.pop(str(entry["job"]), None)
+    created: dict[str, JobNote] = {}
+    for note in job_notes(entries):
+        if note.state == "created":
+            created[note.job] = note
+        elif note.state in ("consumed", LOST):
+            created.pop(note.job, None)
     return list(created.values())
 
 
-def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[str, Any]]) -> int:
+def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[str, object]]) -> int:
     """Finish reading the jobs a stopped worker left behind, journaling their outcomes; no job is created.
 
     A job never closed is aborted (its data may be partial). A job the org no longer has (Salesforce deletes
@@ -245,16 +244,11 @@ def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[st
     Returns how many jobs were dealt with.
     """
     jobs = open_jobs(entries)
+    pending_entries = list(records(entries, kind="pending"))
     for note in jobs:
-        job, batch, phase = str(note["job"]), str(note["batch"]), str(note["phase"])
-        rule = RULE_BY_OBJECT[str(note["object"])]
-        pending = {
-            str(e["id"]): Change(
-                str(e["object"]), str(e["id"]), str(e.get("group") or e["id"]), e["before"], e["after"]
-            )
-            for e in entries
-            if e.get("type") == "pending" and e.get("batch") == batch
-        }
+        job, batch, phase = note.job, str(note.batch), str(note.phase)
+        rule = RULE_BY_OBJECT[str(note.sobject)]
+        pending = {e.id: e.change() for e in pending_entries if e.batch == batch}
         try:
             state = api.state(job)
             log.info("bulk.resume", job=job, state=state.state)

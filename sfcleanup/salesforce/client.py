@@ -12,6 +12,7 @@ import structlog
 from simple_salesforce.api import Salesforce
 
 from sfcleanup.salesforce import composite
+from sfcleanup.salesforce.api import Update
 from sfcleanup.salesforce.classify import Verdict
 from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.door import Door
@@ -19,13 +20,14 @@ from sfcleanup.salesforce.door import Door
 T = TypeVar("T")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 log = structlog.get_logger("sfcleanup.salesforce")
-# (sobject, record id, fields): one single-record PATCH.
-Update = tuple[str, str, dict[str, Any]]
 
 
 def _restful(sf: Salesforce, path: str, **kwargs: Any) -> Any:
     """simple-salesforce types restful's result as optional; an empty body only comes back from a 204."""
     return sf.restful(path, **kwargs)
+
+
+__all__ = ["SalesforceClient", "Update"]
 
 
 class SalesforceClient(Door):
@@ -116,10 +118,13 @@ class SalesforceClient(Door):
 
         Returns every subrequest's final result, in request order: the caller judges each on its own.
         """
-        attempts = attempts or self._retry.max_attempts
         final: dict[str, SubResult] = {}
         pending = list(subrequests)
-        for attempt in range(1, attempts + 1):
+
+        def again(attempt: int) -> None:
+            log.warning("salesforce.subrequest_retry", call=what, attempt=attempt, subrequests=len(pending))
+
+        for _ in self._retry.rounds(attempts, on_retry=again):
             retry: list[dict[str, Any]] = []
             for request, result in zip(pending, self._post_composite(what, pending, write=False), strict=True):
                 final[result.reference] = result
@@ -130,10 +135,8 @@ class SalesforceClient(Door):
                         result.reference, result.status, self._rest_of_query(result.body), None
                     )
             pending = retry
-            if not pending or attempt == attempts:
+            if not pending:
                 break
-            log.warning("salesforce.subrequest_retry", call=what, attempt=attempt, subrequests=len(pending))
-            self._retry.sleep(min(self._retry.max_backoff_s, self._retry.initial_s * 2**attempt))
         return [final[str(request["referenceId"])] for request in subrequests]
 
     # --- writes ---------------------------------------------------------------------------------------

@@ -28,9 +28,9 @@ from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.read import current_values
+from sfcleanup.salesforce.retry import WRITE_RESENDS, sends
 
 log = structlog.get_logger("sfcleanup.write")
-MAX_RESENDS = 3
 
 
 def _groups(call: batches.Call) -> set[str]:
@@ -182,7 +182,7 @@ class CompositeWriter:
     def _send(self, rule: Rule, call: batches.Call) -> list[RowResult]:
         """One composite call; after a lost answer, read back, keep what was applied, send the rest again."""
         confirmed: list[RowResult] = []
-        for _ in range(MAX_RESENDS + 1):
+        for _ in sends(WRITE_RESENDS):
             subrequests = [
                 composite.subrequest(
                     "PATCH",
