@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
 
@@ -23,7 +22,7 @@ BATCH = 200  # sObject Collections create limit
 log = structlog.get_logger("sfcleanup.errorlogs")
 
 
-def error_log_record(run_id: str, failure: Failure, journal: str) -> dict[str, Any]:
+def error_log_record(run_id: str, failure: Failure, journal: str) -> dict[str, object]:
     detail = {
         "origin": ORIGIN,
         "object": failure.sobject,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +31,9 @@ def journal_path(directory: Path, run_id: str, kind: str = "") -> Path:
 
 
 class Journal:
-    def __init__(self, directory: Path, run_id: str, *, kind: str = "", clock: Any = None) -> None:
+    def __init__(
+        self, directory: Path, run_id: str, *, kind: str = "", clock: Callable[[], datetime] | None = None
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = journal_path(directory, run_id, kind)
         self.run_id = run_id
@@ -52,7 +54,7 @@ class Journal:
             self._sync()
             self._handle.close()
 
-    def _entry(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def _entry(self, kind: str, **fields: object) -> dict[str, object]:
         return {
             "type": kind,
             "run_id": self.run_id,
@@ -61,7 +63,7 @@ class Journal:
             **fields,
         }
 
-    def _write(self, entries: Iterable[dict[str, Any]]) -> None:
+    def _write(self, entries: Iterable[dict[str, object]]) -> None:
         for entry in entries:
             self._handle.write(json.dumps(entry, separators=(",", ":"), sort_keys=True) + "\n")
         self._sync()
@@ -70,10 +72,10 @@ class Journal:
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
-    def start(self, *, mode: str, options: dict[str, Any]) -> None:
+    def start(self, *, mode: str, options: Mapping[str, object]) -> None:
         self._write([self._entry("start", version=JOURNAL_VERSION, tool=__version__, mode=mode, options=options)])
 
-    def _record(self, kind: str, phase: str, batch: str, change: Change, **extra: Any) -> dict[str, Any]:
+    def _record(self, kind: str, phase: str, batch: str, change: Change, **extra: object) -> dict[str, object]:
         return self._entry(
             kind,
             phase=phase,
@@ -100,10 +102,10 @@ class Journal:
     def run_field(self, field: str, before: str | None, after: str | None, outcome: str) -> None:
         self._write([self._entry("run_field", field=field, before=before, after=after, outcome=outcome)])
 
-    def note(self, event: str, **fields: Any) -> None:
+    def note(self, event: str, **fields: object) -> None:
         self._write([self._entry("note", event=event, **fields)])
 
-    def end(self, *, status: str, exit_code: int, counts: dict[str, Any], reason: str | None = None) -> None:
+    def end(self, *, status: str, exit_code: int, counts: Mapping[str, object], reason: str | None = None) -> None:
         """The invocation's result; `reason` says why it stopped, when it did."""
         self._write([self._entry("end", status=status, exit_code=exit_code, counts=counts, reason=reason)])
 

@@ -7,7 +7,6 @@ import csv
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -97,7 +96,7 @@ class Report:
     def exit_code(self) -> ExitCode:
         return max((r.exit_code for r in self.runs), default=ExitCode.CLEAN)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "mode": self.mode,
             "exit_code": int(self.exit_code),
@@ -110,7 +109,7 @@ class Report:
         }
 
 
-def _run_json(run: RunOutcome) -> dict[str, Any]:
+def _run_json(run: RunOutcome) -> dict[str, object]:
     return {
         "id": run.id,
         "name": run.name,

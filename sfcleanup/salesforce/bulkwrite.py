@@ -12,7 +12,7 @@ import csv
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import structlog
 
@@ -37,6 +37,7 @@ CHUNK = 2000
 LOST = "lost"
 log = structlog.get_logger("sfcleanup.bulkwrite")
 Lookup = Callable[[str], Change | None]
+R = TypeVar("R")
 
 
 def _cell(value: str | None) -> str:
@@ -66,7 +67,7 @@ def _groups(changes: Iterator[Change]) -> Iterator[list[Change]]:
         yield list(members)
 
 
-def _chunks(rows: Iterator[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+def _chunks(rows: Iterator[R], size: int = CHUNK) -> Iterator[list[R]]:
     while chunk := list(itertools.islice(rows, size)):
         yield chunk
 

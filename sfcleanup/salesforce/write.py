@@ -12,7 +12,6 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
 
 import structlog
 
@@ -37,7 +36,7 @@ def _groups(call: batches.Call) -> set[str]:
     return {c.group for collection in call for c in collection}
 
 
-def _payload(change: Change) -> dict[str, Any]:
+def _payload(change: Change) -> dict[str, object]:
     return {"attributes": {"type": change.sobject}, "id": change.id, **change.after}
 
 
