@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from sfcleanup import __version__
 from sfcleanup.changes import Change
+from sfcleanup.clock import Clock, utc_now
 from sfcleanup.entries import RecordEntry, records
 from sfcleanup.outcomes import RowResult
 
@@ -31,14 +30,12 @@ def journal_path(directory: Path, run_id: str, kind: str = "") -> Path:
 
 
 class Journal:
-    def __init__(
-        self, directory: Path, run_id: str, *, kind: str = "", clock: Callable[[], datetime] | None = None
-    ) -> None:
+    def __init__(self, directory: Path, run_id: str, *, kind: str = "", clock: Clock = utc_now) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = journal_path(directory, run_id, kind)
         self.run_id = run_id
         self.invocation = uuid.uuid4().hex
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock
         self._handle = self.path.open("a", encoding="utf-8")
 
     def __enter__(self) -> Journal:
@@ -129,7 +126,7 @@ class JournalError(ValueError):
 REQUIRED_KEYS = frozenset({"type", "run_id", "invocation", "at"})
 
 
-def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str, Any]]:
+def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str, object]]:
     """Every entry of a journal, checked: one run, known shape, no torn lines unless allowed.
 
     A torn last line is what a crash mid-write leaves; it is refused unless `allow_truncated`, because a
@@ -139,7 +136,7 @@ def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str,
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise JournalError(f"journal {path} cannot be read: {exc.strerror}") from None
-    entries: list[dict[str, Any]] = []
+    entries: list[dict[str, object]] = []
     for number, line in enumerate(lines, start=1):
         try:
             entry = json.loads(line)
@@ -154,7 +151,7 @@ def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str,
         entries.append(entry)
     if not entries:
         raise JournalError(f"journal {path} is empty")
-    runs = {e["run_id"] for e in entries}
+    runs = {str(e["run_id"]) for e in entries}
     if len(runs) > 1:
         raise JournalError(f"journal {path} mixes entries of several runs ({', '.join(sorted(runs))})")
     return entries

@@ -20,6 +20,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from sfcleanup import billing, queries
+from sfcleanup.clock import Clock, utc_now
 from sfcleanup.errors import AmbiguousWrite, SfCleanupError, StopRun
 from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.api import LeaseApi, Update
@@ -91,7 +92,7 @@ class Leases:
         *,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        local_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        local_clock: Clock = utc_now,
     ) -> None:
         self._client = client
         # This machine's clock: the org's clock is measured against it.

@@ -54,6 +54,13 @@ def set_run_field(
     log.info("run.field", field=name, before=before, after=str(after))
 
 
+def close_run(
+    client: SalesforceClient, journal: Journal, run: InvoiceRun, final: CleanUpStatus, release: Update
+) -> None:
+    """CleanUp Status from Started to `final`, and the lease's release, in one call."""
+    set_run_field(client, journal, run, billing.CLEANUP_STATUS, CleanUpStatus.STARTED, final, also=[release])
+
+
 class PhaseRunner:
     def __init__(
         self,
@@ -109,16 +116,7 @@ class PhaseRunner:
             outcome.error_logs, _ = write_error_logs(self._client, run.id, outcome.failures, journal)
         unfinished = bool(outcome.failures or outcome.held)
         final = CleanUpStatus.COMPLETED_WITH_ERRORS if unfinished or outcome.unaccounted else CleanUpStatus.COMPLETED
-        # The final status and the lease's release travel in one call.
-        set_run_field(
-            self._client,
-            journal,
-            run,
-            billing.CLEANUP_STATUS,
-            CleanUpStatus.STARTED,
-            final,
-            also=[self._leases.release_patch(lease)],
-        )
+        close_run(self._client, journal, run, final, self._leases.release_patch(lease))
         outcome.cleanup_status = final
         if unfinished:
             outcome.status = RunResult.CLEANED_WITH_FAILURES

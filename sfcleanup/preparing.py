@@ -3,14 +3,15 @@ and cost the whole in API calls against the day's allowance. Nothing here writes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
 from sfcleanup import preflight
 from sfcleanup.billing import CleanUpStatus
+from sfcleanup.clock import Clock, utc_now
 from sfcleanup.config import Settings
 from sfcleanup.lease import LeaseHeld, Leases
 from sfcleanup.models import InvoiceRun
@@ -20,11 +21,6 @@ from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.read import plan_streaming
 
 log = structlog.get_logger("sfcleanup.worker")
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

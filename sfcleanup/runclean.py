@@ -13,7 +13,6 @@ from datetime import datetime
 
 import structlog
 
-from sfcleanup import billing
 from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
 from sfcleanup.config import Settings
 from sfcleanup.errors import ExitCode, Interrupted, SfCleanupError, StopRun
@@ -23,7 +22,7 @@ from sfcleanup.lease import Lease, LeaseHeld, Leases
 from sfcleanup.locallock import LocalLock
 from sfcleanup.models import InvoiceRun
 from sfcleanup.outcomes import Failure, RowOutcome
-from sfcleanup.phases import PhaseRunner, set_run_field
+from sfcleanup.phases import PhaseRunner, close_run
 from sfcleanup.plan import RunPlan
 from sfcleanup.preparing import Preparer
 from sfcleanup.report import ObjectCounts, RunOutcome, RunResult
@@ -204,15 +203,7 @@ class RunCleaner:
         try:
             if outcome.cleanup_status == CleanUpStatus.STARTED:
                 ended = CleanUpStatus.COMPLETED_WITH_ERRORS
-                set_run_field(
-                    self._client,
-                    journal,
-                    run,
-                    billing.CLEANUP_STATUS,
-                    CleanUpStatus.STARTED,
-                    ended,
-                    also=[self._leases.release_patch(lease)],
-                )
+                close_run(self._client, journal, run, ended, self._leases.release_patch(lease))
                 outcome.cleanup_status = ended
             else:
                 self._leases.release(lease)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from sfcleanup.clock import Clock, utc_now
 from sfcleanup.config import Settings
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import Interrupts
@@ -18,7 +19,7 @@ from sfcleanup.locallock import default_identity
 from sfcleanup.phases import PhaseRunner, ProgressFactory
 from sfcleanup.plan import RunPlan
 from sfcleanup.preflight import OrgReadiness
-from sfcleanup.preparing import Clock, Prepared, Preparer, utc_now
+from sfcleanup.preparing import Prepared, Preparer
 from sfcleanup.report import Report, RunOutcome, RunResult
 from sfcleanup.runclean import RunCleaner, outcome_for
 from sfcleanup.salesforce.client import SalesforceClient

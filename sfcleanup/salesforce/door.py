@@ -18,6 +18,7 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.util import exception_handler
 
 from sfcleanup import logs
+from sfcleanup.clock import Clock, utc_now
 from sfcleanup.errors import (
     AmbiguousWrite,
     ApiError,
@@ -31,7 +32,7 @@ from sfcleanup.errors import (
 from sfcleanup.salesforce.classify import Classified, Verdict, classify
 from sfcleanup.salesforce.connect import Connector, OrgSession
 from sfcleanup.salesforce.retry import RetryPolicy
-from sfcleanup.salesforce.usage import ApiUsage, utc_now
+from sfcleanup.salesforce.usage import ApiUsage
 
 T = TypeVar("T")
 log = structlog.get_logger("sfcleanup.salesforce")
@@ -59,7 +60,7 @@ class Door:
         api_version: str,
         retry: RetryPolicy,
         timeout_s: float,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self._connector = connector
         self._clock = clock

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlencode
 
 from pydantic import BaseModel
@@ -27,7 +27,7 @@ FIRST_ID = "000000000000000AAA"
 
 def keyset_pages(
     client: SalesforceClient, query: str, run_id: str, *, page_size: int = 2000
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[list[dict[str, object]]]:
     """A run's records of one query, page by page, each page the next `page_size` Ids after the last one.
 
     Keyset paging needs no server-side cursor: nothing expires during a long clean-up, and a page can be read
@@ -36,7 +36,7 @@ def keyset_pages(
     fetched while the caller works through the current one.
     """
 
-    def fetch(after: str) -> tuple[list[dict[str, Any]], bool]:
+    def fetch(after: str) -> tuple[list[dict[str, object]], bool]:
         soql = queries.render(query, run_id=run_id, after=after, limit=page_size + 1)
         return client.query_page(soql, batch_size=page_size)
 

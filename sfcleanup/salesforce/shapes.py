@@ -18,16 +18,16 @@ class _Shape(BaseModel):
 
 class PicklistValue(_Shape):
     value: str
-    active: bool = True
+    active: bool | None = True
 
 
 class FieldDescribe(_Shape):
     name: str
-    updateable: bool = False
-    picklist_values: tuple[PicklistValue, ...] = Field((), alias="picklistValues")
+    updateable: bool | None = False
+    picklist_values: tuple[PicklistValue, ...] | None = Field((), alias="picklistValues")
 
     def active_values(self) -> frozenset[str]:
-        return frozenset(v.value for v in self.picklist_values if v.active)
+        return frozenset(v.value for v in self.picklist_values or () if v.active)
 
 
 class SObjectDescribe(_Shape):
@@ -37,6 +37,21 @@ class SObjectDescribe(_Shape):
 
     def by_name(self) -> dict[str, FieldDescribe]:
         return {f.name: f for f in self.fields}
+
+
+class SaveError(_Shape):
+    status_code: str | None = Field(None, alias="statusCode")
+    message: str | None = None
+
+
+class SaveResult(_Shape):
+    """One row of an sObject Collections answer."""
+
+    success: bool | None = False
+    errors: tuple[SaveError, ...] | None = ()
+
+    def first_error(self) -> SaveError:
+        return self.errors[0] if self.errors else SaveError()
 
 
 class DailyApiRequests(_Shape):

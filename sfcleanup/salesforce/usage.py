@@ -6,16 +6,14 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import requests
 
+from sfcleanup.clock import utc_now
+
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ApiUsage:

@@ -28,6 +28,7 @@ from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.read import current_values
 from sfcleanup.salesforce.retry import WRITE_RESENDS, sends
+from sfcleanup.salesforce.shapes import SaveResult
 
 log = structlog.get_logger("sfcleanup.write")
 
@@ -56,13 +57,13 @@ def _row_results(call: batches.Call, responses: list[SubResult]) -> list[RowResu
             results.extend(RowResult(c, RowOutcome.FAILED, code, message) for c in collection)
             continue
         for change, row in zip(collection, body, strict=True):
-            if row.get("success"):
+            saved = SaveResult.model_validate(row)
+            if saved.success:
                 results.append(RowResult(change, RowOutcome.UPDATED))
                 continue
-            errors = row.get("errors") or [{}]
-            code = errors[0].get("statusCode")
-            outcome = RowOutcome.LOCKED if classify_row(code) is RowVerdict.LOCKED else RowOutcome.FAILED
-            results.append(RowResult(change, outcome, code, errors[0].get("message")))
+            error = saved.first_error()
+            outcome = RowOutcome.LOCKED if classify_row(error.status_code) is RowVerdict.LOCKED else RowOutcome.FAILED
+            results.append(RowResult(change, outcome, error.status_code, error.message))
     return results
 
 
