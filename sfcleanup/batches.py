@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import groupby
 
-from sfcleanup.plan import Change
+from sfcleanup.changes import Change
 
 Call = list[list[Change]]  # the collections of one composite call
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import NoReturn
 
 import structlog
 from rich.console import Console
@@ -17,7 +17,7 @@ from sfcleanup.interrupts import PROCESS
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:
+    def error(self, message: str) -> NoReturn:
         """One line, the documented exit code for bad input."""
         self.exit(ExitCode.BAD_INPUT, f"sfcleanup: error: {message} (see `{self.prog} --help`)\n")
 

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
 
 from sfcleanup import billing
 from sfcleanup.errors import AmbiguousWrite
 from sfcleanup.journal import Journal
+from sfcleanup.outcomes import Failure
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.write import Failure
 
 ORIGIN = "sfcleanup"
 BATCH = 200  # sObject Collections create limit
 log = structlog.get_logger("sfcleanup.errorlogs")
 
 
-def error_log_record(run_id: str, failure: Failure, journal: str) -> dict[str, Any]:
+def error_log_record(run_id: str, failure: Failure, journal: str) -> dict[str, object]:
     detail = {
         "origin": ORIGIN,
         "object": failure.sobject,

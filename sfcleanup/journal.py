@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from sfcleanup import __version__
-from sfcleanup.plan import Change
+from sfcleanup.changes import Change
+from sfcleanup.clock import Clock, utc_now
+from sfcleanup.entries import RecordEntry, records
+from sfcleanup.outcomes import RowResult
 
 JOURNAL_VERSION = 1
 
@@ -29,12 +30,12 @@ def journal_path(directory: Path, run_id: str, kind: str = "") -> Path:
 
 
 class Journal:
-    def __init__(self, directory: Path, run_id: str, *, kind: str = "", clock: Any = None) -> None:
+    def __init__(self, directory: Path, run_id: str, *, kind: str = "", clock: Clock = utc_now) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = journal_path(directory, run_id, kind)
         self.run_id = run_id
         self.invocation = uuid.uuid4().hex
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock
         self._handle = self.path.open("a", encoding="utf-8")
 
     def __enter__(self) -> Journal:
@@ -50,7 +51,7 @@ class Journal:
             self._sync()
             self._handle.close()
 
-    def _entry(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def _entry(self, kind: str, **fields: object) -> dict[str, object]:
         return {
             "type": kind,
             "run_id": self.run_id,
@@ -59,7 +60,7 @@ class Journal:
             **fields,
         }
 
-    def _write(self, entries: Iterable[dict[str, Any]]) -> None:
+    def _write(self, entries: Iterable[dict[str, object]]) -> None:
         for entry in entries:
             self._handle.write(json.dumps(entry, separators=(",", ":"), sort_keys=True) + "\n")
         self._sync()
@@ -68,10 +69,10 @@ class Journal:
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
-    def start(self, *, mode: str, options: dict[str, Any]) -> None:
+    def start(self, *, mode: str, options: Mapping[str, object]) -> None:
         self._write([self._entry("start", version=JOURNAL_VERSION, tool=__version__, mode=mode, options=options)])
 
-    def _record(self, kind: str, phase: str, batch: str, change: Change, **extra: Any) -> dict[str, Any]:
+    def _record(self, kind: str, phase: str, batch: str, change: Change, **extra: object) -> dict[str, object]:
         return self._entry(
             kind,
             phase=phase,
@@ -87,34 +88,34 @@ class Journal:
     def pending(self, phase: str, batch: str, changes: Iterable[Change]) -> None:
         self._write(self._record("pending", phase, batch, c) for c in changes)
 
-    def outcomes(self, phase: str, batch: str, results: Iterable[tuple[Change, str, str | None, str | None]]) -> None:
+    def outcomes(self, phase: str, batch: str, results: Iterable[RowResult]) -> None:
         """One entry per record: outcome is `updated`, `confirmed` (found applied after a lost answer),
         `failed` or `locked` (to be retried)."""
         self._write(
-            self._record("outcome", phase, batch, c, outcome=outcome, code=code, message=message)
-            for c, outcome, code, message in results
+            self._record("outcome", phase, batch, r.change, outcome=r.outcome.value, code=r.code, message=r.message)
+            for r in results
         )
 
     def run_field(self, field: str, before: str | None, after: str | None, outcome: str) -> None:
         self._write([self._entry("run_field", field=field, before=before, after=after, outcome=outcome)])
 
-    def note(self, event: str, **fields: Any) -> None:
+    def note(self, event: str, **fields: object) -> None:
         self._write([self._entry("note", event=event, **fields)])
 
-    def end(self, *, status: str, exit_code: int, counts: dict[str, Any], reason: str | None = None) -> None:
+    def end(self, *, status: str, exit_code: int, counts: Mapping[str, object], reason: str | None = None) -> None:
         """The invocation's result; `reason` says why it stopped, when it did."""
         self._write([self._entry("end", status=status, exit_code=exit_code, counts=counts, reason=reason)])
 
-    def last_outcomes(self) -> dict[tuple[str, str], dict[str, Any]]:
+    def last_outcomes(self) -> dict[tuple[str, str], RecordEntry]:
         """This invocation's last outcome entry per (object, record id): what the org answered, as journaled.
 
         A run stopped mid-phase loses the writer's own tally; this is the record that survives it.
         """
         self._sync()
-        last: dict[tuple[str, str], dict[str, Any]] = {}
-        for entry in read_entries(self.path, allow_truncated=True):
-            if entry["type"] == "outcome" and entry["invocation"] == self.invocation:
-                last[(str(entry["object"]), str(entry["id"]))] = entry
+        last: dict[tuple[str, str], RecordEntry] = {}
+        for entry in records(read_entries(self.path, allow_truncated=True), kind="outcome"):
+            if entry.invocation == self.invocation:
+                last[(entry.sobject, entry.id)] = entry
         return last
 
 
@@ -125,7 +126,7 @@ class JournalError(ValueError):
 REQUIRED_KEYS = frozenset({"type", "run_id", "invocation", "at"})
 
 
-def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str, Any]]:
+def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str, object]]:
     """Every entry of a journal, checked: one run, known shape, no torn lines unless allowed.
 
     A torn last line is what a crash mid-write leaves; it is refused unless `allow_truncated`, because a
@@ -135,7 +136,7 @@ def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str,
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise JournalError(f"journal {path} cannot be read: {exc.strerror}") from None
-    entries: list[dict[str, Any]] = []
+    entries: list[dict[str, object]] = []
     for number, line in enumerate(lines, start=1):
         try:
             entry = json.loads(line)
@@ -150,7 +151,7 @@ def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str,
         entries.append(entry)
     if not entries:
         raise JournalError(f"journal {path} is empty")
-    runs = {e["run_id"] for e in entries}
+    runs = {str(e["run_id"]) for e in entries}
     if len(runs) > 1:
         raise JournalError(f"journal {path} mixes entries of several runs ({', '.join(sorted(runs))})")
     return entries

@@ -9,25 +9,22 @@ earlier, by an exclusive lock on the run's journal lock file.
 
 from __future__ import annotations
 
-import fcntl
-import getpass
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import IO, Any
 from urllib.parse import urlencode
 
 import structlog
+from pydantic import BaseModel, ConfigDict, Field
 
 from sfcleanup import billing, queries
+from sfcleanup.clock import Clock, utc_now
 from sfcleanup.errors import AmbiguousWrite, SfCleanupError, StopRun
 from sfcleanup.salesforce import composite
-from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.api import LeaseApi, Update
+from sfcleanup.salesforce.retry import CREATE_RESENDS, sends
 from sfcleanup.sftime import parse_datetime
 
 LEASE_CODE = "SFCLEANUP_LEASE"
@@ -36,7 +33,6 @@ HEARTBEAT_EVERY = timedelta(seconds=60)
 # A worker first in the election reads again this many times, pausing longer each time, for rivals to withdraw.
 ELECTION_READS = 4
 ELECTION_PAUSE_S = 0.5
-CREATE_ATTEMPTS = 3
 # Marks the random token in a lease's summary that tells one creation attempt's record from any other.
 NONCE = "attempt "
 log = structlog.get_logger("sfcleanup.lease")
@@ -46,9 +42,16 @@ class LeaseHeld(StopRun):
     """Another worker is cleaning the run; nothing was written. Run again once it has finished."""
 
 
-def default_identity(journal_dir: Path) -> str:
-    """Stable across restarts on one machine and journal directory, so a restarted worker resumes its lease."""
-    return f"{getpass.getuser()}@{socket.gethostname()}:{journal_dir.resolve()}"
+class LeaseRow(BaseModel):
+    """A lease record as the org lists it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    id: str = Field(alias="Id")
+    name: str | None = Field(None, alias="blng__ErrorName__c")
+    code: str | None = Field(None, alias="blng__ErrorCode__c")
+    summary: str | None = Field(None, alias="blng__Summary__c")
+    last_modified: str = Field(alias="LastModifiedDate")
+    created: str | None = Field(None, alias="CreatedDate")
 
 
 @dataclass(frozen=True)
@@ -59,38 +62,6 @@ class Lease:
     held: bool = True  # False once released
     created: datetime | None = None
     summary: str = ""
-
-
-class LocalLock:
-    """An exclusive lock on `<journal_dir>/<run_id>.lock`, released by the kernel if the process dies."""
-
-    def __init__(self, journal_dir: Path, run_id: str) -> None:
-        journal_dir.mkdir(parents=True, exist_ok=True)
-        self.path = journal_dir / f"{run_id}.lock"
-        self._handle: IO[str] | None = None
-
-    def __enter__(self) -> LocalLock:
-        handle = self.path.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise LeaseHeld(
-                f"another sfcleanup process on this machine is cleaning this run ({self.path} is locked); "
-                "wait for it to finish"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._handle = handle
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
 
 
 class LeaseLost(StopRun):
@@ -115,14 +86,17 @@ class Leases:
 
     def __init__(
         self,
-        client: SalesforceClient,
+        client: LeaseApi,
         identity: str,
         timeout_s: float,
         *,
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        local_clock: Clock = utc_now,
     ) -> None:
         self._client = client
+        # This machine's clock: the org's clock is measured against it.
+        self._local_clock = local_clock
         self.identity = identity
         self._timeout = timedelta(seconds=timeout_s)
         # The org's time now, for read-only checks; the election itself uses the org's own timestamps.
@@ -136,15 +110,16 @@ class Leases:
         self.seen: list[Lease] = []
 
     @staticmethod
-    def _parse(row: dict[str, Any]) -> Lease:
-        last_seen = parse_datetime(str(row["LastModifiedDate"]))
+    def _parse(row: object) -> Lease:
+        record = LeaseRow.model_validate(row)
+        last_seen = parse_datetime(record.last_modified)
         return Lease(
-            str(row["Id"]),
-            str(row.get("blng__ErrorName__c") or "?"),
+            record.id,
+            record.name or "?",
             last_seen,
-            row.get("blng__ErrorCode__c") == LEASE_CODE,
-            parse_datetime(str(row["CreatedDate"])) if row.get("CreatedDate") else last_seen,
-            str(row.get("blng__Summary__c") or ""),
+            record.code == LEASE_CODE,
+            parse_datetime(record.created) if record.created else last_seen,
+            record.summary or "",
         )
 
     @staticmethod
@@ -177,7 +152,7 @@ class Leases:
 
     def acquire(self, run_id: str) -> Lease:
         """Take the run's lease, or raise LeaseHeld naming the holder; leases past the timeout are taken over."""
-        asked_at = datetime.now(UTC)
+        asked_at = self._local_clock()
         mine = self._create(run_id, asked_at)
         for check in range(1, ELECTION_READS + 1):
             leases = self._read(run_id)
@@ -216,7 +191,7 @@ class Leases:
         self._run_id = run_id
         self._last_beat = self._clock()
 
-    def _record(self, run_id: str, now: datetime, nonce: str) -> dict[str, Any]:
+    def _record(self, run_id: str, now: datetime, nonce: str) -> dict[str, str]:
         return {
             billing.RUN_LOOKUP: run_id,
             "blng__ErrorCode__c": LEASE_CODE,
@@ -229,7 +204,7 @@ class Leases:
     def _create(self, run_id: str, now: datetime) -> str:
         """Create this worker's lease record. After a lost answer, the record is looked for by the nonce only
         this attempt wrote; if it is not there, nothing was created and creating it again is safe."""
-        for attempt in range(1, CREATE_ATTEMPTS + 1):
+        for attempt in sends(CREATE_RESENDS):
             nonce = uuid.uuid4().hex
             try:
                 return self._client.create_record(billing.ERROR_LOG, self._record(run_id, now, nonce))
@@ -294,7 +269,7 @@ class Leases:
         self.release(Lease(record_id, self.identity, datetime.min.replace(tzinfo=UTC)))
 
     @staticmethod
-    def release_patch(lease: Lease) -> tuple[str, str, dict[str, Any]]:
+    def release_patch(lease: Lease) -> Update:
         """The update that releases `lease`, to send along with another (the run's final status) as a
         best-effort update: see `SalesforceClient.update_many`."""
         return billing.ERROR_LOG, lease.record_id, {"blng__ErrorCode__c": RELEASED_CODE}

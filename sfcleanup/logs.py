@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 _SECRETS: set[str] = set()
 _SECRET_KEY = re.compile(r"token|secret|password|private_key|authorization|assertion", re.IGNORECASE)
@@ -38,7 +38,7 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def redact(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
     for key in list(event):
         event[key] = MASK if _SECRET_KEY.search(key) else _scrub(event[key])
     return event

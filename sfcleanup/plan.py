@@ -11,17 +11,25 @@ the run; where the changes go is the caller's choice (`plan_run` keeps them in m
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
 
 from sfcleanup import billing, links
-from sfcleanup.billing import RULE_BY_PHASE, Phase, Rule
+from sfcleanup.billing import RULE_BY_PHASE, Phase
+from sfcleanup.changes import (
+    ChangeSet,
+    Dependencies,
+    MemoryChanges,
+    MemoryDependencies,
+    MemorySink,
+    NoDependencies,
+    PlanSink,
+    Values,
+    change_for,
+)
 from sfcleanup.links import Link, Path, Reach
 from sfcleanup.models import BillingSource, Invoice, InvoiceLine, InvoiceRun, OrderProduct, UsageSummary
-
-Values = dict[str, str | None]
 
 
 class AnomalyReason(StrEnum):
@@ -33,98 +41,11 @@ class AnomalyReason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    sobject: str
-    id: str
-    # The lock point the record shares with its siblings (the account): a batch keeps a group together.
-    group: str
-    before: Values
-    after: Values
-
-
-@dataclass(frozen=True, slots=True)
 class Anomaly:
     sobject: str
     id: str
     reason: AnomalyReason
     detail: str
-
-
-class ChangeSet(Protocol):
-    """The changes of one phase, iterated in lock-point order (group, then id)."""
-
-    def __len__(self) -> int: ...
-
-    def __iter__(self) -> Iterator[Change]: ...
-
-    def get(self, record_id: str) -> Change | None: ...
-
-    def transitions(self, status_field: str) -> dict[str, int]: ...
-
-
-def _order(change: Change) -> tuple[str, str]:
-    return change.group, change.id
-
-
-class MemoryChanges:
-    """A ChangeSet held in memory: small runs and tests."""
-
-    def __init__(self, changes: Sequence[Change]) -> None:
-        self._changes = tuple(sorted(changes, key=_order))
-        self._by_id = {c.id: c for c in self._changes}
-
-    def __len__(self) -> int:
-        return len(self._changes)
-
-    def __iter__(self) -> Iterator[Change]:
-        return iter(self._changes)
-
-    def __bool__(self) -> bool:
-        return bool(self._changes)
-
-    def get(self, record_id: str) -> Change | None:
-        return self._by_id.get(record_id)
-
-    def transitions(self, status_field: str) -> dict[str, int]:
-        counts = Counter(f"{c.before[status_field]} -> {c.after[status_field]}" for c in self._changes)
-        return dict(sorted(counts.items()))
-
-
-class Dependencies(Protocol):
-    """What the planned changes wait for (see `PlanSink.depend`)."""
-
-    def waiting(self, phase: Phase, blocked: Collection[str]) -> dict[str, str]:
-        """The changes of `phase` that wait for a record in `blocked`, each with one record it waits for."""
-        ...
-
-
-class NoDependencies:
-    def waiting(self, phase: Phase, blocked: Collection[str]) -> dict[str, str]:
-        return {}
-
-
-class Without:
-    """A ChangeSet less the records held back (`held` is a subset of `changes`)."""
-
-    def __init__(self, changes: ChangeSet, held: Collection[str]) -> None:
-        self._changes = changes
-        self._held = frozenset(held)
-
-    def __len__(self) -> int:
-        return len(self._changes) - len(self._held)
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    def __iter__(self) -> Iterator[Change]:
-        return (c for c in self._changes if c.id not in self._held)
-
-    def get(self, record_id: str) -> Change | None:
-        return None if record_id in self._held else self._changes.get(record_id)
-
-    def transitions(self, status_field: str) -> dict[str, int]:
-        counts = Counter(f"{c.before[status_field]} -> {c.after[status_field]}" for c in self)
-        return dict(sorted(counts.items()))
 
 
 @dataclass(frozen=True)
@@ -153,29 +74,12 @@ class RunPlan:
         return dict(Counter(a.sobject for a in self.anomalies))
 
 
-def change_for(rule: Rule, record_id: str, group: str, current: Values) -> Change:
-    """The transition of one record under `rule`, with the before values of every field it writes."""
-    before = {name: current.get(name) for name in rule.fields}
-    after: Values = {rule.status_field: rule.to_state, **{name: None for name in rule.cleared}}
-    return Change(rule.sobject, record_id, group, before, after)
-
-
 def _source_values(source: BillingSource) -> Values:
     return {
         billing.PROCESSING_STATUS: source.status,
         billing.RUN_LOOKUP: source.run_id,
         billing.RUN_START_DATE: source.run_start,
     }
-
-
-class PlanSink(Protocol):
-    """Where a planner's decisions go: the changes of each phase, and what each change waits for."""
-
-    def add(self, phase: Phase, change: Change) -> None: ...
-
-    def depend(self, record_id: str, on: str) -> None:
-        """`record_id` may be written only once `on` (a record of an earlier phase) reached its target."""
-        ...
 
 
 class Planner:
@@ -324,37 +228,34 @@ def _bound_anomaly(sobject: str, source: BillingSource, link: Link) -> Anomaly:
     )
 
 
-class MemorySink:
-    """Collects a plan in memory: small runs and tests."""
+@dataclass(frozen=True)
+class RunRecords:
+    """A run's records as the planner needs them, each stream in any order within itself."""
 
-    def __init__(self) -> None:
-        self.changes: dict[Phase, list[Change]] = {phase: [] for phase in Phase}
-        self.edges: dict[str, set[str]] = {}
-
-    def add(self, phase: Phase, change: Change) -> None:
-        self.changes[phase].append(change)
-
-    def depend(self, record_id: str, on: str) -> None:
-        self.edges.setdefault(record_id, set()).add(on)
+    invoices: Iterable[Invoice]
+    lines: Iterable[InvoiceLine]
+    # Lines of any run naming one of the run's usage summaries.
+    usage_summary_lines: Iterable[InvoiceLine]
+    usage_summaries: Iterable[UsageSummary]
+    order_products: Iterable[OrderProduct]
 
 
-class MemoryDependencies:
-    """What each planned change waits for, held in memory."""
-
-    def __init__(self, edges: Mapping[str, set[str]], changes: Mapping[Phase, ChangeSet]) -> None:
-        self._edges = edges
-        self._changes = changes
-
-    def waiting(self, phase: Phase, blocked: Collection[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for change in self._changes[phase]:
-            waits = sorted(self._edges.get(change.id, set()) & set(blocked))
-            if waits:
-                out[change.id] = waits[0]
-        return out
-
-    def of(self, record_id: str) -> frozenset[str]:
-        return frozenset(self._edges.get(record_id, ()))
+def plan_records(run: InvoiceRun, records: RunRecords, sink: PlanSink) -> tuple[Anomaly, ...]:
+    """The planner's one entry point: feed `records` in the order its link model needs (invoices, the run's
+    lines, the lines naming its usage summaries, then the sources), the changes going to `sink`; returns the
+    anomalies. Streams are consumed one after the other, so each may be read lazily."""
+    planner = Planner(run, sink)
+    for invoice in records.invoices:
+        planner.invoice(invoice)
+    for line in records.lines:
+        planner.line(line)
+    for line in records.usage_summary_lines:
+        planner.line_of_usage_summary(line)
+    for summary in records.usage_summaries:
+        planner.source(summary)
+    for product in records.order_products:
+        planner.source(product)
+    return tuple(planner.anomalies)
 
 
 def plan_run(
@@ -367,19 +268,7 @@ def plan_run(
 ) -> RunPlan:
     """Every transition the clean-up makes for `run`, in phase order, and the anomalies it leaves alone."""
     sink = MemorySink()
-    planner = Planner(run, sink)
-    for invoice in invoices:
-        planner.invoice(invoice)
-    for line in lines:
-        planner.line(line)
-    for line in usage_summary_lines:
-        planner.line_of_usage_summary(line)
-    for source in (*usage_summaries, *order_products):
-        planner.source(source)
+    records = RunRecords(invoices, lines, usage_summary_lines, usage_summaries, order_products)
+    anomalies = plan_records(run, records, sink)
     changes: dict[Phase, ChangeSet] = {phase: MemoryChanges(sink.changes[phase]) for phase in Phase}
-    return RunPlan(
-        run=run,
-        changes=changes,
-        anomalies=tuple(planner.anomalies),
-        dependencies=MemoryDependencies(sink.edges, changes),
-    )
+    return RunPlan(run=run, changes=changes, anomalies=anomalies, dependencies=MemoryDependencies(sink.edges, changes))

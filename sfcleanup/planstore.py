@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from sfcleanup.billing import RULE_BY_PHASE, Phase
-from sfcleanup.plan import Change
+from sfcleanup.changes import Change
 
 FLUSH_EVERY = 5000
 FETCH = 2000

@@ -7,13 +7,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sfcleanup import billing, ids, queries
 from sfcleanup.billing import RunStatus
+from sfcleanup.config import WriteSettings
 from sfcleanup.errors import BudgetReserveReached, ConfigError, PreflightError
 from sfcleanup.models import InvoiceRun
+from sfcleanup.plan import RunPlan
+from sfcleanup.salesforce.api import DescribeApi
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.shapes import FieldDescribe, Limits, SObjectDescribe, daily_limits
+from sfcleanup.salesforce.writers import jobs_for
 
 
 @dataclass(frozen=True)
@@ -24,11 +28,11 @@ class OrgReadiness:
     problems: tuple[str, ...]
 
 
-def _picklist_values(field: dict[str, Any]) -> frozenset[str]:
-    return frozenset(str(v["value"]) for v in field.get("picklistValues", []) if v.get("active", True))
+def _picklist_values(field: FieldDescribe | None) -> frozenset[str]:
+    return field.active_values() if field is not None else frozenset()
 
 
-def _field_problems(sobject: str, described: dict[str, dict[str, Any]]) -> list[str]:
+def _field_problems(sobject: str, described: dict[str, FieldDescribe]) -> list[str]:
     problems = []
     for name in sorted(
         billing.FIELDS_READ.get(sobject, frozenset()) | billing.FIELDS_WRITTEN.get(sobject, frozenset())
@@ -39,12 +43,12 @@ def _field_problems(sobject: str, described: dict[str, dict[str, Any]]) -> list[
                 f"{sobject}.{name} is missing or not visible: give the integration user read access to it "
                 "(permission set config/permissionset/sfcleanup.permissionset-meta.xml)"
             )
-        elif name in billing.FIELDS_WRITTEN.get(sobject, frozenset()) and not field.get("updateable"):
+        elif name in billing.FIELDS_WRITTEN.get(sobject, frozenset()) and not field.updateable:
             problems.append(f"{sobject}.{name} is read-only for the integration user: grant edit access to it")
     return problems
 
 
-def _value_problems(sobject: str, described: dict[str, dict[str, Any]]) -> list[str]:
+def _value_problems(sobject: str, described: dict[str, FieldDescribe]) -> list[str]:
     problems = []
     for (owner, name), needed in billing.REQUIRED_PICKLIST_VALUES.items():
         if owner != sobject or name not in described:
@@ -57,25 +61,26 @@ def _value_problems(sobject: str, described: dict[str, dict[str, Any]]) -> list[
     return problems
 
 
-def check_org(client: SalesforceClient) -> OrgReadiness:
+def check_org(client: DescribeApi) -> OrgReadiness:
     """Describe the Billing objects; collect every missing field, permission and picklist value at once."""
     problems: list[str] = []
-    fields_by_object: dict[str, dict[str, dict[str, Any]]] = {}
+    fields_by_object: dict[str, dict[str, FieldDescribe]] = {}
     prefix = ""
     objects = (billing.INVOICE_RUN, billing.INVOICE, billing.INVOICE_LINE, billing.ORDER_PRODUCT, billing.USAGE_SUMMARY)
     describes = client.get_many("describe", [f"sobjects/{sobject}/describe/" for sobject in objects])
-    for sobject, describe in zip(objects, describes, strict=True):
+    for sobject, body in zip(objects, describes, strict=True):
+        describe = SObjectDescribe.model_validate(body)
         if sobject == billing.INVOICE_RUN:
-            prefix = str(describe.get("keyPrefix") or "")
-        described = {str(f["name"]): f for f in describe.get("fields", [])}
+            prefix = describe.key_prefix or ""
+        described = describe.by_name()
         fields_by_object[sobject] = described
         problems += _field_problems(sobject, described)
         problems += _value_problems(sobject, described)
     run_fields = fields_by_object[billing.INVOICE_RUN]
     return OrgReadiness(
         run_key_prefix=prefix,
-        run_status_values=_picklist_values(run_fields.get(billing.RUN_STATUS, {})),
-        cleanup_status_values=_picklist_values(run_fields.get(billing.CLEANUP_STATUS, {})),
+        run_status_values=_picklist_values(run_fields.get(billing.RUN_STATUS)),
+        cleanup_status_values=_picklist_values(run_fields.get(billing.CLEANUP_STATUS)),
         problems=tuple(problems),
     )
 
@@ -112,9 +117,7 @@ def read_runs(client: SalesforceClient, run_ids: Sequence[str]) -> dict[str, Inv
     return {str(r["Id"]): InvoiceRun.model_validate(r) for r in rows}
 
 
-def read_runs_and_limits(
-    client: SalesforceClient, run_ids: Sequence[str]
-) -> tuple[dict[str, InvoiceRun], dict[str, Any]]:
+def read_runs_and_limits(client: SalesforceClient, run_ids: Sequence[str]) -> tuple[dict[str, InvoiceRun], Limits]:
     """The runs, read to the last page, and the org's daily API allowance.
 
     The allowance comes from the Sforce-Limit-Info header the query's answer carried, at no extra call; only
@@ -124,12 +127,12 @@ def read_runs_and_limits(
     used, maximum = client.usage.used, client.usage.max
     if used is not None and maximum:
         return runs, {"DailyApiRequests": {"Max": maximum, "Remaining": max(maximum - used, 0)}}
-    return runs, client.limits()
+    return runs, daily_limits(client.limits())
 
 
 def check_runs(
     client: SalesforceClient, run_ids: Sequence[str], readiness: OrgReadiness, *, include_completed: bool
-) -> tuple[list[InvoiceRun], dict[str, Any]]:
+) -> tuple[list[InvoiceRun], Limits]:
     """The runs, in the order given, and the org's limits; refuses unknown, running, and (without the flag)
     completed runs."""
     found, limits = read_runs_and_limits(client, run_ids)
@@ -177,7 +180,19 @@ def estimate_phase_calls(changes: int, *, per_call: int, bulk_jobs: int = 0) -> 
     return BULK_CALLS_PER_JOB * bulk_jobs if bulk_jobs else math.ceil(changes / per_call)
 
 
-def check_budget(limits: dict[str, Any], estimate: int, reserve: float) -> dict[str, int]:
+def estimate_run(plan: RunPlan, write: WriteSettings) -> int:
+    """API calls one run's clean-up takes: each phase on the route it will take, and the fixed calls."""
+    if plan.is_empty:
+        return 0
+    per_call = write.batch_size * write.collections_per_call
+    phases = sum(
+        estimate_phase_calls(len(c), per_call=per_call, bulk_jobs=jobs_for(len(c), write))
+        for c in plan.changes.values()
+    )
+    return phases + FIXED_CALLS_PER_RUN
+
+
+def check_budget(limits: Limits, estimate: int, reserve: float) -> dict[str, int]:
     """Refuse to start writing if the estimate would eat into the reserve left for the rest of the business."""
     daily = limits.get("DailyApiRequests", {})
     maximum, remaining = int(daily.get("Max", 0)), int(daily.get("Remaining", 0))

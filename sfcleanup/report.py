@@ -7,14 +7,13 @@ import csv
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from sfcleanup.errors import ExitCode
+from sfcleanup.outcomes import Failure, Held
 from sfcleanup.plan import Anomaly
-from sfcleanup.salesforce.write import Failure
 
 
 class RunResult(StrEnum):
@@ -52,17 +51,6 @@ class VerifyCount:
     @property
     def unaccounted(self) -> int:
         return max(0, self.left - self.expected)
-
-
-@dataclass(frozen=True)
-class Held:
-    """A record held back, so it is not released while something that billed it is still billable."""
-
-    id: str
-    sobject: str
-    # The record it waits for directly.
-    waits_for: str
-    reason: str
 
 
 @dataclass
@@ -108,7 +96,7 @@ class Report:
     def exit_code(self) -> ExitCode:
         return max((r.exit_code for r in self.runs), default=ExitCode.CLEAN)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "mode": self.mode,
             "exit_code": int(self.exit_code),
@@ -121,7 +109,7 @@ class Report:
         }
 
 
-def _run_json(run: RunOutcome) -> dict[str, Any]:
+def _run_json(run: RunOutcome) -> dict[str, object]:
     return {
         "id": run.id,
         "name": run.name,

@@ -9,20 +9,21 @@ leaves a draft invoice next to a source the next run would bill again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sfcleanup import billing, queries
+from sfcleanup import billing
 from sfcleanup.billing import RULE_BY_OBJECT
+from sfcleanup.changes import Change
 from sfcleanup.config import WriteSettings
+from sfcleanup.entries import RecordEntry, records
 from sfcleanup.journal import Journal, JournalError, read_entries
-from sfcleanup.plan import Change
+from sfcleanup.outcomes import Failure
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.write import CompositeWriter, Failure
+from sfcleanup.salesforce.read import current_values
+from sfcleanup.salesforce.write import CompositeWriter
 
-APPLIED = frozenset({"updated", "confirmed"})
 SOURCES = (billing.ORDER_PRODUCT, billing.USAGE_SUMMARY)
 INVOICES = (billing.INVOICE, billing.INVOICE_LINE)
 UNDO_ORDER = (*SOURCES, *INVOICES)
@@ -47,7 +48,7 @@ class UndoPlan:
         return sum(len(v) for v in self.restore.values())
 
 
-def journaled_changes(entries: Sequence[dict[str, Any]], objects: Sequence[str]) -> dict[str, Change]:
+def journaled_changes(entries: Iterable[RecordEntry], objects: Sequence[str]) -> dict[str, Change]:
     """Per record: its value before sfcleanup first changed it, and the value sfcleanup last gave it.
 
     Pending entries without an outcome (a crash in flight) count too: whether they were applied is read from
@@ -55,36 +56,25 @@ def journaled_changes(entries: Sequence[dict[str, Any]], objects: Sequence[str])
     """
     out: dict[str, Change] = {}
     for entry in entries:
-        if entry["type"] not in ("pending", "outcome") or entry.get("object") not in objects:
+        if entry.sobject not in objects:
             continue
-        if entry["type"] == "outcome" and entry.get("outcome") not in APPLIED:
+        if entry.type == "outcome" and (entry.outcome is None or not entry.outcome.applied):
             continue
-        first = out.get(entry["id"])
-        before = first.after if first else entry["before"]
-        group = str(entry.get("group") or entry["id"])
-        out[entry["id"]] = Change(entry["object"], entry["id"], group, entry["after"], before)
+        first = out.get(entry.id)
+        before = first.after if first else entry.before
+        out[entry.id] = Change(entry.sobject, entry.id, entry.group or entry.id, entry.after, before)
     return out
 
 
-def load(path: Path, *, run_id: str | None, allow_truncated: bool) -> tuple[str, list[dict[str, Any]]]:
+def load(path: Path, *, run_id: str | None, allow_truncated: bool) -> tuple[str, list[RecordEntry]]:
+    """The journal's run, and its pending and outcome entries."""
     entries = read_entries(path, allow_truncated=allow_truncated)
     journal_run = str(entries[0]["run_id"])
     if run_id is not None and journal_run != run_id:
         raise JournalError(f"journal {path} is for invoice run {journal_run}, not {run_id}")
     if not any(e["type"] == "start" for e in entries):
         raise JournalError(f"{path} has no start entry: it is not a complete sfcleanup journal")
-    return journal_run, entries
-
-
-def _current(client: SalesforceClient, sobject: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-    rule = RULE_BY_OBJECT[sobject]
-    rows: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 200):
-        soql = queries.render(
-            "verify_by_ids", fields=", ".join(rule.fields), sobject=sobject, ids=ids[start : start + 200]
-        )
-        rows.update((str(r["Id"]), r) for r in client.query_all(soql))
-    return rows
+    return journal_run, list(records(entries))
 
 
 def plan_undo(
@@ -97,7 +87,7 @@ def plan_undo(
     plan = UndoPlan(journal_run, path)
     for sobject in objects:
         wanted = [c for c in changes.values() if c.sobject == sobject]
-        current = _current(client, sobject, [c.id for c in wanted]) if wanted else {}
+        current = current_values(client, RULE_BY_OBJECT[sobject], [c.id for c in wanted]) if wanted else {}
         restore = []
         for change in wanted:
             row = current.get(change.id)

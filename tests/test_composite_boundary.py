@@ -20,10 +20,10 @@ import structlog
 from pydantic import SecretStr
 
 from sfcleanup import billing, logs, preflight
+from sfcleanup.changes import Change
 from sfcleanup.config import AuthMode, OrgSettings, WriteSettings
 from sfcleanup.errors import ApiError, TransientExhausted
 from sfcleanup.journal import Journal
-from sfcleanup.plan import Change
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import Connector, OrgSession
 from sfcleanup.salesforce.read import remaining_by_status

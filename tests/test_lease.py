@@ -11,7 +11,8 @@ import pytest
 from sfcleanup import billing
 from sfcleanup.config import load_settings
 from sfcleanup.errors import ExitCode
-from sfcleanup.lease import LeaseHeld, Leases, LocalLock
+from sfcleanup.lease import LeaseHeld, Leases
+from sfcleanup.locallock import LocalLock
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile, LatencyModel
 from sfcleanup.localorg.seed import ScenarioInfo, seed

@@ -23,6 +23,7 @@ from sfcleanup.lease import LEASE_CODE, RELEASED_CODE, LeaseHeld, LeaseLost, Lea
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.composite import SubResult
 from tests.support import make_client
 
 RUN_ID = "a1A5g0000000001EAA"
@@ -77,13 +78,18 @@ class StrictLeaseOrg:
         with self._lock:
             self.rows[record_id].update(fields)
 
+    def composite_rounds(
+        self, what: str, subrequests: list[dict[str, Any]], *, attempts: int | None = None
+    ) -> list[SubResult]:
+        raise NotImplementedError("no heartbeats in an election")
+
     def held(self) -> list[str]:
         return [row["blng__ErrorName__c"] for row in self.rows.values() if row["blng__ErrorCode__c"] == LEASE_CODE]
 
 
 def _leases(org: StrictLeaseOrg, name: str) -> Leases:
     # Pauses a hundred times shorter than in production: the interleavings matter here, not the waiting.
-    return Leases(org, name, 900, sleep=lambda s: time.sleep(s / 100))  # type: ignore[arg-type]
+    return Leases(org, name, 900, sleep=lambda s: time.sleep(s / 100))
 
 
 def _race(org: StrictLeaseOrg, names: list[str]) -> dict[str, bool]:

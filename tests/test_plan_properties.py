@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from sfcleanup.billing import RULE_BY_PHASE, Phase
+from sfcleanup.changes import Change
 from sfcleanup.models import Invoice, InvoiceLine, InvoiceRun, OrderProduct, UsageSummary
-from sfcleanup.plan import Change, RunPlan, plan_run
+from sfcleanup.plan import RunPlan, plan_run
 
 RUN = InvoiceRun(id="a1A5g0000000001AAA", status="Failed")
 OTHER_RUN = "a1A5g0000000002AAA"

@@ -47,7 +47,7 @@ def recorded() -> RecordedOrg:
 
 def test_ready_org_has_no_problems(recorded: RecordedOrg) -> None:
     """The local org's describe satisfies every check, and its run key prefix is read from describe."""
-    readiness = preflight.check_org(recorded)  # type: ignore[arg-type]
+    readiness = preflight.check_org(recorded)
     assert readiness.problems == ()
     assert readiness.run_key_prefix == "a1A"
 
@@ -67,7 +67,7 @@ def test_missing_picklist_value_is_named_with_the_fix(
     """A picklist value the clean-up writes, missing from the org, stops preflight naming it and where to add it."""
     recorded.drop_value(sobject, field, value)
     with pytest.raises(PreflightError, match=f"'{value}' is missing from {sobject}.{field}.*Setup > Object Manager"):
-        preflight.require_ready(preflight.check_org(recorded))  # type: ignore[arg-type]
+        preflight.require_ready(preflight.check_org(recorded))
 
 
 def test_missing_or_read_only_field(recorded: RecordedOrg) -> None:
@@ -76,7 +76,7 @@ def test_missing_or_read_only_field(recorded: RecordedOrg) -> None:
     for entry in recorded.describes[billing.INVOICE]["fields"]:
         if entry["name"] == "blng__InvoiceStatus__c":
             entry["updateable"] = False
-    problems = preflight.check_org(recorded).problems  # type: ignore[arg-type]
+    problems = preflight.check_org(recorded).problems
     assert any("blng__UsageSummary__c.blng__InvoiceRunStartDate__c is missing" in p for p in problems)
     assert any("blng__Invoice__c.blng__InvoiceStatus__c is read-only" in p for p in problems)
 
@@ -97,7 +97,7 @@ def test_missing_or_read_only_field(recorded: RecordedOrg) -> None:
 )
 def test_run_states(recorded: RecordedOrg, status: str, include_completed: bool, refused: str | None) -> None:
     """Failed states are accepted, running ones always refused, Completed only with the flag."""
-    readiness = preflight.check_org(recorded)  # type: ignore[arg-type]
+    readiness = preflight.check_org(recorded)
     reason = preflight.refusal_for(
         InvoiceRun(id="a1A5g0000000001EAA", status=status), readiness, include_completed=include_completed
     )

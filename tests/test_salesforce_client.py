@@ -12,10 +12,10 @@ import responses
 from pydantic import SecretStr
 
 from sfcleanup import billing
+from sfcleanup.changes import Change
 from sfcleanup.config import AuthMode, OrgSettings, WriteSettings
 from sfcleanup.errors import AmbiguousWrite, ApiError, AuthFailed, DailyLimitReached, TransientExhausted
 from sfcleanup.journal import Journal, read_entries
-from sfcleanup.plan import Change
 from sfcleanup.salesforce.classify import RowVerdict, Verdict, classify, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import Connector, OrgSession

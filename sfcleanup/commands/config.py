@@ -15,6 +15,7 @@ from rich.console import Console
 from sfcleanup import billing, logs, preflight
 from sfcleanup.commands.common import connect, connection_options, settings_from
 from sfcleanup.errors import ConfigError, ExitCode, SfCleanupError
+from sfcleanup.salesforce.shapes import SObjectDescribe, daily_limits
 
 
 def example_text() -> str:
@@ -62,18 +63,18 @@ def _checks(args: argparse.Namespace) -> list[dict[str, Any]]:
     readiness = preflight.check_org(client)
     record("fields, permissions and picklist values", list(readiness.problems))
     if settings.error_logs:
-        described = client.describe(billing.ERROR_LOG)
+        described = SObjectDescribe.model_validate(client.describe(billing.ERROR_LOG))
         missing = (
             []
-            if described.get("createable")
+            if described.createable
             else [
                 "the integration user cannot create blng__ErrorLog__c records: grant Create on Error Log, or set "
                 "error_logs = false"
             ]
         )
         record("error logs", missing)
-    daily = client.limits().get("DailyApiRequests", {})
-    maximum, remaining = int(daily.get("Max", 0)), int(daily.get("Remaining", 0))
+    daily = daily_limits(client.limits())["DailyApiRequests"]
+    maximum, remaining = daily["Max"], daily["Remaining"]
     reserve = math.ceil(maximum * settings.api_reserve)
     headroom = (
         []

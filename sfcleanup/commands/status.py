@@ -16,7 +16,8 @@ from rich.table import Table
 from sfcleanup import billing, logs, preflight
 from sfcleanup.commands.common import connect, connection_options, settings_from
 from sfcleanup.errors import PreflightError
-from sfcleanup.lease import Leases, default_identity
+from sfcleanup.lease import Leases
+from sfcleanup.locallock import default_identity
 from sfcleanup.salesforce.read import eligible_left, plan_streaming, remaining_by_status
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Any
 
 from simple_salesforce.format import format_soql
 
@@ -29,6 +28,6 @@ def names() -> list[str]:
     )
 
 
-def render(name: str, **params: Any) -> str:
+def render(name: str, **params: object) -> str:
     rendered: str = format_soql(template(name), **params)
     return rendered

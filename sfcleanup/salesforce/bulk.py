@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from sfcleanup.errors import AmbiguousWrite, ApiError, StopRun, TransientExhausted
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.retry import CREATE_RESENDS, sends
+from sfcleanup.salesforce.shapes import BulkJobInfo, BulkJobPage
 from sfcleanup.sftime import parse_datetime
 
 TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
 RESULT_KINDS = ("successfulResults", "failedResults", "unprocessedrecords")
-CREATE_ATTEMPTS = 3
 # The Date header has whole seconds, and the org stamps a job a moment after it reads the request.
 CLOCK_SLACK = timedelta(seconds=2)
 log = structlog.get_logger("sfcleanup.bulk")
@@ -39,14 +39,9 @@ class JobState:
     error: str | None
 
     @classmethod
-    def parse(cls, body: dict[str, Any]) -> JobState:
-        return cls(
-            str(body["id"]),
-            str(body.get("state")),
-            int(body.get("numberRecordsProcessed") or 0),
-            int(body.get("numberRecordsFailed") or 0),
-            body.get("errorMessage"),
-        )
+    def parse(cls, body: object) -> JobState:
+        info = BulkJobInfo.model_validate(body)
+        return cls(info.id, str(info.state), info.processed or 0, info.failed or 0, info.error)
 
 
 @dataclass(frozen=True)
@@ -73,7 +68,7 @@ class BulkApi:
             "columnDelimiter": "COMMA",
             "lineEnding": "LF",
         }
-        for _ in range(CREATE_ATTEMPTS):
+        for _ in sends(CREATE_RESENDS):
             sent = self._polling.monotonic()
             try:
                 response = self._client.request(f"bulk create {sobject}", "POST", "jobs/ingest/", json=body, write=True)
@@ -106,29 +101,27 @@ class BulkApi:
         candidates = [
             job
             for job in jobs
-            if job.get("jobType") == "V2Ingest"
-            and job.get("createdById") == user
-            and job.get("object") == sobject
-            and job.get("operation") == "update"
-            and job.get("state") == "Open"
-            and earliest <= _parse_time(str(job.get("createdDate", ""))) <= org_now + CLOCK_SLACK
+            if job.job_type == "V2Ingest"
+            and job.created_by == user
+            and job.sobject == sobject
+            and job.operation == "update"
+            and job.state == "Open"
+            and earliest <= _parse_time(job.created_date or "") <= org_now + CLOCK_SLACK
         ]
         if len(candidates) == 1:
-            return str(candidates[0]["id"])
-        log.warning(
-            "bulk.job_not_adopted", reason="no single job can be proven ours", jobs=[j["id"] for j in candidates]
-        )
+            return candidates[0].id
+        log.warning("bulk.job_not_adopted", reason="no single job can be proven ours", jobs=[j.id for j in candidates])
         return None
 
-    def _list_jobs(self) -> tuple[list[dict[str, Any]], datetime | None]:
+    def _list_jobs(self) -> tuple[list[BulkJobInfo], datetime | None]:
         """Every ingest job the org lists (1,000 a page, in no order), and the org's time at the first page."""
         response = self._client.request("bulk list jobs", "GET", "jobs/ingest/", params={"jobType": "V2Ingest"})
         org_now = _header_time(response.headers.get("Date"))
-        page: dict[str, Any] = response.json()
-        jobs = list(page.get("records", []))
-        while not page.get("done", True) and page.get("nextRecordsUrl"):
-            page = self._client.get_url("bulk list jobs", str(page["nextRecordsUrl"])).json()
-            jobs += page.get("records", [])
+        page = BulkJobPage.model_validate(response.json())
+        jobs = list(page.records)
+        while not page.done and page.next_url:
+            page = BulkJobPage.model_validate(self._client.get_url("bulk list jobs", page.next_url).json())
+            jobs += page.records
         return jobs, org_now
 
     def upload(self, job_id: str, csv_path: Path) -> None:

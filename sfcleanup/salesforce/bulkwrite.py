@@ -12,19 +12,21 @@ import csv
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import structlog
 
 from sfcleanup.billing import RULE_BY_OBJECT, Rule
+from sfcleanup.changes import Change, ChangeSet
 from sfcleanup.config import WriteSettings
+from sfcleanup.entries import JobNote, job_notes, records
 from sfcleanup.errors import ApiError
 from sfcleanup.journal import Journal
-from sfcleanup.plan import Change, ChangeSet
+from sfcleanup.outcomes import Failure, JobFailure, PhaseResult, RowOutcome, RowResult
 from sfcleanup.salesforce.bulk import RESULT_KINDS, BulkApi, read_rows
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.write import CompositeWriter, Failure, PhaseOutcome
+from sfcleanup.salesforce.write import CompositeWriter
 
 # CSV: an empty cell leaves a field as it is; this value sets it to null.
 NULL = "#N/A"
@@ -35,6 +37,7 @@ CHUNK = 2000
 LOST = "lost"
 log = structlog.get_logger("sfcleanup.bulkwrite")
 Lookup = Callable[[str], Change | None]
+R = TypeVar("R")
 
 
 def _cell(value: str | None) -> str:
@@ -64,7 +67,7 @@ def _groups(changes: Iterator[Change]) -> Iterator[list[Change]]:
         yield list(members)
 
 
-def _chunks(rows: Iterator[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+def _chunks(rows: Iterator[R], size: int = CHUNK) -> Iterator[list[R]]:
     while chunk := list(itertools.islice(rows, size)):
         yield chunk
 
@@ -93,7 +96,7 @@ class BulkWriter:
         kwargs = {"sleep": self._sleep} if self._sleep else {}
         return CompositeWriter(self._client, self._settings, self._journal, **kwargs)
 
-    def apply(self, phase: str, rule: Rule, changes: ChangeSet) -> PhaseOutcome:
+    def apply(self, phase: str, rule: Rule, changes: ChangeSet) -> PhaseResult:
         """Jobs for the phase, running at once on disjoint accounts; then every row's outcome, and retries.
 
         The changes stream by in lock-point order and are cut into `jobs` CSV files at account boundaries,
@@ -113,13 +116,13 @@ class BulkWriter:
             self._journal.note("bulk.job", state="uploaded", job=job)
             log.info("bulk.job_submitted", job=job, object=rule.sobject, records=count)
             submitted.append((job, batch, csv_path, count))
-        outcome = PhaseOutcome()
+        outcome = PhaseResult()
         locked: list[Change] = []
         leftover: list[Change] = []
         # The jobs run at once in the org; reading them one after the other waits only as long as the slowest.
         for job, batch, csv_path, count in submitted:
             done, job_locked, job_leftover = self.collect(phase, rule, job, batch, changes.get, records=count)
-            self._merge(outcome, done)
+            outcome.merge(done)
             locked += job_locked
             leftover += job_leftover
             csv_path.unlink(missing_ok=True)
@@ -127,10 +130,10 @@ class BulkWriter:
             # Through Composite: calls never share an account, and the writer's last lock round sends one
             # account at a time.
             log.info("bulk.lock_retry", records=len(locked))
-            self._merge(outcome, self._composite().apply(phase, rule, locked))
+            outcome.merge(self._composite().apply(phase, rule, locked))
         if leftover:
             log.info("bulk.unprocessed_retry", records=len(leftover))
-            self._merge(outcome, self._composite().apply(phase, rule, leftover))
+            outcome.merge(self._composite().apply(phase, rule, leftover))
         return outcome
 
     def _write_parts(self, phase: str, rule: Rule, changes: ChangeSet, jobs: int) -> list[tuple[str, Path, int]]:
@@ -164,11 +167,6 @@ class BulkWriter:
             self._journal.pending(phase, batch, chunk)
             yield from chunk
 
-    @staticmethod
-    def _merge(into: PhaseOutcome, more: PhaseOutcome) -> None:
-        into.updated += more.updated
-        into.failures += more.failures
-
     def lost(self, job: str, phase: str, batch: str, error: ApiError) -> None:
         """Give up on a journaled job the org no longer shows; the run is planned again from the org."""
         log.warning(
@@ -182,25 +180,26 @@ class BulkWriter:
 
     def collect(
         self, phase: str, rule: Rule, job: str, batch: str, lookup: Lookup, records: int | None = None
-    ) -> tuple[PhaseOutcome, list[Change], list[Change]]:
+    ) -> tuple[PhaseResult, list[Change], list[Change]]:
         """Wait for the job, journal every row's outcome, and say which rows to retry (locked, unprocessed)."""
         final = self._api.wait(job, records)
         self._journal.note(
             "bulk.job", state=final.state, job=job, processed=final.processed, failed=final.failed, error=final.error
         )
+        outcome = PhaseResult()
         if final.state != "JobComplete":
             log.warning("bulk.job_ended", job=job, state=final.state, error=final.error)
-        outcome = PhaseOutcome()
+            outcome.job_failures.append(JobFailure(job, final.state, final.error))
         locked: list[Change] = []
         leftover: list[Change] = []
         files = {kind: self._api.results(job, kind, self._workdir / f"{job}-{kind}.csv") for kind in RESULT_KINDS}
         for rows in _chunks(read_rows(files["successfulResults"])):
             done = [c for c in (lookup(r["sf__Id"]) for r in rows) if c is not None]
-            self._journal.outcomes(phase, batch, [(c, "updated", None, None) for c in done])
+            self._journal.outcomes(phase, batch, [RowResult(c, RowOutcome.UPDATED) for c in done])
             outcome.updated += len(done)
             self._progress(len(done))
         for rows in _chunks(read_rows(files["failedResults"])):
-            results = []
+            results: list[RowResult] = []
             for row in rows:
                 change = lookup(row.get("sf__Id") or row.get("Id") or "")
                 if change is None:
@@ -209,10 +208,10 @@ class BulkWriter:
                 message = message.removesuffix(" --").removesuffix(":--").strip(":")
                 if classify_row(code) is RowVerdict.LOCKED:
                     locked.append(change)
-                    results.append((change, "locked", code, message))
+                    results.append(RowResult(change, RowOutcome.LOCKED, code, message))
                 else:
                     outcome.failures.append(Failure(change.id, change.sobject, code, message))
-                    results.append((change, "failed", code, message))
+                    results.append(RowResult(change, RowOutcome.FAILED, code, message))
             self._journal.outcomes(phase, batch, results)
         for rows in _chunks(read_rows(files["unprocessedrecords"])):
             leftover += [c for c in (lookup(r.get("Id", "")) for r in rows) if c is not None]
@@ -224,21 +223,19 @@ class BulkWriter:
         return outcome, locked, leftover
 
 
-def open_jobs(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def open_jobs(entries: Sequence[dict[str, object]]) -> list[JobNote]:
     """Jobs a journal shows created but never read to the end (nor given up as gone): a worker stopped while
     they ran."""
-    created: dict[str, dict[str, Any]] = {}
-    for entry in entries:
-        if entry.get("type") != "note" or entry.get("event") != "bulk.job":
-            continue
-        if entry.get("state") == "created":
-            created[str(entry["job"])] = entry
-        elif entry.get("state") in ("consumed", LOST):
-            created.pop(str(entry["job"]), None)
+    created: dict[str, JobNote] = {}
+    for note in job_notes(entries):
+        if note.state == "created":
+            created[note.job] = note
+        elif note.state in ("consumed", LOST):
+            created.pop(note.job, None)
     return list(created.values())
 
 
-def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[str, Any]]) -> int:
+def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[str, object]]) -> int:
     """Finish reading the jobs a stopped worker left behind, journaling their outcomes; no job is created.
 
     A job never closed is aborted (its data may be partial). A job the org no longer has (Salesforce deletes
@@ -248,16 +245,11 @@ def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[st
     Returns how many jobs were dealt with.
     """
     jobs = open_jobs(entries)
+    pending_entries = list(records(entries, kind="pending"))
     for note in jobs:
-        job, batch, phase = str(note["job"]), str(note["batch"]), str(note["phase"])
-        rule = RULE_BY_OBJECT[str(note["object"])]
-        pending = {
-            str(e["id"]): Change(
-                str(e["object"]), str(e["id"]), str(e.get("group") or e["id"]), e["before"], e["after"]
-            )
-            for e in entries
-            if e.get("type") == "pending" and e.get("batch") == batch
-        }
+        job, batch, phase = note.job, str(note.batch), str(note.phase)
+        rule = RULE_BY_OBJECT[str(note.sobject)]
+        pending = {e.id: e.change() for e in pending_entries if e.batch == batch}
         try:
             state = api.state(job)
             log.info("bulk.resume", job=job, state=state.state)

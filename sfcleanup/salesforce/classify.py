@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import requests
 from simple_salesforce.exceptions import SalesforceError
@@ -40,7 +39,7 @@ class Classified:
     message: str
 
 
-def first_error(content: Any) -> tuple[str | None, str]:
+def first_error(content: object) -> tuple[str | None, str]:
     """Salesforce's whole-request error body is a JSON array of {message, errorCode}; OAuth uses {error}."""
     if isinstance(content, list) and content and isinstance(content[0], dict):
         return content[0].get("errorCode"), str(content[0].get("message", ""))
@@ -59,7 +58,7 @@ _CONNECTION_LOST = (
 )
 
 
-def classify_status(status: int, content: Any) -> Classified:
+def classify_status(status: int, content: object) -> Classified:
     """The verdict on one HTTP answer: a whole request's, or one Composite subrequest's."""
     code, message = first_error(content)
     if status == 401:

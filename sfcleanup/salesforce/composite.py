@@ -8,8 +8,8 @@ matched to its request by `referenceId` only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sfcleanup.salesforce.classify import Classified, Verdict, classify_status
 
@@ -20,7 +20,7 @@ class SubResult:
 
     reference: str
     status: int
-    body: Any
+    body: object
     failure: Classified | None
 
     @property
@@ -28,24 +28,25 @@ class SubResult:
         return self.failure is None
 
 
-def subrequest(method: str, url: str, index: int, body: Any = None, *, prefix: str = "r") -> dict[str, Any]:
+def subrequest(method: str, url: str, index: int, body: object = None, *, prefix: str = "r") -> dict[str, object]:
     """One subrequest; its referenceId (letters, digits and underscores only) is `prefix` and `index`."""
-    request: dict[str, Any] = {"method": method, "url": url, "referenceId": f"{prefix}{index}"}
+    request: dict[str, object] = {"method": method, "url": url, "referenceId": f"{prefix}{index}"}
     if body is not None:
         request["body"] = body
     return request
 
 
-def _judge(ref: str, entry: dict[str, Any] | None) -> SubResult:
+def _judge(ref: str, entry: Mapping[str, object] | None) -> SubResult:
     if entry is None:
         missing = Classified(Verdict.FATAL, None, None, f"the Composite answer has no result for {ref}")
         return SubResult(ref, 0, None, missing)
-    status = int(entry.get("httpStatusCode") or 500)
+    code = entry.get("httpStatusCode")
+    status = int(code) if isinstance(code, int | str) and code else 500
     body = entry.get("body")
     return SubResult(ref, status, body, classify_status(status, body) if status >= 300 else None)
 
 
-def decode(subrequests: list[dict[str, Any]], answer: Any) -> list[SubResult]:
+def decode(subrequests: Sequence[Mapping[str, object]], answer: object) -> list[SubResult]:
     """The results in the order of `subrequests`, each found by its referenceId, whatever order they came in."""
     entries = answer.get("compositeResponse") if isinstance(answer, dict) else None
     by_reference = {str(entry.get("referenceId")): entry for entry in entries or [] if isinstance(entry, dict)}

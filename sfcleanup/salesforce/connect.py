@@ -73,7 +73,7 @@ def _token_request(http: requests.Session, login_url: str, form: dict[str, str],
     return OrgSession(str(body["instance_url"]), SecretStr(str(body["access_token"])), _user_of(body.get("id")))
 
 
-def _user_of(identity_url: Any) -> str | None:
+def _user_of(identity_url: object) -> str | None:
     """OAuth token answers carry `id`, the identity URL `https://login.../id/<org id>/<user id>`."""
     if not isinstance(identity_url, str) or "/id/" not in identity_url:
         return None

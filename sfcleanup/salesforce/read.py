@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
 from sfcleanup import billing, queries
-from sfcleanup.billing import RULE_BY_OBJECT, Phase
+from sfcleanup.billing import RULE_BY_OBJECT, Phase, Rule
+from sfcleanup.changes import Values
 from sfcleanup.models import Invoice, InvoiceLine, InvoiceRun, OrderProduct, UsageSummary
-from sfcleanup.plan import Planner, RunPlan
+from sfcleanup.plan import RunPlan, RunRecords, plan_records
 from sfcleanup.planstore import PlanStore
 from sfcleanup.salesforce.client import SalesforceClient
 
@@ -26,7 +27,7 @@ FIRST_ID = "000000000000000AAA"
 
 def keyset_pages(
     client: SalesforceClient, query: str, run_id: str, *, page_size: int = 2000
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[list[dict[str, object]]]:
     """A run's records of one query, page by page, each page the next `page_size` Ids after the last one.
 
     Keyset paging needs no server-side cursor: nothing expires during a long clean-up, and a page can be read
@@ -35,7 +36,7 @@ def keyset_pages(
     fetched while the caller works through the current one.
     """
 
-    def fetch(after: str) -> tuple[list[dict[str, Any]], bool]:
+    def fetch(after: str) -> tuple[list[dict[str, object]], bool]:
         soql = queries.render(query, run_id=run_id, after=after, limit=page_size + 1)
         return client.query_page(soql, batch_size=page_size)
 
@@ -52,30 +53,50 @@ def keyset_pages(
                 return
 
 
+def _records(
+    client: SalesforceClient, query: str, model: type[M], run_id: str, page_size: int, read: list[int]
+) -> Iterator[M]:
+    """One query's records as models, read page by page when the planner gets to them; counted in `read`."""
+    for page in keyset_pages(client, query, run_id, page_size=page_size):
+        read[0] += len(page)
+        for record in page:
+            yield model.model_validate(record)
+
+
 def plan_streaming(client: SalesforceClient, run: InvoiceRun, *, batch_size: int = 2000) -> tuple[RunPlan, int]:
     """Read the run page by page and plan each record as it comes, the changes going to a PlanStore on disk.
 
-    Returns the plan and the number of records read. Invoices come first, then the run's lines, then the
-    lines of any run naming its usage summaries, then the sources: the order the planner's link model needs.
+    Returns the plan and the number of records read.
     """
     store = PlanStore()
-    planner = Planner(run, store)
-    feeds: tuple[tuple[type[BaseModel], str, Callable[[Any], None]], ...] = (
-        (Invoice, "invoices", planner.invoice),
-        (InvoiceLine, "invoice_lines", planner.line),
-        (InvoiceLine, "usage_summary_lines", planner.line_of_usage_summary),
-        (UsageSummary, "usage_summaries", planner.source),
-        (OrderProduct, "order_products", planner.source),
+    read = [0]
+
+    def stream(query: str, model: type[M]) -> Iterator[M]:
+        return _records(client, query, model, run.id, batch_size, read)
+
+    records = RunRecords(
+        invoices=stream("invoices", Invoice),
+        lines=stream("invoice_lines", InvoiceLine),
+        usage_summary_lines=stream("usage_summary_lines", InvoiceLine),
+        usage_summaries=stream("usage_summaries", UsageSummary),
+        order_products=stream("order_products", OrderProduct),
     )
-    read = 0
-    for model, query, feed in feeds:
-        for page in keyset_pages(client, query, run.id, page_size=batch_size):
-            for record in page:
-                feed(model.model_validate(record))
-            read += len(page)
+    anomalies = plan_records(run, records, store)
     store.seal()
     changes = {phase: store.changes(phase) for phase in Phase}
-    return RunPlan(run, changes, tuple(planner.anomalies), dependencies=store), read
+    return RunPlan(run, changes, anomalies, dependencies=store), read[0]
+
+
+def current_values(client: SalesforceClient, rule: Rule, ids: Sequence[str]) -> dict[str, Values]:
+    """The current values of the rule's fields, per Id, for the records of `ids` the org still shows."""
+    rows: dict[str, Values] = {}
+    # 200 ids keep the query's URL well under Salesforce's 16,384-byte limit.
+    for start in range(0, len(ids), 200):
+        soql = queries.render(
+            "verify_by_ids", fields=", ".join(rule.fields), sobject=rule.sobject, ids=list(ids[start : start + 200])
+        )
+        rows.update((str(r["Id"]), {name: r.get(name) for name in rule.fields}) for r in client.query_all(soql))
+    return rows
 
 
 # Which field links each object to its run.

@@ -7,7 +7,7 @@ handle them themselves (re-read before re-sending). Tests pass `sleep` so backof
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -52,6 +52,34 @@ class RetryPolicy:
             reraise=True,
         )
         return retrying(fn)
+
+    def backoff(self, attempt: int) -> float:
+        """The pause after a caller's own round number `attempt` (subrequests refused transiently)."""
+        return min(self.max_backoff_s, self.initial_s * 2.0**attempt)
+
+    def rounds(self, attempts: int | None = None, *, on_retry: Callable[[int], None] | None = None) -> Iterator[int]:
+        """Round numbers for work a caller sends again in part itself (the subrequests of a Composite call that
+        were refused transiently), with this policy's pause before each further round; the caller stops
+        early when nothing is left to send."""
+        for attempt in range(1, (attempts or self.max_attempts) + 1):
+            if attempt > 1:
+                if on_retry is not None:
+                    on_retry(attempt - 1)
+                self.sleep(self.backoff(attempt - 1))
+            yield attempt
+
+
+# A write that handles a lost answer itself reads back what the org applied and sends the rest again, at
+# most this many more times: a Composite write (by Id, safe to compare), or a create proven absent (a Bulk
+# job, a lease record) before it is asked for again.
+WRITE_RESENDS = 3
+CREATE_RESENDS = 2
+
+
+def sends(resends: int) -> range:
+    """Attempt numbers for a write that handles a lost answer itself: the first send and up to `resends` more,
+    without a pause (reading back what was applied took its time)."""
+    return range(1, resends + 2)
 
 
 def no_wait_policy(max_attempts: int = 6) -> RetryPolicy:

@@ -12,48 +12,32 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
-from sfcleanup import batches, queries
+from sfcleanup import batches
 from sfcleanup.billing import Rule
+from sfcleanup.changes import Change
 from sfcleanup.config import WriteSettings
 from sfcleanup.errors import AmbiguousWrite, TransientExhausted
 from sfcleanup.journal import Journal
-from sfcleanup.plan import Change
+from sfcleanup.outcomes import Failure, PhaseResult, RowOutcome, RowResult
 from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.composite import SubResult
+from sfcleanup.salesforce.read import current_values
+from sfcleanup.salesforce.retry import WRITE_RESENDS, sends
+from sfcleanup.salesforce.shapes import SaveResult
 
 log = structlog.get_logger("sfcleanup.write")
-MAX_RESENDS = 3
-
-
-@dataclass(frozen=True)
-class Failure:
-    id: str
-    sobject: str
-    code: str
-    message: str
-
-
-@dataclass
-class PhaseOutcome:
-    updated: int = 0
-    failures: list[Failure] = field(default_factory=list)
-
-
-RowResult = tuple[Change, str, str | None, str | None]  # change, outcome, code, message
 
 
 def _groups(call: batches.Call) -> set[str]:
     return {c.group for collection in call for c in collection}
 
 
-def _payload(change: Change) -> dict[str, Any]:
+def _payload(change: Change) -> dict[str, object]:
     return {"attributes": {"type": change.sobject}, "id": change.id, **change.after}
 
 
@@ -69,16 +53,17 @@ def _row_results(call: batches.Call, responses: list[SubResult]) -> list[RowResu
         if response.failure is not None or not isinstance(body, list):
             failure = response.failure
             code = (failure.error_code if failure else None) or f"HTTP_{response.status}"
-            results.extend((c, "failed", code, failure.message if failure else "") for c in collection)
+            message = failure.message if failure else ""
+            results.extend(RowResult(c, RowOutcome.FAILED, code, message) for c in collection)
             continue
         for change, row in zip(collection, body, strict=True):
-            if row.get("success"):
-                results.append((change, "updated", None, None))
+            saved = SaveResult.model_validate(row)
+            if saved.success:
+                results.append(RowResult(change, RowOutcome.UPDATED))
                 continue
-            errors = row.get("errors") or [{}]
-            code = errors[0].get("statusCode")
-            outcome = "locked" if classify_row(code) is RowVerdict.LOCKED else "failed"
-            results.append((change, outcome, code, errors[0].get("message")))
+            error = saved.first_error()
+            outcome = RowOutcome.LOCKED if classify_row(error.status_code) is RowVerdict.LOCKED else RowOutcome.FAILED
+            results.append(RowResult(change, outcome, error.status_code, error.message))
     return results
 
 
@@ -101,9 +86,9 @@ class CompositeWriter:
 
     def apply(
         self, phase: str, rule: Rule, changes: Iterable[Change], *, one_parent_at_a_time: bool = False
-    ) -> PhaseOutcome:
+    ) -> PhaseResult:
         """Write `changes` (a ChangeSet, or any list: lists are put in lock-point order here)."""
-        outcome = PhaseOutcome()
+        outcome = PhaseResult()
         if isinstance(changes, list | tuple):
             changes = batches.in_group_order(changes)
         size = self._settings.batch_size
@@ -128,7 +113,7 @@ class CompositeWriter:
             changes, per_collection=per_collection, collections_per_call=self._settings.collections_per_call
         )
 
-    def _send_all(self, phase: str, rule: Rule, calls: Iterator[batches.Call], outcome: PhaseOutcome) -> list[Change]:
+    def _send_all(self, phase: str, rule: Rule, calls: Iterator[batches.Call], outcome: PhaseResult) -> list[Change]:
         """Send every call, up to `max_in_flight` at once, never two at once that share a lock point.
 
         Journaling and tallying stay on this thread; only the HTTP calls run in the pool.
@@ -177,26 +162,27 @@ class CompositeWriter:
         return batch
 
     def _finish(
-        self, phase: str, rule: Rule, batch: str, results: list[RowResult], outcome: PhaseOutcome
+        self, phase: str, rule: Rule, batch: str, results: list[RowResult], outcome: PhaseResult
     ) -> list[Change]:
         locked: list[Change] = []
         with structlog.contextvars.bound_contextvars(batch=batch, object=rule.sobject):
             self._journal.outcomes(phase, batch, results)
-            log.debug("write.batch", records=len(results), updated=sum(1 for r in results if r[1] == "updated"))
-        for change, result, code, message in results:
-            if result in ("updated", "confirmed"):
+            updated = sum(1 for r in results if r.outcome is RowOutcome.UPDATED)
+            log.debug("write.batch", records=len(results), updated=updated)
+        for result in results:
+            if result.outcome.applied:
                 outcome.updated += 1
-            elif result == "locked":
-                locked.append(change)
+            elif result.outcome is RowOutcome.LOCKED:
+                locked.append(result.change)
             else:
-                outcome.failures.append(Failure(change.id, change.sobject, code or "UNKNOWN", message or ""))
+                outcome.failures.append(result.failure())
         self._progress(len(results))
         return locked
 
     def _send(self, rule: Rule, call: batches.Call) -> list[RowResult]:
         """One composite call; after a lost answer, read back, keep what was applied, send the rest again."""
         confirmed: list[RowResult] = []
-        for _ in range(MAX_RESENDS + 1):
+        for _ in sends(WRITE_RESENDS):
             subrequests = [
                 composite.subrequest(
                     "PATCH",
@@ -212,7 +198,7 @@ class CompositeWriter:
             except AmbiguousWrite as exc:
                 log.warning("write.ambiguous", reason=str(exc), records=sum(len(c) for c in call))
                 applied = self._applied(rule, [c for collection in call for c in collection])
-                confirmed += [(c, "confirmed", None, None) for col in call for c in col if c.id in applied]
+                confirmed += [RowResult(c, RowOutcome.CONFIRMED) for col in call for c in col if c.id in applied]
                 call = [[c for c in col if c.id not in applied] for col in call]
                 call = [col for col in call if col]
                 if not call:
@@ -221,14 +207,5 @@ class CompositeWriter:
 
     def _applied(self, rule: Rule, changes: list[Change]) -> set[str]:
         """Ids whose fields already hold the after-values: the org applied them before the connection dropped."""
-        current: dict[str, dict[str, Any]] = {}
-        # 200 ids keep the query's URL well under Salesforce's 16,384-byte limit.
-        for start in range(0, len(changes), 200):
-            soql = queries.render(
-                "verify_by_ids",
-                fields=", ".join(rule.fields),
-                sobject=rule.sobject,
-                ids=[c.id for c in changes[start : start + 200]],
-            )
-            current.update((r["Id"], r) for r in self._client.query_all(soql))
+        current = current_values(self._client, rule, [c.id for c in changes])
         return {c.id for c in changes if c.id in current and all(current[c.id].get(k) == v for k, v in c.after.items())}
