@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sfcleanup import billing, ids, queries
-from sfcleanup.billing import RunStatus
+from sfcleanup.billing import Phase, RunStatus
 from sfcleanup.config import WriteSettings
 from sfcleanup.errors import BudgetReserveReached, ConfigError, PreflightError
 from sfcleanup.models import InvoiceRun
 from sfcleanup.plan import RunPlan
+from sfcleanup.readiness import reader as readiness_reader
 from sfcleanup.salesforce.api import DescribeApi
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.shapes import FieldDescribe, Limits, SObjectDescribe, daily_limits
@@ -189,7 +190,9 @@ def estimate_run(plan: RunPlan, write: WriteSettings) -> int:
         estimate_phase_calls(len(c), per_call=per_call, bulk_jobs=jobs_for(len(c), write))
         for c in plan.changes.values()
     )
-    return phases + FIXED_CALLS_PER_RUN
+    sources = len(plan.changes[Phase.ORDER_PRODUCTS]), len(plan.changes[Phase.USAGE_SUMMARIES])
+    # The readiness section that ends `run` and `sweep` (read-only) is counted too.
+    return phases + FIXED_CALLS_PER_RUN + readiness_reader.estimated_calls(*sources)
 
 
 def check_budget(limits: Limits, estimate: int, reserve: float) -> dict[str, int]:
