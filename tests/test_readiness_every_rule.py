@@ -10,7 +10,7 @@ import pytest
 
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.schema import SObjectSpec, sobject
-from sfcleanup.readiness import Readiness, assess, reader
+from sfcleanup.readiness import Readiness, reader
 from tests.support import make_client, make_org
 
 FAR = "2099-01-01"
@@ -24,14 +24,7 @@ def _spec(name: str) -> SObjectSpec:
 
 def _assess(org: LocalOrg, products: list[str], summaries: list[str]) -> Readiness:
     found = reader.read(make_client(org), order_product_ids=products, usage_summary_ids=summaries)
-    return assess(
-        found.order_products,
-        found.usage_summaries,
-        found.schedulers,
-        found.lines,
-        available_fields=found.available_fields,
-        today=datetime.now(UTC).date(),
-    )
+    return found.assess(datetime.now(UTC).date())
 
 
 def _ready_pair(org: LocalOrg) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -11,7 +11,7 @@ import pytest
 from sfcleanup.config import Settings
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.seed import ScenarioInfo
-from sfcleanup.readiness import RULES, Readiness, Severity, active_rules, assess, fields, reader
+from sfcleanup.readiness import RULES, Readiness, Severity, active_rules, fields, reader
 from sfcleanup.salesforce.classify import Classified, Verdict
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.composite import SubResult
@@ -45,14 +45,7 @@ def assess_reset(client: Any, reset: dict[str, list[str]], **options: Any) -> Re
     read = reader.read(
         client, order_product_ids=reset["OrderItem"], usage_summary_ids=reset["blng__UsageSummary__c"], **options
     )
-    return assess(
-        read.order_products,
-        read.usage_summaries,
-        read.schedulers,
-        read.lines,
-        available_fields=read.available_fields,
-        today=datetime.now(UTC).date(),
-    )
+    return read.assess(datetime.now(UTC).date())
 
 
 def by_reason(readiness: Readiness) -> dict[str, set[str]]:
@@ -138,14 +131,7 @@ def test_before_the_clean_up_only_the_clean_up_s_own_reasons_remain(demo: tuple[
     lines as well; the seeded reasons are there too, and no others."""
     org, info = demo
     read = reader.read(make_client(org), run_id=info.runs["failed_run"])
-    readiness = assess(
-        read.order_products,
-        read.usage_summaries,
-        read.schedulers,
-        read.lines,
-        available_fields=read.available_fields,
-        today=datetime.now(UTC).date(),
-    )
+    readiness = read.assess(datetime.now(UTC).date())
     own = {"processing_status", "us_processing_status", "draft_line", "us_draft_line", "posted_invoice_draft_line"}
     assert set(readiness.counts) - own == set(info.not_ready["failed_run"])
 
@@ -196,14 +182,7 @@ def test_scale_sources_are_billable_but_for_the_clean_up() -> None:
     """The scale scenario's billing setup is billable: read by run, its sources only wait for the clean-up."""
     org, info = make_org("scale", records=1000)
     read = reader.read(make_client(org), run_id=info.runs["failed_run"])
-    readiness = assess(
-        read.order_products,
-        read.usage_summaries,
-        read.schedulers,
-        read.lines,
-        available_fields=read.available_fields,
-        today=datetime.now(UTC).date(),
-    )
+    readiness = read.assess(datetime.now(UTC).date())
     assert len(readiness.records) == 1000
     assert set(readiness.counts) <= {"processing_status", "us_processing_status", "draft_line", "us_draft_line"}
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from sfcleanup import queries
 from sfcleanup.readiness import fields
+from sfcleanup.readiness.engine import Readiness, assess
 from sfcleanup.readiness.models import InvoiceLineState, InvoiceScheduler, OrderProductState, UsageSummaryState
 from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.client import SalesforceClient
@@ -36,6 +38,17 @@ class ReadinessInput:
     schedulers: tuple[InvoiceScheduler, ...]
     lines: tuple[InvoiceLineState, ...]
     available_fields: frozenset[str]
+
+    def assess(self, today: date) -> Readiness:
+        """The rules applied to what was read (`engine.assess`, pure)."""
+        return assess(
+            self.order_products,
+            self.usage_summaries,
+            self.schedulers,
+            self.lines,
+            available_fields=self.available_fields,
+            today=today,
+        )
 
 
 NOT_FOUND = 404

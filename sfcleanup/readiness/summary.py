@@ -18,7 +18,7 @@ from rich.table import Table
 
 from sfcleanup import billing
 from sfcleanup.journal import JournalError, read_entries
-from sfcleanup.readiness.engine import Readiness, assess
+from sfcleanup.readiness.engine import Readiness
 from sfcleanup.readiness.reader import available_fields, read
 from sfcleanup.salesforce.client import SalesforceClient
 
@@ -45,14 +45,7 @@ def check_runs(client: SalesforceClient, journals: Mapping[str, Path], *, today:
     for run_id, journal in journals.items():
         products, summaries = reset_sources(journal)
         found = read(client, run_id=run_id, order_product_ids=products, usage_summary_ids=summaries, available=known)
-        out[run_id] = assess(
-            found.order_products,
-            found.usage_summaries,
-            found.schedulers,
-            found.lines,
-            available_fields=found.available_fields,
-            today=today,
-        )
+        out[run_id] = found.assess(today)
     return out
 
 
