@@ -93,6 +93,8 @@ class WriteSettings(_Frozen):
     bulk_threshold: int = Field(default=15_000, ge=1)
     # Bulk API 2.0 jobs an object's records are split into, running at once on disjoint accounts.
     bulk_jobs_per_object: int = Field(default=3, ge=1, le=5)
+    # A Bulk API 2.0 job is split into at least this many records (Salesforce processes 10,000 a batch).
+    bulk_min_records_per_job: int = Field(default=10_000, ge=1)
     batch_size: int = Field(default=200, ge=1, le=200)
     collections_per_call: int = Field(default=5, ge=1, le=5)
     # Composite calls in flight at once; calls in flight never share a lock point (an account).

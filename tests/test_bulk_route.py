@@ -108,15 +108,21 @@ def test_a_stopped_worker_resumes_its_job_instead_of_creating_another(tmp_path: 
     assert journal_consistent(tmp_path / "j" / f"{run_id}.jsonl", before, after) == []
 
 
-@pytest.mark.slow
 def test_large_objects_split_into_jobs_on_disjoint_accounts(tmp_path: Path) -> None:
-    """An object of more than 20,000 records goes out in two jobs at once, cut at account boundaries so that no account
-    is in both, and the run still reaches the oracle state."""
-    org, info = make_org("scale", records=21_000)
+    """An object of more than twice the minimum records per job goes out in two jobs at once, cut at account
+    boundaries so that no account is in both, and the run still reaches the oracle state."""
+    org, info = make_org("scale", records=1_000)
     run_id = info.runs["failed_run"]
     before = org.store.snapshot()
     settings = load_settings(
-        None, journal_dir=tmp_path / "j", write={"route": "bulk", "bulk_poll_max_s": 0.05, "bulk_jobs_per_object": 2}
+        None,
+        journal_dir=tmp_path / "j",
+        write={
+            "route": "bulk",
+            "bulk_poll_max_s": 0.05,
+            "bulk_jobs_per_object": 2,
+            "bulk_min_records_per_job": 400,
+        },
     )
     worker = Worker(make_client(org), settings, sleep=short_sleep)
     report = worker.apply(worker.prepare([run_id]))

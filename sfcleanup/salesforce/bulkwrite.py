@@ -56,9 +56,9 @@ def write_csv(path: Path, rule: Rule, changes: Iterable[Change]) -> int:
     return count
 
 
-def bulk_jobs_for(records: int, most: int) -> int:
-    """Jobs for one phase: as many as allowed, each with at least MIN_RECORDS_PER_JOB records."""
-    return max(1, min(most, records // MIN_RECORDS_PER_JOB))
+def bulk_jobs_for(records: int, most: int, minimum: int = MIN_RECORDS_PER_JOB) -> int:
+    """Jobs for one phase: as many as allowed, each with at least `minimum` records."""
+    return max(1, min(most, records // minimum))
 
 
 def _groups(changes: Iterator[Change]) -> Iterator[list[Change]]:
@@ -103,7 +103,9 @@ class BulkWriter:
         so no account's records are in two jobs running at the same time.
         """
         self._workdir.mkdir(parents=True, exist_ok=True)
-        jobs = bulk_jobs_for(len(changes), self._settings.bulk_jobs_per_object)
+        jobs = bulk_jobs_for(
+            len(changes), self._settings.bulk_jobs_per_object, self._settings.bulk_min_records_per_job
+        )
         parts = self._write_parts(phase, rule, changes, jobs)
         submitted = []
         for batch, csv_path, count in parts:

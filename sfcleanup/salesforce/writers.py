@@ -44,7 +44,7 @@ def route_for(count: int, settings: WriteSettings) -> Route:
 def jobs_for(count: int, settings: WriteSettings) -> int:
     """How many Bulk API jobs a phase of `count` records goes out in; 0 on the Composite route."""
     if route_for(count, settings) is Route.BULK:
-        return bulk_jobs_for(count, settings.bulk_jobs_per_object)
+        return bulk_jobs_for(count, settings.bulk_jobs_per_object, settings.bulk_min_records_per_job)
     return 0
 
 
