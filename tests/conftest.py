@@ -12,6 +12,7 @@ from sfcleanup import logs
 from sfcleanup.config import Settings, load_settings
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.seed import ScenarioInfo
+from sfcleanup.salesforce.local import open_local_org
 from tests.support import make_org
 
 
@@ -42,3 +43,13 @@ def demo() -> tuple[LocalOrg, ScenarioInfo]:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return load_settings(None, journal_dir=tmp_path / "journal")
+
+
+@pytest.fixture
+def org_file(tmp_path: Path) -> tuple[Path, ScenarioInfo]:
+    """The demo org kept in a state file, for commands run through the CLI."""
+    state = tmp_path / "org.sqlite3"
+    org, info = open_local_org(state)
+    org.store.close()
+    assert info is not None
+    return state, info

@@ -96,3 +96,9 @@ def state_snapshot(state: Path) -> dict[str, list[dict[str, object]]]:
         return store.snapshot()
     finally:
         store.close()
+
+
+def local_args(state: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """A command line for `sfcleanup.cli.main` against the local org kept in `state`, journaling under tmp_path."""
+    local = ["--org", "local", "--state", str(state), "--journal-dir", str(tmp_path / "j"), "--log-level", "warning"]
+    return [*extra, *local]

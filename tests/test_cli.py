@@ -16,31 +16,7 @@ from sfcleanup.cli import main
 from sfcleanup.localorg.schema import sobject as schema_object
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
-from sfcleanup.salesforce.local import open_local_org
-from tests.support import state_snapshot
-
-
-@pytest.fixture
-def org_file(tmp_path: Path) -> tuple[Path, ScenarioInfo]:
-    state = tmp_path / "org.sqlite3"
-    org, info = open_local_org(state)
-    org.store.close()
-    assert info is not None
-    return state, info
-
-
-def _args(state: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        *extra,
-        "--org",
-        "local",
-        "--state",
-        str(state),
-        "--journal-dir",
-        str(tmp_path / "j"),
-        "--log-level",
-        "warning",
-    ]
+from tests.support import local_args, state_snapshot
 
 
 def test_plan_prints_json_and_writes_nothing(
@@ -49,7 +25,7 @@ def test_plan_prints_json_and_writes_nothing(
     """`plan --json` exits 0 with per-object counts and leaves the org and the journal directory untouched."""
     state, info = org_file
     before = state_snapshot(state)
-    code = main(_args(state, tmp_path, "plan", info.runs["failed_run"], "--json"))
+    code = main(local_args(state, tmp_path, "plan", info.runs["failed_run"], "--json"))
     document = json.loads(capsys.readouterr().out)
     assert code == 0
     assert document["mode"] == "plan"
@@ -64,7 +40,7 @@ def test_run_without_terminal_needs_yes(
     """Without a terminal and without --yes, `run` refuses with exit 2 and writes nothing."""
     state, info = org_file
     before = state_snapshot(state)
-    assert main(_args(state, tmp_path, "run", info.runs["failed_run"], "--json")) == 2
+    assert main(local_args(state, tmp_path, "run", info.runs["failed_run"], "--json")) == 2
     assert "pass --yes" in capsys.readouterr().err
     assert state_snapshot(state) == before
 
@@ -75,7 +51,7 @@ def test_run_yes_json_report_schema(
     """`run --yes --json` exits 0 and prints the documented report; a second run says nothing_to_do."""
     state, info = org_file
     run_id = info.runs["failed_run"]
-    assert main(_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
+    assert main(local_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
     document = json.loads(capsys.readouterr().out)
     assert set(document) >= {"runs", "api_calls", "exit_code", "mode"}
     run = document["runs"][0]
@@ -86,7 +62,7 @@ def test_run_yes_json_report_schema(
         assert counts["updated"] == counts["planned"]
         assert run["verify"][name] == {"expected": counts["anomalies"], "left": run["eligible_left"][name]}
     assert Path(run["journal"]).is_file()
-    assert main(_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
+    assert main(local_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
     assert json.loads(capsys.readouterr().out)["runs"][0]["status"] == "nothing_to_do"
 
 
@@ -107,7 +83,7 @@ def test_bad_run_ids_exit_2_with_one_line(
     """Malformed, mistyped, foreign or unknown run ids (SOQL injection included) exit 2 with one line."""
     state, _ = org_file
     before = state_snapshot(state)
-    assert main(_args(state, tmp_path, "run", run_id, "--yes")) == 2
+    assert main(local_args(state, tmp_path, "run", run_id, "--yes")) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert state_snapshot(state) == before
@@ -121,7 +97,7 @@ def test_runs_in_the_wrong_state_exit_2(
 ) -> None:
     """A running run and a cleanly completed one (without the flag) are refused with exit 2."""
     state, info = org_file
-    assert main(_args(state, tmp_path, "run", info.runs[role], "--yes")) == 2
+    assert main(local_args(state, tmp_path, "run", info.runs[role], "--yes")) == 2
     assert message in capsys.readouterr().err
 
 
@@ -164,12 +140,12 @@ def test_status_shows_what_is_left(
     """`status --json` shows per-object states, eligibility and anomalies, before and after a clean-up."""
     state, info = org_file
     run_id = info.runs["failed_run"]
-    assert main(_args(state, tmp_path, "status", run_id, "--json")) == 0
+    assert main(local_args(state, tmp_path, "status", run_id, "--json")) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["eligible"]["OrderItem"] > 0 and first["planned"] > 0 and first["lease"] is None
-    assert main(_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
+    assert main(local_args(state, tmp_path, "run", run_id, "--yes", "--json")) == 0
     capsys.readouterr()
-    assert main(_args(state, tmp_path, "status", run_id, "--json")) == 0
+    assert main(local_args(state, tmp_path, "status", run_id, "--json")) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["planned"] == 0 and second["cleanup_status"] == "Completed"
     assert second["eligible"]["OrderItem"] == len([a for a in second["anomalies"] if a["object"] == "OrderItem"])
@@ -183,12 +159,12 @@ def test_sweep_through_the_cli(
     and without --yes it refuses with exit 2."""
     state, info = org_file
     before = state_snapshot(state)
-    assert main(_args(state, tmp_path, "sweep", "--dry-run", "--json")) == 0
+    assert main(local_args(state, tmp_path, "sweep", "--dry-run", "--json")) == 0
     assert [r["status"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["planned", "planned"]
     assert state_snapshot(state) == before
-    assert main(_args(state, tmp_path, "sweep")) == 2
+    assert main(local_args(state, tmp_path, "sweep")) == 2
     assert "pass --yes" in capsys.readouterr().err
-    assert main(_args(state, tmp_path, "sweep", "--yes", "--json")) == 0
+    assert main(local_args(state, tmp_path, "sweep", "--yes", "--json")) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["mode"] == "sweep"
     assert {r["id"]: r["status"] for r in document["runs"]} == {
@@ -233,7 +209,7 @@ def test_finding_6_interactive_sweep_applies_exactly_the_runs_shown(
     late = info.runs["completed_run"]
     monkeypatch.setattr(sys, "stdin", _Terminal("y\n", lambda: _set_run_status(state, late, "Failed")))
     before = state_snapshot(state)
-    assert main(_args(state, tmp_path, "sweep", "--json")) == 0
+    assert main(local_args(state, tmp_path, "sweep", "--json")) == 0
     prompt, _, printed = capsys.readouterr().out.partition("[y/N] ")
     assert "Apply" in prompt
     document = json.loads(printed)
@@ -258,7 +234,7 @@ def test_ctrl_c_at_the_prompt_writes_nothing_and_says_so(
     state, info = org_file
     monkeypatch.setattr(sys, "stdin", _Terminal("y\n", lambda: os.kill(os.getpid(), signal.SIGINT)))
     before = state_snapshot(state)
-    assert main(_args(state, tmp_path, "run", info.runs["failed_run"])) == 2
+    assert main(local_args(state, tmp_path, "run", info.runs["failed_run"])) == 2
     err = capsys.readouterr().err.strip()
     assert "nothing was written" in err and "\n" not in err
     assert state_snapshot(state) == before

@@ -12,24 +12,9 @@ import pytest
 
 from sfcleanup.cli import main
 from sfcleanup.localorg.seed import ScenarioInfo
-from sfcleanup.salesforce.local import open_local_org
-from tests.support import state_snapshot
+from tests.support import local_args, state_snapshot
 
 SEEDED = ("on_hold", "rule_generates_no_invoices", "after_target_date", "batch_not_scheduled", "us_status")
-
-
-@pytest.fixture
-def org_file(tmp_path: Path) -> tuple[Path, ScenarioInfo]:
-    state = tmp_path / "org.sqlite3"
-    org, info = open_local_org(state)
-    org.store.close()
-    assert info is not None
-    return state, info
-
-
-def _args(state: Path, tmp_path: Path, *extra: str) -> list[str]:
-    local = ["--org", "local", "--state", str(state), "--journal-dir", str(tmp_path / "j"), "--log-level", "warning"]
-    return [*extra, *local]
 
 
 def _assert_seeded_found(info: ScenarioInfo, section: dict[str, Any]) -> None:
@@ -49,7 +34,7 @@ def test_run_ends_with_readiness_by_reason_and_a_csv(
     them) and a CSV with a Lightning link per reason; the exit code is the clean-up's."""
     state, info = org_file
     run_id = info.runs["failed_run"]
-    code = main(_args(state, tmp_path, "run", run_id, "--yes", "--json"))
+    code = main(local_args(state, tmp_path, "run", run_id, "--yes", "--json"))
     document = json.loads(capsys.readouterr().out)
     assert code == document["exit_code"] == 0
     section = document["readiness"]["runs"][run_id]
@@ -67,7 +52,7 @@ def test_no_readiness_skips_the_section(
 ) -> None:
     """`--no-readiness` leaves the section out."""
     state, info = org_file
-    main(_args(state, tmp_path, "run", info.runs["failed_run"], "--yes", "--json", "--no-readiness"))
+    main(local_args(state, tmp_path, "run", info.runs["failed_run"], "--yes", "--json", "--no-readiness"))
     assert "readiness" not in json.loads(capsys.readouterr().out)
 
 
@@ -78,10 +63,10 @@ def test_readiness_command_after_a_run_finds_the_reset_records_and_writes_nothin
     is gone) with the same reasons, and changes nothing in the org."""
     state, info = org_file
     run_id = info.runs["failed_run"]
-    main(_args(state, tmp_path, "run", run_id, "--yes", "--json", "--no-readiness"))
+    main(local_args(state, tmp_path, "run", run_id, "--yes", "--json", "--no-readiness"))
     capsys.readouterr()
     before = state_snapshot(state)
-    assert main(_args(state, tmp_path, "readiness", run_id, "--json")) == 0
+    assert main(local_args(state, tmp_path, "readiness", run_id, "--json")) == 0
     section = json.loads(capsys.readouterr().out)["runs"][run_id]
     _assert_seeded_found(info, section)
     assert state_snapshot(state) == before
