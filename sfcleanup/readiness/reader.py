@@ -23,6 +23,7 @@ from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.client import SalesforceClient
 
 M = TypeVar("M", bound=BaseModel)
+S = TypeVar("S", OrderProductState, UsageSummaryState)
 
 # 200 ids keep a query's URL well under the 16,384-byte limit; the line query names each id twice.
 IDS_PER_QUERY = 200
@@ -96,28 +97,35 @@ def _by_ids(client: SalesforceClient, model: type[M], query: str, select: str, i
     return found
 
 
+def _sources(
+    client: SalesforceClient,
+    model: type[S],
+    sobject: str,
+    stem: str,
+    available: frozenset[str],
+    run_id: str | None,
+    ids: Sequence[str],
+) -> list[S]:
+    """Records named by id (`<stem>_by_ids`) and, given a run, those still linked to it (`<stem>_by_run`), once each."""
+    select = select_list(sobject, available)
+    found = _by_ids(client, model, f"{stem}_by_ids", select, ids)
+    if run_id is not None:
+        found += _read(client, model, queries.render(f"{stem}_by_run", fields=select, run_id=run_id))
+    return list({record.id: record for record in found}.values())
+
+
 def read_order_products(
     client: SalesforceClient, available: frozenset[str], *, run_id: str | None = None, ids: Sequence[str] = ()
 ) -> list[OrderProductState]:
-    select = select_list(fields.ORDER_PRODUCT, available)
-    found = _by_ids(client, OrderProductState, "readiness_order_products_by_ids", select, ids)
-    if run_id is not None:
-        found += _read(
-            client, OrderProductState, queries.render("readiness_order_products_by_run", fields=select, run_id=run_id)
-        )
-    return list({record.id: record for record in found}.values())
+    stem = "readiness_order_products"
+    return _sources(client, OrderProductState, fields.ORDER_PRODUCT, stem, available, run_id, ids)
 
 
 def read_usage_summaries(
     client: SalesforceClient, available: frozenset[str], *, run_id: str | None = None, ids: Sequence[str] = ()
 ) -> list[UsageSummaryState]:
-    select = select_list(fields.USAGE_SUMMARY, available)
-    found = _by_ids(client, UsageSummaryState, "readiness_usage_summaries_by_ids", select, ids)
-    if run_id is not None:
-        found += _read(
-            client, UsageSummaryState, queries.render("readiness_usage_summaries_by_run", fields=select, run_id=run_id)
-        )
-    return list({record.id: record for record in found}.values())
+    stem = "readiness_usage_summaries"
+    return _sources(client, UsageSummaryState, fields.USAGE_SUMMARY, stem, available, run_id, ids)
 
 
 def read_schedulers(client: SalesforceClient, available: frozenset[str]) -> list[InvoiceScheduler]:
