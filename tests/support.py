@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,16 @@ def make_org(
     store = Store()
     info = seed(store, scenario, **seed_options)  # type: ignore[arg-type]
     return LocalOrg(store, faults=faults or FaultProfile(lock_wait_s=0.2)), info
+
+
+def brief_sleep(seconds: float) -> None:
+    """The worker's waits, kept but cut to a few milliseconds.
+
+    A sleep that returns at once turns Bulk API polling into a busy loop: it starves the local org's job threads
+    of the interpreter (a one-row job then takes seconds) and spends the org's daily API calls until the run stops
+    at the reserve, which made generated cases fail at random.
+    """
+    time.sleep(min(seconds, 0.005))
 
 
 def make_client(org: LocalOrg, attempts: int = 6) -> SalesforceClient:

@@ -30,7 +30,7 @@ from sfcleanup.salesforce.connect import Connector, OrgSession
 from sfcleanup.salesforce.retry import no_wait_policy
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after, journal_entries
-from tests.support import make_client, make_org
+from tests.support import brief_sleep, make_client, make_org
 
 INSTANCE = "https://acme.my.salesforce.com"
 RESULTS = b'"sf__Id","sf__Created","Id"\n"a1C5g0000000001AAA","false","a1C5g0000000001AAA"\n'
@@ -127,7 +127,7 @@ def test_finding_8_a_journaled_bulk_job_that_is_gone_is_replanned(tmp_path: Path
 
 def _composite_worker(org: LocalOrg, tmp_path: Path) -> Worker:
     settings = load_settings(None, journal_dir=tmp_path / "j", worker_id="worker-A")
-    return Worker(make_client(org), settings, sleep=lambda _: None)
+    return Worker(make_client(org), settings, sleep=brief_sleep)
 
 
 def _lock_lease_once_acquired(worker: Worker, org: LocalOrg) -> None:

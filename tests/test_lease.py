@@ -20,12 +20,12 @@ from sfcleanup.localorg.store import Store
 from sfcleanup.report import Report, RunResult
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after
-from tests.support import make_client, make_org
+from tests.support import brief_sleep, make_client, make_org
 
 
 def _worker(org: LocalOrg, tmp_path: Path, name: str) -> Worker:
     settings = load_settings(None, journal_dir=tmp_path / name, worker_id=name)
-    return Worker(make_client(org), settings, sleep=lambda _: None)
+    return Worker(make_client(org), settings, sleep=brief_sleep)
 
 
 def _hold(org: LocalOrg, run_id: str, holder: str) -> None:

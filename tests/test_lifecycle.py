@@ -19,11 +19,11 @@ from sfcleanup.report import RunResult, write_failures_csv
 from sfcleanup.sweep import SweepOptions, sweep
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after, journal_consistent, journal_entries
-from tests.support import make_client, make_org
+from tests.support import brief_sleep, make_client, make_org
 
 
 def _worker(org: LocalOrg, settings: Settings, **options: Any) -> Worker:
-    return Worker(make_client(org), settings, sleep=lambda _: None, **options)
+    return Worker(make_client(org), settings, sleep=brief_sleep, **options)
 
 
 def _run(org: LocalOrg, run_id: str) -> dict[str, Any]:

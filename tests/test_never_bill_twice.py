@@ -32,7 +32,7 @@ from sfcleanup.localorg.store import Store
 from sfcleanup.report import Report, write_failures_csv
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after, released_too_early
-from tests.support import make_client, make_org
+from tests.support import brief_sleep, make_client, make_org
 
 # Weighted towards what a failed run leaves (drafts to cancel), with every other value, unknown ones included.
 INVOICE_STATES = (
@@ -170,7 +170,7 @@ def _lock_at_phase_start(generated: Org) -> Callable[[str, int], Callable[[int],
 def _invoke(generated: Org, journal: Path, route: str, *, locked: bool) -> Report:
     config = load_settings(None, journal_dir=journal, write={"route": route, "bulk_poll_max_s": 0.01})
     progress = _lock_at_phase_start(generated) if locked else None
-    worker = Worker(make_client(generated.org), config, progress=progress, sleep=lambda _: None)
+    worker = Worker(make_client(generated.org), config, progress=progress, sleep=brief_sleep)
     return worker.apply(worker.prepare([generated.run_id]))
 
 

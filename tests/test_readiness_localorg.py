@@ -19,7 +19,7 @@ from sfcleanup.salesforce.local import local_connector
 from sfcleanup.salesforce.retry import no_wait_policy
 from sfcleanup.worker import Worker
 from tests.oracle import by_id
-from tests.support import make_client, make_org
+from tests.support import brief_sleep, make_client, make_org
 
 PROCESSING = "blng__InvoiceRunProcessingStatus__c"
 SOURCES = ("OrderItem", "blng__UsageSummary__c")
@@ -28,7 +28,7 @@ SOURCES = ("OrderItem", "blng__UsageSummary__c")
 def clean_and_reset_ids(org: LocalOrg, settings: Settings, run_id: str) -> dict[str, list[str]]:
     """Clean the run with the worker in process; the ids of the order products and usage summaries it reset."""
     before = by_id(org.store.snapshot())
-    worker = Worker(make_client(org), settings, sleep=lambda _: None)
+    worker = Worker(make_client(org), settings, sleep=brief_sleep)
     worker.apply(worker.prepare([run_id]))
     after = by_id(org.store.snapshot())
     return {

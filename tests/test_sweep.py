@@ -19,11 +19,11 @@ from sfcleanup.report import RunResult
 from sfcleanup.sweep import SweepOptions, sweep
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after
-from tests.support import make_client, make_org
+from tests.support import brief_sleep, make_client, make_org
 
 
 def _worker(org: LocalOrg, tmp_path: Path, **settings: Any) -> Worker:
-    return Worker(make_client(org), load_settings(None, journal_dir=tmp_path / "j", **settings), sleep=lambda _: None)
+    return Worker(make_client(org), load_settings(None, journal_dir=tmp_path / "j", **settings), sleep=brief_sleep)
 
 
 def _expected(before: dict[str, list[dict[str, Any]]], run_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:

@@ -14,11 +14,11 @@ from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.report import Report, RunResult
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, changed_ids, differences, expected_after, journal_consistent, released_too_early
-from tests.support import make_client, make_org
+from tests.support import brief_sleep, make_client, make_org
 
 
 def clean(org: LocalOrg, settings: Settings, run_id: str, **options: bool) -> tuple[Worker, Report]:
-    worker = Worker(make_client(org), settings, sleep=lambda _: None, **options)
+    worker = Worker(make_client(org), settings, sleep=brief_sleep, **options)
     return worker, worker.apply(worker.prepare([run_id]))
 
 
