@@ -25,6 +25,11 @@ def register_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+def forget_secrets() -> None:
+    """Unregister every secret: the registry is process-wide and only grows, so tests start each from none."""
+    _SECRETS.clear()
+
+
 def _mask(text: str) -> str:
     for secret in _SECRETS:
         if secret in text:
