@@ -6,10 +6,11 @@ All models are frozen and reject unknown keys, so a typo in a key is an error, n
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, TypedDict, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -166,7 +167,23 @@ def _first_error(exc: ValidationError, origin: str) -> str:
     return f"{origin}: {where}: {message}{more}"
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+class Overrides(TypedDict, total=False):
+    """Settings given in code or by flags, above the file and the environment; a section may be given in part
+    (a mapping of some of its keys). `Settings` validates every value."""
+
+    org: OrgSettings | Mapping[str, object]
+    write: WriteSettings | Mapping[str, object]
+    retry: RetrySettings | Mapping[str, object]
+    journal_dir: Path | str
+    log_level: str
+    log_format: str
+    api_reserve: float
+    error_logs: bool
+    worker_id: str | None
+    lease_timeout_s: float
+
+
+def load_settings(config_file: Path | None = None, **overrides: Unpack[Overrides]) -> Settings:
     """Load and validate settings once, at start; raises ConfigError with a one-line message."""
     origin = str(config_file) if config_file else "settings"
     if config_file is not None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 import structlog
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 _SECRETS: set[str] = set()
 _SECRET_KEY = re.compile(r"token|secret|password|private_key|authorization|assertion", re.IGNORECASE)
@@ -25,12 +25,22 @@ def register_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
-def _scrub(value: Any) -> Any:
+def forget_secrets() -> None:
+    """Unregister every secret: the registry is process-wide and only grows, so tests start each from none."""
+    _SECRETS.clear()
+
+
+def _mask(text: str) -> str:
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def _scrub(value: object) -> object:
+    """A log field's value with every registered secret masked, in nested dicts, lists and tuples too."""
     if isinstance(value, str):
-        for secret in _SECRETS:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
+        return _mask(value)
     if isinstance(value, dict):
         return {k: MASK if _SECRET_KEY.search(str(k)) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -46,8 +56,7 @@ def redact(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
 
 def scrub_text(text: str) -> str:
     """For text that leaves the process outside the log (exception messages, reports)."""
-    result: str = _scrub(text)
-    return result
+    return _mask(text)
 
 
 def configure(
@@ -55,7 +64,9 @@ def configure(
 ) -> None:
     out = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
-    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -4,7 +4,6 @@ final CleanUp Status released together with the lease."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,16 +12,16 @@ import structlog
 from sfcleanup import billing
 from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
 from sfcleanup.changes import ChangeSet, Without
+from sfcleanup.cleanresult import Tally
 from sfcleanup.config import Settings
 from sfcleanup.errorlogs import write_error_logs
-from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import Interrupts
 from sfcleanup.journal import Journal
 from sfcleanup.lease import Lease, Leases
 from sfcleanup.models import InvoiceRun
 from sfcleanup.outcomes import Held
 from sfcleanup.plan import RunPlan
-from sfcleanup.report import RunOutcome, RunResult, VerifyCount
+from sfcleanup.report import VerifyCount
 from sfcleanup.salesforce.client import SalesforceClient, Update
 from sfcleanup.salesforce.read import eligible_left, remaining_by_status
 from sfcleanup.salesforce.writers import writer_for
@@ -97,36 +96,33 @@ class PhaseRunner:
 
         return advance
 
-    def run(self, plan: RunPlan, journal: Journal, outcome: RunOutcome, lease: Lease) -> None:
-        """Every phase, verified, the final status set; `outcome` follows along, so a stop leaves it true."""
+    def run(self, plan: RunPlan, journal: Journal, tally: Tally, lease: Lease) -> None:
+        """Every phase, verified, the final status set; `tally` follows along, so a stop leaves it true."""
         run = plan.run
         if run.status == RunStatus.COMPLETED:
             # The package's documented way to clean a run that completed: mark it Completed with errors first.
             set_run_field(self._client, journal, run, billing.RUN_STATUS, run.status, RunStatus.COMPLETED_WITH_ERRORS)
-            outcome.run_status = RunStatus.COMPLETED_WITH_ERRORS
+            tally.run_status = RunStatus.COMPLETED_WITH_ERRORS
         if run.cleanup_status != CleanUpStatus.STARTED:
             set_run_field(self._client, journal, run, billing.CLEANUP_STATUS, run.cleanup_status, CleanUpStatus.STARTED)
-        outcome.cleanup_status = CleanUpStatus.STARTED
+        tally.cleanup_status = CleanUpStatus.STARTED
         # Records that did not reach their target in this invocation, with why: what depends on them waits.
         blocked: dict[str, str] = {}
         for phase in Phase:
-            self._phase(plan, phase, journal, outcome, lease, blocked)
-        self._verify(plan, outcome)
-        if outcome.failures and self._settings.error_logs:
-            outcome.error_logs, _ = write_error_logs(self._client, run.id, outcome.failures, journal)
-        unfinished = bool(outcome.failures or outcome.held)
-        final = CleanUpStatus.COMPLETED_WITH_ERRORS if unfinished or outcome.unaccounted else CleanUpStatus.COMPLETED
+            self._phase(plan, phase, journal, tally, lease, blocked)
+        self._verify(plan, tally)
+        if tally.failures and self._settings.error_logs:
+            tally.error_logs, _ = write_error_logs(self._client, run.id, tally.failures, journal)
+        unfinished = bool(tally.failures or tally.held)
+        final = CleanUpStatus.COMPLETED_WITH_ERRORS if unfinished or tally.unaccounted else CleanUpStatus.COMPLETED
         close_run(self._client, journal, run, final, self._leases.release_patch(lease))
-        outcome.cleanup_status = final
-        if unfinished:
-            outcome.status = RunResult.CLEANED_WITH_FAILURES
-            outcome.exit_code = ExitCode.ROW_FAILURES
+        tally.cleanup_status = final
 
     def _phase(
-        self, plan: RunPlan, phase: Phase, journal: Journal, outcome: RunOutcome, lease: Lease, blocked: dict[str, str]
+        self, plan: RunPlan, phase: Phase, journal: Journal, tally: Tally, lease: Lease, blocked: dict[str, str]
     ) -> None:
         rule = RULE_BY_PHASE[phase]
-        changes = _hold_back(plan, phase, blocked, outcome)
+        changes = _hold_back(plan, phase, blocked, tally)
         if not changes:
             return
         structlog.contextvars.bind_contextvars(phase=phase.value)
@@ -142,39 +138,30 @@ class PhaseRunner:
         )
         log.info("phase.start", object=rule.sobject, records=len(changes), route=type(writer).__name__)
         result = writer.apply(phase.value, rule, changes)
-        counts = outcome.objects[rule.sobject]
-        counts.updated, counts.failed = result.updated, len(result.failures)
-        outcome.failures.extend(result.failures)
+        tally.updated[rule.sobject] = result.updated
+        tally.failures.extend(result.failures)
         for failure in result.failures:
             blocked[failure.id] = f"{_label(rule.sobject)} {failure.id} not {rule.to_state} ({failure.code})"
-        log.info("phase.done", updated=counts.updated, failed=counts.failed)
+        log.info("phase.done", updated=result.updated, failed=len(result.failures))
 
-    def _verify(self, plan: RunPlan, outcome: RunOutcome) -> None:
+    def _verify(self, plan: RunPlan, tally: Tally) -> None:
         """Re-count what is still eligible: only anomalies, failed rows and held records may be left.
 
         Anything more means the org holds eligible records the clean-up did not account for (created or
-        changed since planning, or a bug): exit 1 with a message, never a row in the failures.
+        changed since planning, or a bug): `runclean.finished` makes that exit 1 with a message.
         """
         left = eligible_left(remaining_by_status(self._client, plan.run.id))
-        outcome.eligible_left = left
-        failed = Counter(f.sobject for f in outcome.failures)
-        outcome.verify = {
-            sobject: VerifyCount(expected=counts.anomalies + failed[sobject] + counts.held, left=left.get(sobject, 0))
-            for sobject, counts in outcome.objects.items()
+        tally.eligible_left = left
+        tally.verify = {
+            sobject: VerifyCount(expected=counts.anomalies + counts.failed + counts.held, left=left.get(sobject, 0))
+            for sobject, counts in tally.objects().items()
         }
-        unaccounted = outcome.unaccounted
-        if unaccounted:
-            what = ", ".join(f"{n} {sobject}" for sobject, n in unaccounted.items())
-            outcome.exit_code = max(outcome.exit_code, ExitCode.ROW_FAILURES)
-            outcome.message = (
-                f"verify: {what} record(s) still eligible that the clean-up did not account for (changed since "
-                f"planning?); see `sfcleanup status {plan.run.id}` and run again"
-            )
-            log.warning("verify.mismatch", unaccounted=unaccounted)
-        log.info("verify.done", eligible_left=left, failed=sum(failed.values()))
+        if tally.unaccounted:
+            log.warning("verify.mismatch", unaccounted=tally.unaccounted)
+        log.info("verify.done", eligible_left=left, failed=len(tally.failures))
 
 
-def _hold_back(plan: RunPlan, phase: Phase, blocked: dict[str, str], outcome: RunOutcome) -> ChangeSet:
+def _hold_back(plan: RunPlan, phase: Phase, blocked: dict[str, str], tally: Tally) -> ChangeSet:
     """The phase's changes less those waiting for a record that did not reach its target; those are held
     (reported, and left for the next invocation) and block in turn what waits for them."""
     changes = plan.changes[phase]
@@ -186,7 +173,6 @@ def _hold_back(plan: RunPlan, phase: Phase, blocked: dict[str, str], outcome: Ru
     sobject = RULE_BY_PHASE[phase].sobject
     for record_id, blocker in sorted(waiting.items()):
         blocked[record_id] = blocked[blocker]
-        outcome.held.append(Held(record_id, sobject, blocker, f"held: {blocked[blocker]}"))
-    outcome.objects[sobject].held = len(waiting)
+        tally.held.append(Held(record_id, sobject, blocker, f"held: {blocked[blocker]}"))
     log.warning("phase.held", object=sobject, held=len(waiting))
     return Without(changes, waiting)

@@ -1,19 +1,23 @@
 """One run's clean-up, start to end: the local lock, the lease, the phases, verification and the final status.
 
-A run's outcome is `running` until proven otherwise. Any stop, signal or unexpected error ends it as
-`stopped` or `interrupted` with the reason, in the report and in the journal's `end` entry; the lease is
-released and CleanUp Status set to "Completed with errors" (work is left) as far as the org still answers.
+`RunCleaner.clean` returns what it did as one frozen `CleanResult`; the phases record into a `Tally` as they
+go, so a stop anywhere leaves a true account. A run is `running` until proven otherwise. Any stop, signal or
+unexpected error ends it as `stopped` or `interrupted` with the reason, in the result and in the journal's
+`end` entry; the lease is released and CleanUp Status set to "Completed with errors" (work is left) as far as
+the org still answers.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from dataclasses import asdict
 from datetime import datetime
 
 import structlog
 
-from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
+from sfcleanup.billing import CleanUpStatus, RunStatus
+from sfcleanup.cleanresult import CleanResult, Ending, Tally
 from sfcleanup.config import Settings
 from sfcleanup.errors import ExitCode, Interrupted, SfCleanupError, StopRun
 from sfcleanup.interrupts import Interrupts
@@ -25,33 +29,12 @@ from sfcleanup.outcomes import Failure, RowOutcome
 from sfcleanup.phases import PhaseRunner, close_run
 from sfcleanup.plan import RunPlan
 from sfcleanup.preparing import Preparer
-from sfcleanup.report import ObjectCounts, RunOutcome, RunResult
+from sfcleanup.report import RunResult
 from sfcleanup.salesforce.bulkwrite import open_jobs, resume_open_jobs
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.writers import bulk_api, bulk_writer
 
 log = structlog.get_logger("sfcleanup.worker")
-
-
-def outcome_for(plan: RunPlan, status: RunResult) -> RunOutcome:
-    """A run's outcome as planned: counts per object, transitions and anomalies, in `status`."""
-    anomalies = plan.anomalies_by_object()
-    objects = {
-        RULE_BY_PHASE[phase].sobject: ObjectCounts(
-            planned=len(plan.changes[phase]), anomalies=anomalies.get(RULE_BY_PHASE[phase].sobject, 0)
-        )
-        for phase in Phase
-    }
-    return RunOutcome(
-        id=plan.run.id,
-        name=plan.run.name,
-        run_status=plan.run.status,
-        status=status,
-        objects=objects,
-        transitions=plan.transitions(),
-        anomalies=list(plan.anomalies),
-        cleanup_status=plan.run.cleanup_status,
-    )
 
 
 def settled(plan: RunPlan) -> bool:
@@ -63,51 +46,65 @@ def settled(plan: RunPlan) -> bool:
     return plan.is_empty and plan.run.cleanup_status not in unfinished
 
 
-def stopped(outcome: RunOutcome, exc: SfCleanupError) -> None:
+def stopped(exc: SfCleanupError) -> Ending:
     interrupted = isinstance(exc, Interrupted)
-    outcome.status = RunResult.INTERRUPTED if interrupted else RunResult.STOPPED
-    outcome.exit_code = exc.exit_code
-    outcome.message = f"{outcome.status.value}: {exc}"
-    outcome.stopped_by = type(exc).__name__
-    outcome.ends_invocation = exc.ends_invocation
+    status = RunResult.INTERRUPTED if interrupted else RunResult.STOPPED
     log.warning("run.stopped", reason=str(exc), interrupted=interrupted)
+    return Ending(status, exc.exit_code, f"{status.value}: {exc}", type(exc).__name__, exc.ends_invocation)
 
 
-def crashed(outcome: RunOutcome, exc: Exception) -> None:
+def crashed(exc: Exception) -> Ending:
     """An error nobody planned for: a bug, or the machine (disk full). Recorded as it is, never as success;
     the invocation ends, since the next run would most likely meet it too."""
-    outcome.status = RunResult.INTERRUPTED
-    outcome.exit_code = ExitCode.STOPPED
-    outcome.message = (
+    log.error("run.crashed", exc_info=exc)
+    message = (
         f"interrupted by an unexpected error ({type(exc).__name__}: {exc}); the journal shows what was "
         "written and running again is safe; please report the error"
     )
-    outcome.stopped_by = type(exc).__name__
-    outcome.ends_invocation = True
-    log.error("run.crashed", exc_info=exc)
+    return Ending(RunResult.INTERRUPTED, ExitCode.STOPPED, message, type(exc).__name__, ends_invocation=True)
 
 
-def finished(outcome: RunOutcome) -> None:
-    """Every phase ran: the outcome is what the writes and the verification proved."""
-    if outcome.status is RunResult.RUNNING:
-        outcome.status = RunResult.VERIFY_MISMATCH if outcome.unaccounted else RunResult.CLEANED
+def finished(tally: Tally) -> Ending:
+    """Every phase ran: the result is what the writes and the verification proved. Eligible records that
+    verification found unaccounted for (created or changed since planning, or a bug) are exit 1 with a
+    message, never a row in the failures."""
+    left = tally.unaccounted
+    message = None
+    if left:
+        what = ", ".join(f"{n} {sobject}" for sobject, n in left.items())
+        message = (
+            f"verify: {what} record(s) still eligible that the clean-up did not account for (changed since "
+            f"planning?); see `sfcleanup status {tally.plan.run.id}` and run again"
+        )
+    if tally.failures or tally.held:
+        return Ending(RunResult.CLEANED_WITH_FAILURES, ExitCode.ROW_FAILURES, message)
+    if left:
+        return Ending(RunResult.VERIFY_MISMATCH, ExitCode.ROW_FAILURES, message)
+    return Ending(RunResult.CLEANED)
 
 
-def recount(journal: Journal, outcome: RunOutcome) -> None:
+def recount(journal: Journal, tally: Tally) -> None:
     """Updated and failed rows per object from this invocation's journal: a phase cut short loses the
     writer's own tally, never the journal's."""
     updated: Counter[str] = Counter()
-    failed: Counter[str] = Counter()
     failures = []
     for (sobject, record_id), entry in journal.last_outcomes().items():
         if entry.outcome is not None and entry.outcome.applied:
             updated[sobject] += 1
         elif entry.outcome is RowOutcome.FAILED:
-            failed[sobject] += 1
             failures.append(Failure(record_id, sobject, entry.code or "UNKNOWN", entry.message or ""))
-    for sobject, counts in outcome.objects.items():
-        counts.updated, counts.failed = updated[sobject], failed[sobject]
-    outcome.failures = failures
+    tally.updated = dict(updated)
+    tally.failures = failures
+
+
+# What the journal says if a second signal cuts the run short, even its wind-down.
+CUT_SHORT = Ending(
+    RunResult.INTERRUPTED, ExitCode.STOPPED, "interrupted at once by a second signal; run again to continue"
+)
+OTHER_WORKER_CLEANED = Ending(
+    RunResult.NOTHING_TO_DO, message="another worker cleaned this run meanwhile: nothing was changed"
+)
+NOTHING_ELIGIBLE = Ending(RunResult.NOTHING_TO_DO, message="nothing eligible for clean-up: nothing was changed")
 
 
 class RunCleaner:
@@ -130,26 +127,24 @@ class RunCleaner:
         self._phases = phases
         self._include_completed = include_completed
 
-    def clean(self, plan: RunPlan, planned_at: datetime) -> RunOutcome:
+    def clean(self, plan: RunPlan, planned_at: datetime) -> CleanResult:
         run = plan.run
-        outcome = outcome_for(plan, RunResult.RUNNING)
         if settled(plan) and run.status != RunStatus.COMPLETED:
-            outcome.status = RunResult.NOTHING_TO_DO
-            outcome.message = "nothing eligible for clean-up: nothing was changed"
-            return outcome
+            return Tally.of(plan).result(NOTHING_ELIGIBLE)
         structlog.contextvars.bind_contextvars(run=run.id)
         try:
-            return self._clean_locked(plan, outcome, planned_at)
+            return self._clean_locked(plan, planned_at)
         except LeaseHeld as exc:
-            stopped(outcome, exc)
-            return outcome
+            return Tally.of(plan).result(stopped(exc))
         finally:
             structlog.contextvars.unbind_contextvars("run", "phase")
 
-    def _clean_locked(self, plan: RunPlan, outcome: RunOutcome, planned_at: datetime) -> RunOutcome:
+    def _clean_locked(self, plan: RunPlan, planned_at: datetime) -> CleanResult:
         run = plan.run
         with LocalLock(self._settings.journal_dir, run.id), Journal(self._settings.journal_dir, run.id) as journal:
-            outcome.journal = str(journal.path)
+            tally = Tally.of(plan, str(journal.path))
+            # Running until proven otherwise: whatever ends the run says how.
+            ending = Ending(RunResult.RUNNING)
             journal.start(mode="run", options={"include_completed": self._include_completed, "planned": plan.total})
             lease: Lease | None = None
             try:
@@ -160,51 +155,48 @@ class RunCleaner:
                 else:
                     fresh = self._preparer.fresh(plan, planned_at)
                 if fresh is not plan:
-                    outcome = outcome_for(fresh, RunResult.RUNNING)
-                    outcome.journal = str(journal.path)
+                    tally = Tally.of(fresh, str(journal.path))
                 if settled(fresh):
-                    outcome.status = RunResult.NOTHING_TO_DO
-                    outcome.message = "another worker cleaned this run meanwhile: nothing was changed"
                     self._leases.release(lease)
+                    ending = OTHER_WORKER_CLEANED
                 else:
                     self._interrupts.check()
-                    self._phases.run(fresh, journal, outcome, lease)
-                    finished(outcome)
+                    self._phases.run(fresh, journal, tally, lease)
+                    ending = finished(tally)
             except SfCleanupError as exc:
-                stopped(outcome, exc)
-                self._wind_down(journal, run, outcome, lease)
+                ending = stopped(exc)
+                self._wind_down(journal, run, tally, lease)
             except Exception as exc:  # any error must end the journal truthfully, then the run
-                crashed(outcome, exc)
-                self._wind_down(journal, run, outcome, lease)
+                ending = crashed(exc)
+                self._wind_down(journal, run, tally, lease)
             except BaseException:
                 # A second signal while winding down: stop at once, as a crash would; the journal still says so.
-                outcome.status, outcome.exit_code = RunResult.INTERRUPTED, ExitCode.STOPPED
-                outcome.message = "interrupted at once by a second signal; run again to continue"
+                ending = CUT_SHORT
                 raise
             finally:
                 journal.end(
-                    status=outcome.status.value,
-                    exit_code=int(outcome.exit_code),
-                    counts={name: vars(counts) for name, counts in outcome.objects.items()},
-                    reason=outcome.message,
+                    status=ending.status.value,
+                    exit_code=int(ending.exit_code),
+                    counts={name: asdict(counts) for name, counts in tally.objects().items()},
+                    reason=ending.message,
                 )
-        return outcome
+        return tally.result(ending)
 
-    def _wind_down(self, journal: Journal, run: InvoiceRun, outcome: RunOutcome, lease: Lease | None) -> None:
+    def _wind_down(self, journal: Journal, run: InvoiceRun, tally: Tally, lease: Lease | None) -> None:
         """After a stop: the counts as the journal has them, the lease released and, if the run says a clean-up
         is under way, CleanUp Status "Completed with errors" (it ended with work left), in one call.
 
         Best effort: the stop may be the daily limit itself. Then the status stays Started and the lease times
         out, or is resumed at once by this worker's identity.
         """
-        recount(journal, outcome)
+        recount(journal, tally)
         if lease is None:
             return
         try:
-            if outcome.cleanup_status == CleanUpStatus.STARTED:
+            if tally.cleanup_status == CleanUpStatus.STARTED:
                 ended = CleanUpStatus.COMPLETED_WITH_ERRORS
                 close_run(self._client, journal, run, ended, self._leases.release_patch(lease))
-                outcome.cleanup_status = ended
+                tally.cleanup_status = ended
             else:
                 self._leases.release(lease)
             journal.note("lease.released", record=lease.record_id)

@@ -1,15 +1,19 @@
 """The clean-up of invoice runs, as the commands use it: a thin facade over preparing (`preparing`), one run's
 lifecycle (`runclean`) and its phases (`phases`).
 
-prepare(): preflight, read and plan, all read-only. apply(): each run in turn; a stop that concerns every run
-(daily limit, reserve, authentication, a signal) leaves the rest not started.
+prepare(): preflight, read and plan, all read-only. apply(): each run in turn, whose `CleanResult` becomes the
+run's part of the report; a stop that concerns every run (daily limit, reserve, authentication, a signal) leaves
+the rest not started.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
+from sfcleanup.billing import RULE_BY_PHASE, Phase
+from sfcleanup.cleanresult import CleanResult
 from sfcleanup.clock import Clock, utc_now
 from sfcleanup.config import Settings
 from sfcleanup.errors import ExitCode
@@ -20,11 +24,57 @@ from sfcleanup.phases import PhaseRunner, ProgressFactory
 from sfcleanup.plan import RunPlan
 from sfcleanup.preflight import OrgReadiness
 from sfcleanup.preparing import Prepared, Preparer
-from sfcleanup.report import Report, RunOutcome, RunResult
-from sfcleanup.runclean import RunCleaner, outcome_for
+from sfcleanup.report import ObjectCounts, Report, RunOutcome, RunResult
+from sfcleanup.runclean import RunCleaner
 from sfcleanup.salesforce.client import SalesforceClient
 
-__all__ = ["Prepared", "ProgressFactory", "Worker"]
+__all__ = ["Prepared", "ProgressFactory", "Worker", "outcome_for", "outcome_of_result"]
+
+
+def outcome_for(plan: RunPlan, status: RunResult) -> RunOutcome:
+    """A run's part of the report as planned: counts per object, transitions and anomalies, in `status`."""
+    anomalies = plan.anomalies_by_object()
+    objects = {
+        RULE_BY_PHASE[phase].sobject: ObjectCounts(
+            planned=len(plan.changes[phase]), anomalies=anomalies.get(RULE_BY_PHASE[phase].sobject, 0)
+        )
+        for phase in Phase
+    }
+    return RunOutcome(
+        id=plan.run.id,
+        name=plan.run.name,
+        run_status=plan.run.status,
+        status=status,
+        objects=objects,
+        transitions=plan.transitions(),
+        anomalies=list(plan.anomalies),
+        cleanup_status=plan.run.cleanup_status,
+    )
+
+
+def outcome_of_result(result: CleanResult) -> RunOutcome:
+    """A run's part of the report, from what its clean-up did."""
+    plan, ending = result.plan, result.ending
+    return RunOutcome(
+        id=plan.run.id,
+        name=plan.run.name,
+        run_status=result.run_status,
+        status=ending.status,
+        objects={sobject: ObjectCounts(**asdict(counts)) for sobject, counts in result.objects.items()},
+        transitions=plan.transitions(),
+        failures=list(result.failures),
+        held=list(result.held),
+        anomalies=list(plan.anomalies),
+        cleanup_status=result.cleanup_status,
+        eligible_left=dict(result.eligible_left),
+        verify=dict(result.verify),
+        error_logs=result.error_logs,
+        journal=result.journal,
+        message=ending.message,
+        exit_code=ending.exit_code,
+        stopped_by=ending.stopped_by,
+        ends_invocation=ending.ends_invocation,
+    )
 
 
 class Worker:
@@ -120,7 +170,7 @@ class Worker:
                     outcomes.append(self.not_started(plan, halted))
                     continue
                 planned_at = prepared.planned_at.get(plan.run.id) or self._clock()
-                outcome = cleaner.clean(plan, planned_at)
+                outcome = outcome_of_result(cleaner.clean(plan, planned_at))
                 outcomes.append(outcome)
                 if outcome.ends_invocation:
                     halted = f"run {outcome.id} {outcome.message or outcome.status.value}"

@@ -28,11 +28,11 @@ def _reset_logging() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _forget_secrets() -> Iterator[None]:
-    """The log masking registry (`logs._SECRETS`) is global and only grows: every client login adds its token.
-    Each test starts with none registered, so a test passes or fails on the secrets it registers itself."""
-    logs._SECRETS.clear()
+    """The log masking registry is global and only grows: every client login adds its token. Each test starts
+    with none registered, so a test passes or fails on the secrets it registers itself."""
+    logs.forget_secrets()
     yield
-    logs._SECRETS.clear()
+    logs.forget_secrets()
 
 
 @pytest.fixture

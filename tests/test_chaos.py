@@ -11,12 +11,10 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.store import Store
@@ -44,15 +42,9 @@ def _profile(path: Path, seed_: int, rates: dict[str, Any]) -> Path:
     return path
 
 
-def _api_calls(endpoint: dict[str, str]) -> int:
-    session = requests.Session()
-    session.verify = endpoint["ca_bundle"]
-    session.trust_env = False
-    answer = session.get(endpoint["instance_url"] + "/_localorg/stats", timeout=10)
-    return int(answer.json()["api_calls"])
-
-
-def _worker(endpoint: dict[str, str], run_ids: list[str], journal: Path, route: str) -> subprocess.Popen[str]:
+def _worker(
+    endpoint: dict[str, str], run_ids: list[str], journal: Path, route: str, kill_after: int | None
+) -> subprocess.Popen[str]:
     # Short pauses: the faults are the point, not the wall time the retries' backoff would take.
     env = {
         **worker_env(endpoint),
@@ -61,10 +53,13 @@ def _worker(endpoint: dict[str, str], run_ids: list[str], journal: Path, route: 
         "SFCLEANUP_RETRY__BACKOFF_INITIAL_S": "0.02",
         "SFCLEANUP_RETRY__BACKOFF_MAX_S": "0.2",
     }
-    command = [sys.executable, "-m", "sfcleanup", "run", *run_ids, "--yes", "--json", "--route", route]
+    # Killed (SIGKILL) when the worker's `kill_after`th answer from the org arrives: see tests.killed_worker.
+    start = ["tests.killed_worker", json.dumps({"nth": kill_after})] if kill_after else ["sfcleanup"]
+    command = [sys.executable, "-m", *start, "run", *run_ids, "--yes", "--json", "--route", route]
     command += ["--instance-url", endpoint["instance_url"], "--ca-bundle", endpoint["ca_bundle"]]
     command += ["--journal-dir", str(journal), "--log-level", "error"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root)
 
 
 def _invoke(
@@ -72,18 +67,10 @@ def _invoke(
 ) -> dict[str, Any] | None:
     """One invocation against the org in `state`; its JSON report, or None when it was killed."""
     with serve("--state", str(state), "--faults", str(profile)) as endpoint:
-        start = _api_calls(endpoint)
-        worker = _worker(endpoint, run_ids, journal, route)
-        if kill_after is not None:
-            deadline = time.monotonic() + 120
-            while _api_calls(endpoint) - start < kill_after and worker.poll() is None:
-                assert time.monotonic() < deadline, "the worker never reached the kill point"
-                time.sleep(0.01)
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGKILL)
-                worker.wait(timeout=30)
-                return None
+        worker = _worker(endpoint, run_ids, journal, route, kill_after)
         out, err = worker.communicate(timeout=600)
+        if worker.returncode == -signal.SIGKILL:
+            return None
         assert worker.returncode in (0, 1, 3), err[-2000:]
         document: dict[str, Any] = json.loads(out)
         return document

@@ -1,17 +1,22 @@
-"""Crash and resume: the worker is killed with SIGKILL at many points of a run against the local org over
+"""Crash and resume: the worker is killed with SIGKILL at chosen steps of a run against the local org over
 HTTPS, then run again. The run converges, the journal stays consistent with the org, and no record is
-processed by two Bulk API jobs."""
+processed by two Bulk API jobs.
+
+Each kill point is the moment the org's answer to one request arrives (`tests.killed_worker`): the org has
+done what was asked and the worker never learns it, the hardest moment to crash at, and the same step of
+the run every time.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import signal
 import subprocess
 import sys
-import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -22,8 +27,31 @@ from sfcleanup.localorg.store import Store
 from tests.oracle import differences, expected_after, journal_consistent, released_too_early
 from tests.support import serve, state_snapshot, worker_env
 
-# (kill after this many API calls, route): spread over reading, the lease, each phase and the end.
-KILL_POINTS = [(3, "composite"), (8, "composite"), (11, "composite"), (6, "bulk"), (10, "bulk"), (16, "bulk")]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """The answer to the `nth` request of `method` whose path matches `path` (and whose body holds `body`)."""
+
+    method: str
+    path: str
+    nth: int = 1
+    body: str = ""
+
+
+# Spread over the lease, each kind of write and the end, on both routes (ids name the step killed after).
+KILL_POINTS = {
+    "composite-lease-created": ("composite", KillPoint("POST", r"/sobjects/blng__ErrorLog__c/$")),
+    "composite-second-write-applied": ("composite", KillPoint("POST", r"/composite$", 2, "composite/sobjects")),
+    "composite-final-status-applied": (
+        "composite",
+        KillPoint("POST", r"/composite$", 1, '"blng__CleanUpStatus__c": "Completed'),
+    ),
+    "bulk-job-created": ("bulk", KillPoint("POST", r"/jobs/ingest/$")),
+    "bulk-job-closed": ("bulk", KillPoint("PATCH", r"/jobs/ingest/[^/]+/$", 1, "UploadComplete")),
+    "bulk-results-read": ("bulk", KillPoint("GET", r"/successfulResults/$")),
+}
 
 
 def _session(endpoint: dict[str, str]) -> requests.Session:
@@ -34,17 +62,17 @@ def _session(endpoint: dict[str, str]) -> requests.Session:
     return session
 
 
-def _api_calls(session: requests.Session, endpoint: dict[str, str]) -> int:
-    return int(session.get(endpoint["instance_url"] + "/_localorg/stats", timeout=10).json()["api_calls"])
-
-
-def _worker(endpoint: dict[str, str], run_id: str, journal: Path, route: str) -> subprocess.Popen[str]:
-    env = {**worker_env(endpoint), "SFCLEANUP_WRITE__BULK_POLL_MAX_S": "0.2"}
+def _worker(
+    endpoint: dict[str, str], run_id: str, journal: Path, route: str, kill: KillPoint | None = None
+) -> subprocess.Popen[str]:
+    """`sfcleanup run`, or with `kill` the same killed at that point. The readiness section that ends `run` is
+    read-only and comes after the journal's end: skipped."""
+    env = {**worker_env(endpoint), "SFCLEANUP_WRITE__BULK_POLL_MAX_S": "0.05"}
+    start = ["-m", "tests.killed_worker", json.dumps(asdict(kill))] if kill else ["-m", "sfcleanup"]
     return subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "sfcleanup",
+            *start,
             "run",
             run_id,
             "--yes",
@@ -59,8 +87,10 @@ def _worker(endpoint: dict[str, str], run_id: str, journal: Path, route: str) ->
             str(journal),
             "--log-level",
             "warning",
+            "--no-readiness",
         ],
         env=env,
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -72,7 +102,7 @@ def _processed_ids(session: requests.Session, endpoint: dict[str, str]) -> list[
 
     The listing holds other users' and Bulk API 1.0 jobs too, a thousand a page: each page is followed."""
     base = endpoint["instance_url"] + "/services/data/v62.0/jobs/ingest/"
-    jobs: list[dict[str, Any]] = []
+    jobs: list[dict[str, object]] = []
     url: str | None = base
     while url:
         page = session.get(url, timeout=30).json()
@@ -89,29 +119,24 @@ def _processed_ids(session: requests.Session, endpoint: dict[str, str]) -> list[
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kill_after", "route"), KILL_POINTS)
-def test_sigkill_then_resume_converges(tmp_path: Path, kill_after: int, route: str) -> None:
-    """Killed after `kill_after` API calls and run again, the worker reaches the oracle state with a journal
-    consistent with the org and no record written by two bulk jobs."""
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_sigkill_then_resume_converges(tmp_path: Path, point: str) -> None:
+    """Killed at `point` and run again, the worker reaches the oracle state with a journal consistent with the
+    org and no record written by two bulk jobs."""
+    route, kill = KILL_POINTS[point]
     state = tmp_path / "org.sqlite3"
     store = Store(state)
     run_id = seed(store, "demo").runs["failed_run"]
     before = store.snapshot()
     store.close()
     journal = tmp_path / "journal"
-    with serve("--scenario", "demo", "--state", str(state), "--latency", "cloud") as endpoint:
+    with serve("--scenario", "demo", "--state", str(state)) as endpoint:
         session = _session(endpoint)
-        start = _api_calls(session, endpoint)
-        victim = _worker(endpoint, run_id, journal, route)
-        deadline = time.monotonic() + 60
-        while _api_calls(session, endpoint) - start < kill_after and victim.poll() is None:
-            assert time.monotonic() < deadline, "the worker never reached the kill point"
-            time.sleep(0.01)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
-        assert victim.returncode == -signal.SIGKILL, "the worker finished before the kill point: move it earlier"
+        victim = _worker(endpoint, run_id, journal, route, kill)
+        _, err = victim.communicate(timeout=120)
+        assert victim.returncode == -signal.SIGKILL, ("the worker never reached the kill point", err[-2000:])
         assert released_too_early(before, state_snapshot(state), run_id) == []
-        codes: list[Any] = []
+        codes: list[int] = []
         for _ in range(2):
             again = _worker(endpoint, run_id, journal, route)
             _, err = again.communicate(timeout=300)

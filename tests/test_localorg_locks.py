@@ -21,6 +21,7 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 from sfcleanup.localorg import adapter, schema
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile, LatencyModel
+from sfcleanup.localorg.locks import LockManager
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.store import Store
 
@@ -109,16 +110,6 @@ def cancel_lines(org: LocalOrg, line_ids: list[str]) -> list[dict[str, Any]]:
 def statuses(org: LocalOrg, line_ids: list[str]) -> list[str]:
     found = [org.store.get(LINE, line_id) for line_id in line_ids]
     return [row["blng__InvoiceLineStatus__c"] for row in found if row is not None]
-
-
-def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll `condition` until it holds or `timeout` seconds pass; whether it held."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.001)
-    return True
 
 
 def while_first_holds(
@@ -212,11 +203,13 @@ def test_children_of_different_accounts_never_contend() -> None:
 def test_lock_waits_count_only_requests_that_waited() -> None:
     """A request that never waited is not counted in lock_waits although another one waited meanwhile."""
     setup = billing(FaultProfile(latency=LatencyModel(write_ms_per_record=100), lock_wait_s=5.0))
+    waiting = threading.Event()
+    setup.org.locks = LockManager(5.0, on_wait=waiting.set)
     with ThreadPoolExecutor(max_workers=3) as pool:
         holder = pool.submit(cancel_lines, setup.org, setup.lines["A1"])
         assert setup.holding.started.wait(5)
         waiter = pool.submit(cancel_lines, setup.org, setup.lines["A2"])
-        assert until(lambda: setup.org.locks.waits >= 1), "the waiter never blocked on account A"
+        assert waiting.wait(5), "the waiter never blocked on account A"
         free = cancel_lines(setup.org, setup.lines["B1"])
         results = holder.result(timeout=10) + waiter.result(timeout=10) + free
     assert all(r["success"] for r in results)

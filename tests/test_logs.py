@@ -29,6 +29,14 @@ def test_secret_values_and_secret_keys_are_masked() -> None:
     assert entry["url"] == "https://h/?t=" + logs.MASK
 
 
+def test_forgotten_secrets_are_no_longer_masked() -> None:
+    """`forget_secrets` (what the autouse fixture calls around every test) empties the registry."""
+    logs.register_secret("00Dxx!anothertoken")
+    assert logs.scrub_text("t=00Dxx!anothertoken") == "t=" + logs.MASK
+    logs.forget_secrets()
+    assert logs.scrub_text("t=00Dxx!anothertoken") == "t=00Dxx!anothertoken"
+
+
 def test_run_logs_are_json_lines_with_context(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A clean-up logged as JSON carries run, phase, object and batch on its write events, and no token."""
     state = tmp_path / "org.sqlite3"

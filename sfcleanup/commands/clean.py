@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from rich.console import Console
 
@@ -25,7 +24,7 @@ from sfcleanup.report import render, write_failures_csv
 from sfcleanup.worker import Worker
 
 
-def register(commands: Any) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan = commands.add_parser("plan", help="preview the clean-up of runs; writes nothing")
     plan.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     plan.add_argument("--include-completed", action="store_true", help="also plan cleanly completed runs")

@@ -159,7 +159,7 @@ def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
 
 
 def emit(
-    report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, Any] | None = None
+    report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, object] | None = None
 ) -> int:
     """The report on stdout (JSON, or tables), with the readiness section when one was made."""
     if args.json:

@@ -8,7 +8,7 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from rich.console import Console
 
@@ -22,7 +22,7 @@ def example_text() -> str:
     return resources.files("sfcleanup").joinpath("templates/sfcleanup.example.toml").read_text(encoding="utf-8")
 
 
-def register(commands: Any) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("config", help="write an example configuration, or check one against the org")
     sub = parser.add_subparsers(dest="config_command", required=True)
     init = sub.add_parser("init", help="write a commented example configuration")
@@ -45,8 +45,17 @@ def run_init(args: argparse.Namespace, out: Console) -> int:
     return int(ExitCode.CLEAN)
 
 
-def _checks(args: argparse.Namespace) -> list[dict[str, Any]]:
-    checks: list[dict[str, Any]] = []
+class _Check(TypedDict):
+    """One line of `config check`, and one entry of its JSON."""
+
+    check: str
+    ok: bool
+    problems: list[str]
+    detail: str
+
+
+def _checks(args: argparse.Namespace) -> list[_Check]:
+    checks: list[_Check] = []
 
     def record(name: str, problems: list[str], detail: str = "") -> None:
         checks.append({"check": name, "ok": not problems, "problems": problems, "detail": detail})

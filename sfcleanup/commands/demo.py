@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Any
 
 from sfcleanup.demo import run_demo
 
 
-def register(commands: Any) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser("demo", help="rehearse on the embedded local org: plan, apply, verify")
     demo.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     demo.add_argument("--journal-dir", type=Path, help="where journals and failure CSVs go")

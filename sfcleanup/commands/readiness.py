@@ -8,7 +8,6 @@ import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 from rich.console import Console
@@ -26,7 +25,7 @@ log = structlog.get_logger("sfcleanup.readiness")
 CHECKED = frozenset({RunResult.CLEANED, RunResult.CLEANED_WITH_FAILURES, RunResult.NOTHING_TO_DO})
 
 
-def register(commands: Any) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("readiness", help="will the next invoice run bill what was reset? writes nothing")
     parser.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     connection_options(parser)
@@ -67,7 +66,7 @@ def run_readiness(args: argparse.Namespace, out: Console) -> int:
 
 def after_clean(
     client: SalesforceClient, settings: Settings, report: Report, args: argparse.Namespace, out: Console
-) -> dict[str, Any] | None:
+) -> dict[str, object] | None:
     """The readiness section of `run` and `sweep`, for the runs they cleaned; None when skipped or impossible.
 
     It is read-only and comes after the clean-up's outcome is recorded: a failure here is logged and reported,

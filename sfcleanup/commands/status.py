@@ -21,7 +21,7 @@ from sfcleanup.locallock import default_identity
 from sfcleanup.salesforce.read import eligible_left, plan_streaming, remaining_by_status
 
 
-def register(commands: Any) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status = commands.add_parser("status", help="what is left of a run's clean-up; writes nothing")
     status.add_argument("run_id", metavar="RUN_ID")
     connection_options(status)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from rich.console import Console
 
@@ -27,7 +26,7 @@ from sfcleanup.sweep import SweepOptions, apply_preview, preview, sweep
 from sfcleanup.worker import Worker
 
 
-def register(commands: Any) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("sweep", help="find and clean every failed run whose clean-up is not Completed")
     parser.add_argument("--since", type=int, metavar="DAYS", help="only runs created in the last DAYS days")
     parser.add_argument("--max-runs", type=int, default=50, metavar="N", help="at most N runs, oldest first")

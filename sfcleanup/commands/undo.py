@@ -18,7 +18,7 @@ from sfcleanup.preflight import parse_run_ids
 from sfcleanup.undo import apply_undo, plan_undo
 
 
-def register(commands: Any) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     undo = commands.add_parser("undo", help="restore the values a clean-up journaled (preview unless --yes)")
     undo.add_argument("journal", type=Path, metavar="JOURNAL", help="a run's journal, <journal_dir>/<run_id>.jsonl")
     undo.add_argument("--run", dest="run_id", metavar="RUN_ID", help="refuse a journal of any other run")

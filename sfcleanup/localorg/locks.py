@@ -26,9 +26,17 @@ _TAKEN = Attempt(True, False, 0.0)
 
 
 class LockManager:
-    def __init__(self, wait_s: float, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        wait_s: float,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_wait: Callable[[], None] = lambda: None,
+    ) -> None:
         self.wait_s = wait_s
         self._monotonic = monotonic
+        # Called (holding the manager's mutex) when a request starts waiting: tests learn of a wait without polling.
+        self._on_wait = on_wait
         self._owners: dict[str, int] = {}
         self._held: dict[int, set[str]] = {}
         # A plain Lock under the Condition: `with self._mutex` is a C-level enter, where `with self._cond` runs
@@ -75,6 +83,7 @@ class LockManager:
                 if not waited:
                     self.waits += 1
                     waited = True
+                    self._on_wait()
                 self._cond.wait(remaining)
 
     def release_all(self, owner: int) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import TypeVar
 
 from sfcleanup.billing import GUARDED_INVOICE_STATES, InvoiceStatus, ProcessingStatus
 from sfcleanup.readiness.catalog import PROCESSING_STATUS_MEANING, Severity
@@ -32,7 +32,9 @@ class Context:
     draft_lines: Mapping[str, Sequence[InvoiceLineState]]
 
 
-Check = Callable[[Any, Context], Finding | None]
+R = TypeVar("R", OrderProductState, UsageSummaryState)
+# One rule's check of one record of its object.
+Check = Callable[[R, Context], Finding | None]
 
 
 def _norm(value: str | None) -> str:
@@ -123,7 +125,7 @@ def _draft_line(record_id: str, context: Context, *, posted: bool) -> Finding | 
     return None
 
 
-def _order_product_checks() -> dict[str, Check]:
+def _order_product_checks() -> dict[str, Check[OrderProductState]]:
     def frequency_needed(r: OrderProductState) -> bool:
         return _norm(r.charge_type) in {"recurring", "usage"}
 
@@ -137,13 +139,13 @@ def _order_product_checks() -> dict[str, Check]:
             )
         return None
 
-    def empty(attribute: str, label: str) -> Check:
+    def empty(attribute: str, label: str) -> Check[OrderProductState]:
         def check(r: OrderProductState, _: Context) -> Finding | None:
             return None if getattr(r, attribute) else Finding(None, f"{label} is empty: Billing needs it to invoice.")
 
         return check
 
-    def per_period(attribute: str, label: str) -> Check:
+    def per_period(attribute: str, label: str) -> Check[OrderProductState]:
         def check(r: OrderProductState, _: Context) -> Finding | None:
             if _billed_per_period(r.charge_type) and getattr(r, attribute) is None:
                 return Finding(None, f"{label} is empty on a {r.charge_type} order product.")
@@ -192,7 +194,7 @@ def _order_product_checks() -> dict[str, Check]:
     }
 
 
-def _usage_summary_checks() -> dict[str, Check]:
+def _usage_summary_checks() -> dict[str, Check[UsageSummaryState]]:
     def status(r: UsageSummaryState, _: Context) -> Finding | None:
         if r.status == "Queued For Invoice":
             return None
@@ -224,6 +226,16 @@ def _usage_summary_checks() -> dict[str, Check]:
     }
 
 
-CHECKS: dict[str, Check] = {**_order_product_checks(), **_usage_summary_checks()}
+ORDER_PRODUCT_CHECKS = _order_product_checks()
+USAGE_SUMMARY_CHECKS = _usage_summary_checks()
+# Every rule's code: the catalog names exactly these.
+CHECKS = frozenset({*ORDER_PRODUCT_CHECKS, *USAGE_SUMMARY_CHECKS})
+
+
+def run_check(code: str, record: OrderProductState | UsageSummaryState, context: Context) -> Finding | None:
+    """Rule `code`'s finding on one record of the rule's object."""
+    if isinstance(record, OrderProductState):
+        return ORDER_PRODUCT_CHECKS[code](record, context)
+    return USAGE_SUMMARY_CHECKS[code](record, context)
 # Draft means "not yet posted or cancelled": the only line status that still holds its source.
 DRAFT = InvoiceStatus.DRAFT

@@ -13,7 +13,7 @@ from datetime import date
 from pydantic import BaseModel, ConfigDict
 
 from sfcleanup.readiness.catalog import RULES, Basis, RuleSpec, Severity
-from sfcleanup.readiness.checks import CHECKS, DRAFT, Context
+from sfcleanup.readiness.checks import DRAFT, Context, run_check
 from sfcleanup.readiness.fields import ORDER_PRODUCT, USAGE_SUMMARY
 from sfcleanup.readiness.models import InvoiceLineState, InvoiceScheduler, OrderProductState, UsageSummaryState
 
@@ -87,7 +87,7 @@ def _assess_one(
     for rule in rules:
         if rule.sobject != sobject:
             continue
-        finding = CHECKS[rule.code](record, context)
+        finding = run_check(rule.code, record, context)
         if finding is not None:
             reasons.append(
                 Reason(

@@ -8,7 +8,8 @@ docs/readiness.md records, per name, whether it was verified in documentation or
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+
+from sfcleanup.salesforce.shapes import SObjectDescribe
 
 ORDER = "Order"
 ORDER_PRODUCT = "OrderItem"
@@ -119,10 +120,10 @@ READINESS_NOT_PERMISSIONABLE: frozenset[tuple[str, str]] = frozenset(
 )
 
 
-def available_from_describe(describes: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
+def available_from_describe(describes: Mapping[str, object]) -> frozenset[str]:
     """Qualified names of every field in the given describe results (object name -> describe JSON)."""
     return frozenset(
-        f"{sobject}.{field['name']}"
+        f"{sobject}.{field.name}"
         for sobject, described in describes.items()
-        for field in described.get("fields", [])
+        for field in SObjectDescribe.model_validate(described).fields
     )

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 
@@ -65,7 +65,7 @@ def available_fields(client: SalesforceClient) -> frozenset[str]:
         composite.subrequest("GET", f"/services/data/v{client.api_version}/sobjects/{sobject}/describe/", index)
         for index, sobject in enumerate(fields.OBJECTS)
     ]
-    described: dict[str, Any] = {}
+    described: dict[str, object] = {}
     for sobject, result in zip(fields.OBJECTS, client.composite_rounds("describe", subrequests), strict=True):
         if result.ok:
             described[sobject] = result.body

@@ -11,14 +11,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from sfcleanup import billing
 from sfcleanup.journal import JournalError, read_entries
-from sfcleanup.readiness.engine import Readiness
+from sfcleanup.readiness.engine import Readiness, RecordReadiness
 from sfcleanup.readiness.reader import available_fields, read
 from sfcleanup.salesforce.client import SalesforceClient
 
@@ -49,7 +48,7 @@ def check_runs(client: SalesforceClient, journals: Mapping[str, Path], *, today:
     return out
 
 
-def to_json(readiness: Readiness) -> dict[str, Any]:
+def to_json(readiness: Readiness) -> dict[str, object]:
     """Counts, rules turned off, and every record that is not ready or is borderline, with its reasons."""
     return {
         "records": len(readiness.records),
@@ -131,7 +130,7 @@ def render(results: Mapping[str, Readiness], out: Console, csv_path: Path | None
         out.print(f"Readiness CSV: {csv_path}")
 
 
-def _examples(records: Iterable[Any]) -> dict[str, str]:
+def _examples(records: Iterable[RecordReadiness]) -> dict[str, str]:
     seen: Counter[str] = Counter()
     out: dict[str, str] = {}
     for record in records:

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 from simple_salesforce.api import Salesforce
 
 from sfcleanup.salesforce import composite
-from sfcleanup.salesforce.api import Update
+from sfcleanup.salesforce.api import Subrequest, Update
 from sfcleanup.salesforce.classify import Verdict
 from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.door import Door
+from sfcleanup.salesforce.shapes import Fields, JsonObject, JsonValue, Record
 
 T = TypeVar("T")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -34,13 +35,13 @@ class SalesforceClient(Door):
     """The calls the worker makes: queries, describe and limits, Composite, record writes."""
 
     # --- reads ----------------------------------------------------------------------------------------
-    def query_page(self, soql: str, *, batch_size: int = 2000) -> tuple[list[dict[str, Any]], bool]:
+    def query_page(self, soql: str, *, batch_size: int = 2000) -> tuple[list[Record], bool]:
         """The first page of a query, and whether it was the whole result."""
         headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
         page: dict[str, Any] = self._call("query", lambda sf: sf.query(soql, headers=headers, timeout=self._timeout))
         return list(page.get("records", [])), bool(page.get("done", True))
 
-    def query_pages(self, soql: str, *, batch_size: int = 2000) -> Iterator[list[dict[str, Any]]]:
+    def query_pages(self, soql: str, *, batch_size: int = 2000) -> Iterator[list[Record]]:
         headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
         page: dict[str, Any] = self._call("query", lambda sf: sf.query(soql, headers=headers, timeout=self._timeout))
         yield list(page.get("records", []))
@@ -51,7 +52,7 @@ class SalesforceClient(Door):
     def _more(self, next_url: str, headers: dict[str, str]) -> Callable[[Salesforce], Any]:
         return lambda sf: sf.query_more(next_url, identifier_is_url=True, headers=headers, timeout=self._timeout)
 
-    def query_all(self, soql: str) -> list[dict[str, Any]]:
+    def query_all(self, soql: str) -> list[Record]:
         return [record for page in self.query_pages(soql) for record in page]
 
     def _rest_of_query(self, page: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +63,7 @@ class SalesforceClient(Door):
             records += page.get("records", [])
         return {**page, "records": records, "done": True, "totalSize": len(records)}
 
-    def get_many(self, what: str, paths: list[str]) -> list[Any]:
+    def get_many(self, what: str, paths: list[str]) -> list[JsonValue]:
         """Up to 25 GETs (at most 5 of them queries) in one Composite call: one API call instead of many.
 
         Only sObject resources and queries belong here (Composite supports nothing else). Each result is
@@ -72,26 +73,27 @@ class SalesforceClient(Door):
             composite.subrequest("GET", f"/services/data/v{self.api_version}/{path}", index)
             for index, path in enumerate(paths)
         ]
-        bodies = []
+        bodies: list[JsonValue] = []
         for result in self.composite_rounds(what, subrequests):
             if result.failure is not None:
                 raise self._error(what, result.failure, write=False)
-            bodies.append(result.body)
+            # Each body was decoded from the Composite answer's JSON.
+            bodies.append(cast("JsonValue", result.body))
         return bodies
 
-    def describe(self, sobject: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call(
+    def describe(self, sobject: str) -> JsonObject:
+        result: JsonObject = self._call(
             f"describe {sobject}", lambda sf: _restful(sf, f"sobjects/{sobject}/describe/", timeout=self._timeout)
         )
         return result
 
-    def limits(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("limits", lambda sf: _restful(sf, "limits/", timeout=self._timeout))
+    def limits(self) -> JsonObject:
+        result: JsonObject = self._call("limits", lambda sf: _restful(sf, "limits/", timeout=self._timeout))
         return result
 
     # --- composite ------------------------------------------------------------------------------------
     def _post_composite(
-        self, what: str, subrequests: list[dict[str, Any]], *, write: bool, all_or_none: bool = False
+        self, what: str, subrequests: Sequence[Subrequest], *, write: bool, all_or_none: bool = False
     ) -> list[SubResult]:
         body = {"allOrNone": all_or_none, "compositeRequest": subrequests}
         answer = self._call(
@@ -103,7 +105,7 @@ class SalesforceClient(Door):
                 raise self._error(what, result.failure, write=write)
         return results
 
-    def composite(self, subrequests: list[dict[str, Any]], *, all_or_none: bool = False) -> list[SubResult]:
+    def composite(self, subrequests: Sequence[Subrequest], *, all_or_none: bool = False) -> list[SubResult]:
         """One Composite call of writes that are not safe to repeat blindly: a lost answer is AmbiguousWrite.
 
         The results come back in the order of `subrequests`, matched by referenceId.
@@ -111,7 +113,7 @@ class SalesforceClient(Door):
         return self._post_composite("composite", subrequests, write=True, all_or_none=all_or_none)
 
     def composite_rounds(
-        self, what: str, subrequests: list[dict[str, Any]], *, attempts: int | None = None
+        self, what: str, subrequests: Sequence[Subrequest], *, attempts: int | None = None
     ) -> list[SubResult]:
         """Subrequests safe to repeat (GETs, PATCHes by Id), in one Composite call; those refused transiently
         (503, a row lock) are sent again, alone, with the retry policy's backoff. Queries are read to the end.
@@ -125,7 +127,7 @@ class SalesforceClient(Door):
             log.warning("salesforce.subrequest_retry", call=what, attempt=attempt, subrequests=len(pending))
 
         for _ in self._retry.rounds(attempts, on_retry=again):
-            retry: list[dict[str, Any]] = []
+            retry: list[Subrequest] = []
             for request, result in zip(pending, self._post_composite(what, pending, write=False), strict=True):
                 final[result.reference] = result
                 if result.failure is not None and result.failure.verdict is Verdict.TRANSIENT:
@@ -140,7 +142,7 @@ class SalesforceClient(Door):
         return [final[str(request["referenceId"])] for request in subrequests]
 
     # --- writes ---------------------------------------------------------------------------------------
-    def update_record(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
+    def update_record(self, sobject: str, record_id: str, fields: Fields) -> None:
         """PATCH one record. Setting fixed values by Id is idempotent, so a lost answer is simply re-sent."""
         self._call(
             f"update {sobject}",
@@ -149,7 +151,7 @@ class SalesforceClient(Door):
             ),
         )
 
-    def _patches(self, updates: Sequence[Update]) -> list[dict[str, Any]]:
+    def _patches(self, updates: Sequence[Update]) -> list[Subrequest]:
         return [
             composite.subrequest(
                 "PATCH", f"/services/data/v{self.api_version}/sobjects/{sobject}/{record_id}", i, fields
@@ -178,24 +180,24 @@ class SalesforceClient(Door):
             if result.failure is not None:
                 raise self._error(what, result.failure, write=False)
 
-    def create_record(self, sobject: str, fields: dict[str, Any]) -> str:
+    def create_record(self, sobject: str, fields: Fields) -> str:
         """POST one record; not safe to repeat: a lost answer is AmbiguousWrite, for the caller to read back."""
-        result: dict[str, Any] = self._call(
+        result: JsonObject = self._call(
             f"create {sobject}",
             lambda sf: _restful(sf, f"sobjects/{sobject}/", method="POST", json=fields, timeout=self._timeout),
             write=True,
         )
         return str(result["id"])
 
-    def create_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """sObject Collections create (up to 200 records, each with attributes.type)."""
-        result: list[dict[str, Any]] = self._call(
+    def create_records(self, records: Sequence[Fields]) -> list[Record]:
+        """sObject Collections create (up to 200 records, each with attributes.type): one save result each."""
+        result: list[Record] = self._call(
             "create",
             lambda sf: _restful(
                 sf,
                 "composite/sobjects",
                 method="POST",
-                json={"allOrNone": False, "records": records},
+                json={"allOrNone": False, "records": list(records)},
                 timeout=self._timeout,
             ),
             write=True,

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import certifi
 import jwt
 import requests
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
@@ -85,18 +86,25 @@ def _audience(login_url: str) -> str:
     return SANDBOX_AUDIENCE if host == "test.salesforce.com" or ".sandbox." in host else PRODUCTION_AUDIENCE
 
 
-def _private_key(path: Path) -> Any:
+def _private_key(path: Path) -> RSAPrivateKey:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"org.private_key_file {path} cannot be read: {exc.strerror}") from None
     try:
-        return load_pem_private_key(data, password=None)
+        key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise ConfigError(
             f"org.private_key_file {path} is not an unencrypted PEM private key; export the connected app's key "
             "with `openssl rsa -in key.pem -out key.pem`"
         ) from None
+    if not isinstance(key, RSAPrivateKey):
+        # Salesforce's JWT bearer flow accepts RS256 only.
+        raise ConfigError(
+            f"org.private_key_file {path} is not an RSA key; Salesforce signs JWT bearer logins with RS256 only: "
+            "use the RSA key whose certificate the connected app holds"
+        )
+    return key
 
 
 def _require(settings: OrgSettings, *names: str) -> None:
@@ -217,9 +225,16 @@ class _TrustAdapter(HTTPAdapter):
         super().__init__()
         self._bundle = bundle
 
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs["verify"] = self._bundle
-        return super().send(request, *args, **kwargs)
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        return super().send(request, stream=stream, timeout=timeout, verify=self._bundle, cert=cert, proxies=proxies)
 
 
 def _combined_bundle(extra: Path) -> str:

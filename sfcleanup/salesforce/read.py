@@ -17,6 +17,7 @@ from sfcleanup.models import Invoice, InvoiceLine, InvoiceRun, OrderProduct, Usa
 from sfcleanup.plan import RunPlan, RunRecords, plan_records
 from sfcleanup.planstore import PlanStore
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.shapes import counts_by_value, text_fields
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -95,7 +96,7 @@ def current_values(client: SalesforceClient, rule: Rule, ids: Sequence[str]) -> 
         soql = queries.render(
             "verify_by_ids", fields=", ".join(rule.fields), sobject=rule.sobject, ids=list(ids[start : start + 200])
         )
-        rows.update((str(r["Id"]), {name: r.get(name) for name in rule.fields}) for r in client.query_all(soql))
+        rows.update((str(r["Id"]), text_fields(r, rule.fields)) for r in client.query_all(soql))
     return rows
 
 
@@ -119,7 +120,7 @@ def remaining_by_status(client: SalesforceClient, run_id: str) -> dict[str, dict
         paths.append("query/?" + urlencode({"q": soql}))
     pages = client.get_many("verify counts", paths)
     return {
-        sobject: {str(r.get(RULE_BY_OBJECT[sobject].status_field)): int(r.get("n", 0)) for r in page.get("records", [])}
+        sobject: counts_by_value(page, RULE_BY_OBJECT[sobject].status_field)
         for sobject, page in zip(RUN_LINK, pages, strict=True)
     }
 

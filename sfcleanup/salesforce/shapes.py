@@ -1,15 +1,29 @@
-"""Salesforce's answers the worker reads fields of, as frozen models parsed where they arrive: an object's
-describe, the daily API allowance, Bulk API 2.0 job information. Unknown keys are ignored: the org may send
-more than the worker reads."""
+"""Salesforce's answers as the client hands them on (JSON), and as the frozen models the worker parses them
+into: an object's describe, the daily API allowance, Bulk API 2.0 job information, aggregate counts. Unknown
+keys are ignored: the org may send more than the worker reads."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Salesforce's JSON as it came, before anything is made of it: whoever reads it parses it into a model.
+JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
+JsonObject: TypeAlias = dict[str, JsonValue]
+# One record as a query lists it (field name -> value, relationships nested): read, never written to.
+Record: TypeAlias = dict[str, object]
+# A record's fields as the worker sends them in a write body.
+Fields: TypeAlias = Mapping[str, object]
+
 # {"DailyApiRequests": {"Max": ..., "Remaining": ...}}: the part of GET /limits the worker uses.
 Limits = Mapping[str, Mapping[str, int]]
+
+
+def text_fields(record: Record, names: Iterable[str]) -> dict[str, str | None]:
+    """Fields of a record that Salesforce sends as text (picklists, Ids, dates), None where one is empty."""
+    return {name: None if (value := record.get(name)) is None else str(value) for name in names}
 
 
 class _Shape(BaseModel):
@@ -88,3 +102,16 @@ class BulkJobPage(_Shape):
     records: tuple[BulkJobInfo, ...] = ()
     done: bool = True
     next_url: str | None = Field(None, alias="nextRecordsUrl")
+
+
+class _QueryRows(_Shape):
+    records: tuple[Record, ...] = ()
+
+
+class _Count(_Shape):
+    n: int = 0
+
+
+def counts_by_value(answer: object, field: str) -> dict[str, int]:
+    """An aggregate query's answer (`SELECT field, COUNT(Id) n ... GROUP BY field`): records per value."""
+    return {str(row.get(field)): _Count.model_validate(row).n for row in _QueryRows.model_validate(answer).records}
