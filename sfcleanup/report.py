@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sfcleanup.errors import ExitCode
+from sfcleanup.orgidentity import OrgIdentity
 from sfcleanup.outcomes import Failure, Held
 from sfcleanup.plan import Anomaly
 
@@ -91,6 +92,8 @@ class Report:
     estimated_calls: int = 0
     budget: dict[str, int] = field(default_factory=dict)
     failures_csv: str | None = None
+    # Which org, as whom: shown above every plan and in the JSON report.
+    org: OrgIdentity | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -99,6 +102,7 @@ class Report:
     def to_json(self) -> dict[str, object]:
         return {
             "mode": self.mode,
+            "org": self.org.as_json() if self.org else None,
             "exit_code": int(self.exit_code),
             "api_calls": self.api_calls,
             "api_usage": self.api_usage,
@@ -152,6 +156,8 @@ def write_failures_csv(report: Report, path: Path) -> Path | None:
 def render(report: Report, console: Console) -> None:
     planning = report.mode == "plan"
     counts = ("planned", "anomalies") if planning else ("planned", "updated", "failed", "held", "anomalies")
+    if report.org is not None:
+        console.print(report.org.line())
     for run in report.runs:
         title = f"Invoice run {run.id}" + (f" ({run.name})" if run.name else "") + f": {run.status.value}"
         table = Table(title=title, title_justify="left")

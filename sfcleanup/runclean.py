@@ -21,6 +21,7 @@ from sfcleanup.journal import Journal, JournalError, read_entries
 from sfcleanup.lease import Lease, LeaseHeld, Leases
 from sfcleanup.locallock import LocalLock
 from sfcleanup.models import InvoiceRun
+from sfcleanup.orgidentity import OrgIdentity
 from sfcleanup.outcomes import Failure, RowOutcome
 from sfcleanup.phases import PhaseRunner, close_run
 from sfcleanup.plan import RunPlan
@@ -121,7 +122,9 @@ class RunCleaner:
         phases: PhaseRunner,
         *,
         include_completed: bool = False,
+        org: OrgIdentity | None = None,
     ) -> None:
+        self._org = org
         self._client = client
         self._settings = settings
         self._leases = leases
@@ -150,7 +153,11 @@ class RunCleaner:
         run = plan.run
         with LocalLock(self._settings.journal_dir, run.id), Journal(self._settings.journal_dir, run.id) as journal:
             outcome.journal = str(journal.path)
-            journal.start(mode="run", options={"include_completed": self._include_completed, "planned": plan.total})
+            journal.start(
+                mode="run",
+                options={"include_completed": self._include_completed, "planned": plan.total},
+                org=self._org.as_json() if self._org else None,
+            )
             lease: Lease | None = None
             try:
                 lease = self._leases.acquire(run.id)

@@ -7,17 +7,16 @@ from typing import Any
 
 from rich.console import Console
 
-from sfcleanup import logs
+from sfcleanup import caps, logs
 from sfcleanup.commands.common import (
-    confirm,
     connect,
     connection_options,
     emit,
-    failures_path,
     progress_factory,
     route_option,
     settings_from,
 )
+from sfcleanup.commands.guard import confirm_write, failures_path, org_of, require_write_allowed, write_options
 from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
@@ -42,6 +41,7 @@ def register(commands: Any) -> None:
         help="clean runs that completed cleanly, first setting their status to Completed with errors",
     )
     route_option(run)
+    write_options(run)
     readiness_option(run)
     connection_options(run)
     run.set_defaults(handler=plan_or_run)
@@ -51,18 +51,28 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
     settings = settings_from(args)
     logs.configure(settings.log_level, settings.log_format)
     client = connect(settings)
+    org = org_of(client)
+    writing = args.command == "run"
+    if writing:
+        require_write_allowed(org, flag=args.production, settings=settings)
     worker = Worker(
-        client, settings, include_completed=args.include_completed, progress=progress_factory(out), interrupts=PROCESS
+        client,
+        settings,
+        include_completed=args.include_completed,
+        progress=progress_factory(out),
+        interrupts=PROCESS,
+        org=org,
     )
     prepared = worker.prepare(args.run_ids)
     preview = worker.preview(prepared)
-    if args.command == "plan":
+    if not writing:
         return emit(preview, args, out)
+    caps.require_within(prepared.total_changes, caps.cap_for("run", args.max_changes, settings), len(prepared.plans))
     if not args.json:
         render(preview, out)
-    if not confirm(preview, args.yes, out):
+    if not confirm_write(preview, org, args.yes, out):
         out.print("Nothing was changed.")
         return int(ExitCode.CLEAN)
     report = worker.apply(prepared)
-    write_failures_csv(report, failures_path(settings))
+    write_failures_csv(report, failures_path(settings, org))
     return emit_with_readiness(client, settings, report, args, out)

@@ -35,7 +35,11 @@ def route_option(parser: argparse.ArgumentParser) -> None:
 def connection_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection")
     group.add_argument("--config", type=Path, help="TOML settings file (see config/sfcleanup.example.toml)")
-    group.add_argument("--org", choices=["local"], help="`local`: the embedded local org, in this process")
+    group.add_argument(
+        "--org",
+        choices=["local", "local-production"],
+        help="the embedded local org in this process, playing a sandbox (`local`) or production",
+    )
     group.add_argument("--state", type=Path, help="with --org local: the org's SQLite state file")
     group.add_argument("--instance-url", help="org URL, with --access-token")
     group.add_argument("--access-token", help="an access token (prefer SFCLEANUP_ORG__ACCESS_TOKEN)")
@@ -63,8 +67,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         value = getattr(args, flag, None)
         if value is not None:
             org[key] = value
-    if getattr(args, "org", None) == "local":
+    if getattr(args, "org", None) in ("local", "local-production"):
         org["auth"] = AuthMode.LOCAL
+        org["local_production"] = args.org == "local-production"
     elif org.get("access_token") and org.get("instance_url"):
         org["auth"] = AuthMode.TOKEN
     elif org.get("target_org"):
@@ -83,7 +88,7 @@ def connect(settings: Settings) -> SalesforceClient:
     if settings.org.auth is AuthMode.LOCAL:
         from sfcleanup.salesforce.local import local_connector, open_local_org
 
-        org, _ = open_local_org(settings.org.local_state)
+        org, _ = open_local_org(settings.org.local_state, production=settings.org.local_production)
         connector = local_connector(org, settings.org)
     else:
         connector = build_connector(settings.org, http_session(settings.org))
@@ -158,9 +163,7 @@ def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def emit(
-    report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, Any] | None = None
-) -> int:
+def emit(report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, Any] | None = None) -> int:
     """The report on stdout (JSON, or tables), with the readiness section when one was made."""
     if args.json:
         document = report.to_json()

@@ -6,7 +6,7 @@ this one table, so a field added here is stored, described, queryable and valida
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -109,6 +109,9 @@ BILLING_FREQUENCY_VALUES = ("Monthly", "Quarterly", "Semiannual", "Annual", "Inv
 YES_NO_VALUES = ("Yes", "No")
 GENERATE_INVOICES_VALUES = ("No", "Yes")
 SCHEDULER_TYPE_VALUES = ("Daily", "Monthly", "Once", "Weekly")
+# Organization.OrganizationType's documented values (Object Reference, "Organization").
+EDITIONS = ("Base", "Contact Manager", "Developer", "Enterprise", "Personal", "Professional", "Team", "Unlimited")
+ORGANIZATION_TYPE_VALUES = tuple(f"{edition} Edition" for edition in EDITIONS)
 
 
 def _system_fields() -> tuple[FieldSpec, ...]:
@@ -187,18 +190,44 @@ def _processing_fields() -> tuple[FieldSpec, ...]:
         _picklist("blng__InvoiceRunProcessingStatus__c", "Invoice Run Processing Status", PROCESSING_STATUS_VALUES),
         _ref("blng__InvoiceRun__c", "Invoice Run", "blng__InvoiceRun__c", "blng__InvoiceRun__r"),
         FieldSpec("blng__InvoiceRunStartDate__c", FieldType.DATETIME, "Invoice Run Start Date"),
-        FieldSpec(
-            "blng__InvoiceRunStatusIndex__c",
-            FieldType.STRING,
-            "Invoice Run Status Index",
-            updateable=False,
-            createable=False,
-            length=255,
-        ),
+        _read_only("blng__InvoiceRunStatusIndex__c", FieldType.STRING, "Invoice Run Status Index", 255),
     )
 
 
+def _read_only(name: str, type_: FieldType, label: str, length: int = 0) -> FieldSpec:
+    """A field the API reads but never writes (Organization and User as the worker's user sees them)."""
+    return FieldSpec(name, type_, label, updateable=False, createable=False, length=length)
+
+
+# Who the worker talks to (docs/localorg-fidelity.md, "Organization and User"): read only, as for an
+# integration user without "Manage Users"; seeded by `seed.identity`.
+IDENTITY_SOBJECTS: tuple[SObjectSpec, ...] = (
+    SObjectSpec(
+        "Organization",
+        "Organization",
+        "00D",
+        (
+            *_system_fields(),
+            _read_only("Name", FieldType.STRING, "Name", 80),
+            _read_only("IsSandbox", FieldType.BOOLEAN, "Is Sandbox"),
+            replace(
+                _picklist("OrganizationType", "Edition", ORGANIZATION_TYPE_VALUES), updateable=False, createable=False
+            ),
+            _read_only("InstanceName", FieldType.STRING, "Instance Name", 5),
+        ),
+        custom=False,
+    ),
+    SObjectSpec(
+        "User",
+        "User",
+        "005",
+        (*_system_fields(), _read_only("Username", FieldType.STRING, "Username", 80)),
+        custom=False,
+    ),
+)
+
 SOBJECTS: tuple[SObjectSpec, ...] = (
+    *IDENTITY_SOBJECTS,
     SObjectSpec("Account", "Account", "001", (*_system_fields(), _name("Account Name")), custom=False),
     SObjectSpec(
         "Order",

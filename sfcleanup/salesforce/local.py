@@ -20,10 +20,14 @@ from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.connect import Connector, client_credentials_login
 
 
-def open_local_org(state: Path | None = None, *, scenario: str = "demo") -> tuple[LocalOrg, ScenarioInfo | None]:
-    """A fresh in-memory org seeded with `scenario`, or the org persisted in `state` (seeded if it is new)."""
+def open_local_org(
+    state: Path | None = None, *, scenario: str = "demo", production: bool = False
+) -> tuple[LocalOrg, ScenarioInfo | None]:
+    """A fresh in-memory org seeded with `scenario`, or the org persisted in `state` (seeded if it is new); a
+    sandbox unless `production` (which only a new org takes: a state file keeps what it was seeded as)."""
     store = Store(state)
-    info = seed(store, scenario) if state is None or store.count_all() == 0 else None
+    fresh = state is None or store.count_all() == 0
+    info = seed(store, scenario, production=production) if fresh else None
     return LocalOrg(store), info
 
 
