@@ -5,7 +5,7 @@ final CleanUp Status released together with the lease."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import structlog
@@ -63,6 +63,9 @@ def close_run(
 
 
 class PhaseRunner:
+    # A reviewed plan (`run --plan`): records eligible beyond it are new since the plan, not a verify mismatch.
+    reviewed = False
+
     def __init__(
         self,
         client: SalesforceClient,
@@ -110,24 +113,40 @@ class PhaseRunner:
         outcome.cleanup_status = CleanUpStatus.STARTED
         # Records that did not reach their target in this invocation, with why: what depends on them waits.
         blocked: dict[str, str] = {}
+        skipped = self.skipped(plan, journal, outcome)
+        for records in skipped.values():
+            blocked.update(records)
         for phase in Phase:
-            self._phase(plan, phase, journal, outcome, lease, blocked)
+            self._phase(plan, phase, journal, outcome, lease, blocked, skipped.get(phase, {}))
         self._verify(plan, outcome)
         if outcome.failures and self._settings.error_logs:
             outcome.error_logs, _ = write_error_logs(self._client, run.id, outcome.failures, journal)
-        unfinished = bool(outcome.failures or outcome.held)
-        final = CleanUpStatus.COMPLETED_WITH_ERRORS if unfinished or outcome.unaccounted else CleanUpStatus.COMPLETED
+        unfinished = bool(outcome.failures or outcome.held or outcome.drifted)
+        left = unfinished or outcome.unaccounted or outcome.new_since_plan
+        final = CleanUpStatus.COMPLETED_WITH_ERRORS if left else CleanUpStatus.COMPLETED
         close_run(self._client, journal, run, final, self._leases.release_patch(lease))
         outcome.cleanup_status = final
         if unfinished:
             outcome.status = RunResult.CLEANED_WITH_FAILURES
             outcome.exit_code = ExitCode.ROW_FAILURES
 
+    def skipped(self, plan: RunPlan, journal: Journal, outcome: RunOutcome) -> Mapping[Phase, Mapping[str, str]]:
+        """Planned records not to write, per phase, each with why (what waits for them is held): none here; a
+        reviewed plan's drifted records (reviewed.ReviewedPhaseRunner)."""
+        return {}
+
     def _phase(
-        self, plan: RunPlan, phase: Phase, journal: Journal, outcome: RunOutcome, lease: Lease, blocked: dict[str, str]
+        self,
+        plan: RunPlan,
+        phase: Phase,
+        journal: Journal,
+        outcome: RunOutcome,
+        lease: Lease,
+        blocked: dict[str, str],
+        skip: Collection[str],
     ) -> None:
         rule = RULE_BY_PHASE[phase]
-        changes = _hold_back(plan, phase, blocked, outcome)
+        changes = _hold_back(plan, phase, blocked, outcome, skip)
         if not changes:
             return
         structlog.contextvars.bind_contextvars(phase=phase.value)
@@ -176,11 +195,18 @@ class PhaseRunner:
         left = eligible_left(remaining_by_status(self._client, plan.run.id))
         outcome.eligible_left = left
         failed = Counter(f.sobject for f in outcome.failures)
+        failed.update(d.sobject for d in outcome.drifted)
         outcome.verify = {
             sobject: VerifyCount(expected=counts.anomalies + failed[sobject] + counts.held, left=left.get(sobject, 0))
             for sobject, counts in outcome.objects.items()
         }
         unaccounted = outcome.unaccounted
+        if unaccounted and self.reviewed:
+            # A reviewed plan is applied exactly: what became eligible since is left for the next plan, counted.
+            outcome.new_since_plan = unaccounted
+            outcome.verify = {s: VerifyCount(max(v.expected, v.left), v.left) for s, v in outcome.verify.items()}
+            log.info("verify.new_since_plan", records=unaccounted)
+            unaccounted = {}
         if unaccounted:
             what = ", ".join(f"{n} {sobject}" for sobject, n in unaccounted.items())
             outcome.exit_code = max(outcome.exit_code, ExitCode.ROW_FAILURES)
@@ -192,13 +218,15 @@ class PhaseRunner:
         log.info("verify.done", eligible_left=left, failed=sum(failed.values()))
 
 
-def _hold_back(plan: RunPlan, phase: Phase, blocked: dict[str, str], outcome: RunOutcome) -> ChangeSet:
-    """The phase's changes less those waiting for a record that did not reach its target; those are held
-    (reported, and left for the next invocation) and block in turn what waits for them."""
-    changes = plan.changes[phase]
+def _hold_back(
+    plan: RunPlan, phase: Phase, blocked: dict[str, str], outcome: RunOutcome, skip: Collection[str] = ()
+) -> ChangeSet:
+    """The phase's changes less those skipped and those waiting for a record that did not reach its target;
+    the waiting ones are held (reported, and left for the next invocation) and block in turn what waits for them."""
+    changes: ChangeSet = Without(plan.changes[phase], skip) if skip else plan.changes[phase]
     if not changes or not blocked:
         return changes
-    waiting = plan.dependencies.waiting(phase, blocked)
+    waiting = {k: v for k, v in plan.dependencies.waiting(phase, blocked).items() if k not in skip}
     if not waiting:
         return changes
     sobject = RULE_BY_PHASE[phase].sobject
@@ -207,4 +235,4 @@ def _hold_back(plan: RunPlan, phase: Phase, blocked: dict[str, str], outcome: Ru
         outcome.held.append(Held(record_id, sobject, blocker, f"held: {blocked[blocker]}"))
     outcome.objects[sobject].held = len(waiting)
     log.warning("phase.held", object=sobject, held=len(waiting))
-    return Without(changes, waiting)
+    return Without(plan.changes[phase], {*skip, *waiting})
