@@ -193,10 +193,10 @@ def render(report: Report, console: Console) -> None:
                     f"  verify {sobject}: {count.left} still eligible, {count.expected} expected "
                     "(anomalies, failures, held)"
                 )
-        for held in run.held[:10]:
-            console.print(f"  {held.sobject} {held.id} {held.reason}")
         for drifted in run.drifted[:10]:
             console.print(f"  {drifted.sobject} {drifted.id} {drifted.reason}")
+        for held in run.held[:10]:
+            console.print(f"  {held.sobject} {held.id} {held.reason}")
         for sobject, new in run.new_since_plan.items():
             console.print(f"  {sobject}: {new} record(s) eligible since the plan, left for the next plan")
         if len(run.held) > 10:

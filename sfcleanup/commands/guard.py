@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sfcleanup.commands.common import confirm, require_terminal
+from sfcleanup.commands.common import require_terminal
 from sfcleanup.config import Settings
 from sfcleanup.errors import Cancelled, ConfigError
 from sfcleanup.orgidentity import OrgIdentity, read_identity
@@ -46,24 +46,24 @@ def require_write_allowed(org: OrgIdentity, *, flag: bool, settings: Settings) -
 
 
 def confirm_write(report: Report, org: OrgIdentity, assume_yes: bool, console: Console) -> bool:
-    """Ask before writing. On production a person types the org's name, so a habitual "y" cannot do it."""
+    """Ask before writing, naming the org. On production a person types the org's name, so a habitual "y"
+    cannot write there."""
     if assume_yes:
         return True
-    if not org.production:
-        console.print(org.line())
-        return confirm(report, assume_yes, console)
     require_terminal()
     total = sum(c.planned for r in report.runs for c in r.objects.values())
-    console.print(org.line())
+    what = f"Apply {total} changes to {len(report.runs)} run(s)"
+    where = f"{org.name} ({org.id}, {org.kind}) as user {org.username or 'unknown'}"
+    if org.production:
+        prompt = f"{what} in PRODUCTION org {where}? Type the org's name ({org.name}) to confirm: "
+    else:
+        # Without markup=False rich takes "[y/N]" for a style tag and drops it from the prompt.
+        prompt = f"{what} in org {where}? [y/N] "
     try:
-        answer = console.input(
-            f"This is PRODUCTION. Type the org's name ({org.name}) to apply {total} changes to "
-            f"{len(report.runs)} run(s): ",
-            markup=False,
-        )
+        answer = console.input(prompt, markup=False).strip()
     except (KeyboardInterrupt, EOFError):
         raise Cancelled("cancelled at the confirmation prompt: nothing was written") from None
-    return answer.strip() == org.name
+    return answer == org.name if org.production else answer.lower() in ("y", "yes")
 
 
 def failures_path(settings: Settings, org: OrgIdentity) -> Path:
