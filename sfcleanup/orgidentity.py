@@ -7,7 +7,6 @@ what tells a journal or a plan of one org from another, and `IsSandbox` is what 
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,6 +71,6 @@ def read_identity(client: DescribeApi, user_id: str | None) -> OrgIdentity:
     return OrgIdentity.model_validate({**organizations[0], "user_id": user_id, "username": username})
 
 
-def _records(page: object) -> list[dict[str, Any]]:
+def _records(page: object) -> list[dict[str, object]]:
     records = page.get("records") if isinstance(page, dict) else None
     return [r for r in records or [] if isinstance(r, dict)]

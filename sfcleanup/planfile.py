@@ -182,21 +182,34 @@ def load_plans(header: PlanHeader, runs: Mapping[str, InvoiceRun], workdir: Path
     anomalies: dict[str, list[Anomaly]] = {run_id: [] for run_id in header.run_ids}
     with header.path.open(encoding="utf-8") as handle:
         handle.readline()
-        for line in handle:
-            entry = json.loads(line)
-            store = stores[str(entry["run"])]
-            match entry["type"]:
-                case "change":
-                    change = Change(entry["object"], entry["id"], entry["group"], entry["before"], entry["after"])
-                    store.add(Phase(entry["phase"]), change)
-                case "depends":
-                    store.depend(str(entry["record"]), str(entry["on"]))
-                case "anomaly":
-                    anomaly = Anomaly(entry["object"], entry["id"], AnomalyReason(entry["reason"]), entry["detail"])
-                    anomalies[str(entry["run"])].append(anomaly)
+        for number, line in enumerate(handle, start=2):
+            try:
+                _load_line(json.loads(line), stores, anomalies)
+            except (KeyError, TypeError, ValueError):
+                raise _bad(header.path, f"has a damaged line {number}") from None
     plans = []
     for run_id, store in stores.items():
         store.seal()
         changes = {phase: store.changes(phase) for phase in Phase}
         plans.append(RunPlan(runs[run_id], changes, tuple(anomalies[run_id]), dependencies=store))
     return plans
+
+
+def _load_line(entry: dict[str, object], stores: Mapping[str, PlanStore], anomalies: dict[str, list[Anomaly]]) -> None:
+    """One line of the plan's body into its run's store; raises KeyError, TypeError or ValueError if damaged."""
+    run = str(entry["run"])
+    store = stores[run]
+    match entry["type"]:
+        case "change":
+            before, after = entry["before"], entry["after"]
+            if not isinstance(before, dict) or not isinstance(after, dict):
+                raise TypeError("before and after must be objects")
+            change = Change(str(entry["object"]), str(entry["id"]), str(entry["group"]), before, after)
+            store.add(Phase(str(entry["phase"])), change)
+        case "depends":
+            store.depend(str(entry["record"]), str(entry["on"]))
+        case "anomaly":
+            reason = AnomalyReason(str(entry["reason"]))
+            anomalies[run].append(Anomaly(str(entry["object"]), str(entry["id"]), reason, str(entry["detail"])))
+        case _:
+            raise ValueError(f"unknown line type {entry['type']!r}")

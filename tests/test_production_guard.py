@@ -193,6 +193,7 @@ def test_undo_of_a_journal_without_org_needs_a_flag(
     assert json.loads(capsys.readouterr().out)["updated"] > 0
 
 
+@pytest.mark.slow
 def test_max_changes_refuses_before_writing(
     org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

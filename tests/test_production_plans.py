@@ -74,6 +74,7 @@ def test_the_plan_file_holds_every_record_with_its_values_and_reason(
     assert planned_lines <= eligible_lines and len(eligible_lines - planned_lines) == 2  # two on a posted invoice
 
 
+@pytest.mark.slow
 def test_run_plan_applies_exactly_the_plan(
     org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
