@@ -229,3 +229,19 @@ def test_sweep_has_a_default_cap(
     assert main(local_args(state, tmp_path, "sweep", "--yes", "--config", str(config))) == 2
     assert "more than the cap of 3" in capsys.readouterr().err
     assert state_snapshot(state) == before
+
+
+def test_local_production_refuses_a_sandbox_state_file(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--org local-production` on a state file seeded as a sandbox exits 2 instead of rehearsing production
+    without its guard; a new file plays production."""
+    state, info = org_file
+    args = local_args(state, tmp_path, "plan", info.runs["failed_run"], "--json")
+    args[args.index("local")] = "local-production"
+    assert main(args) == 2
+    assert "seeded as a sandbox" in capsys.readouterr().err
+    fresh = tmp_path / "new.sqlite3"
+    args[args.index(str(state))] = str(fresh)
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["org"]["is_sandbox"] is False

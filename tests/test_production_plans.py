@@ -220,3 +220,17 @@ def test_reviewed_plan_over_https(tmp_path: Path) -> None:
     assert json.loads(applied.stdout)["runs"][0]["status"] == "cleaned"
     assert differences(expected_after(before, run_id), state_snapshot(state), skip={run_id}) == []
     assert planfile.read_header(path).org_id == before["Organization"][0]["Id"]
+
+
+def test_run_needs_run_ids_or_a_plan_not_both(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` with neither run ids nor --plan, or with both, exits 2 with one line and writes nothing."""
+    state, info = org_file
+    path = _plan(state, tmp_path, info.runs["failed_run"], capsys)
+    before = state_snapshot(state)
+    assert main(local_args(state, tmp_path, "run", "--yes")) == 2
+    assert "give at least one RUN_ID" in capsys.readouterr().err
+    assert main(local_args(state, tmp_path, "run", info.runs["failed_run"], "--plan", str(path), "--yes")) == 2
+    assert "not both" in capsys.readouterr().err
+    assert state_snapshot(state) == before
