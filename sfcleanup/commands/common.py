@@ -1,5 +1,5 @@
-"""What the commands share: connection and output options, settings from flags, connecting, confirming,
-printing a report."""
+"""What the commands share: connection and output options, settings from flags, connecting, requiring a
+terminal, printing a report (confirming a write is in `guard`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from rich.console import Console
 
 from sfcleanup import logs
 from sfcleanup.config import AuthMode, Settings, load_settings
-from sfcleanup.errors import Cancelled, ConfigError
+from sfcleanup.errors import ConfigError
 from sfcleanup.report import Report, render
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import build_connector, http_session
@@ -150,19 +149,6 @@ def require_terminal() -> None:
         )
 
 
-def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
-    if assume_yes:
-        return True
-    require_terminal()
-    total = sum(c.planned for r in report.runs for c in r.objects.values())
-    try:
-        # Without markup=False rich takes "[y/N]" for a style tag and drops it from the prompt.
-        answer = console.input(f"Apply {total} changes to {len(report.runs)} run(s)? [y/N] ", markup=False)
-    except (KeyboardInterrupt, EOFError):
-        raise Cancelled("cancelled at the confirmation prompt: nothing was written") from None
-    return answer.strip().lower() in ("y", "yes")
-
-
 def emit(report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, Any] | None = None) -> int:
     """The report on stdout (JSON, or tables), with the readiness section when one was made."""
     if args.json:
@@ -173,8 +159,3 @@ def emit(report: Report, args: argparse.Namespace, out: Console, *, readiness: d
     else:
         render(report, out)
     return int(report.exit_code)
-
-
-def failures_path(settings: Settings) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return settings.journal_dir / f"failures-{stamp}.csv"
