@@ -69,3 +69,13 @@ def test_userinfo_answers_in_the_documented_shape() -> None:
     assert body["sub"].endswith(f"/id/{org_id}/{user_id}")
     refused = client.http.get(url, timeout=10)
     assert refused.status_code == 401
+
+
+def test_organization_has_no_is_deleted_field() -> None:
+    """Row 99: like Salesforce's, the local org's Organization has no IsDeleted: describe leaves it out and a
+    query naming it is INVALID_FIELD."""
+    client = make_client(_org(production=False))
+    names = {f["name"] for f in client.describe("Organization")["fields"]}
+    assert {"Id", "Name", "IsSandbox", "OrganizationType", "InstanceName"} <= names and "IsDeleted" not in names
+    with pytest.raises(ApiError, match="INVALID_FIELD"):
+        client.query_all("SELECT IsDeleted FROM Organization")

@@ -51,10 +51,16 @@ class SObjectSpec:
     key_prefix: str
     fields: tuple[FieldSpec, ...]
     custom: bool = True
+    # Columns the store keeps that the API does not have on this object (describe, SOQL, records leave them out).
+    stored_only: frozenset[str] = frozenset()
     by_name: dict[str, FieldSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "by_name", {f.name.lower(): f for f in self.fields})
+        object.__setattr__(self, "by_name", {f.name.lower(): f for f in self.api_fields})
+
+    @property
+    def api_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.name not in self.stored_only)
 
     def field(self, name: str) -> FieldSpec | None:
         """Field names are case-insensitive in the API, as in Salesforce."""
@@ -216,6 +222,7 @@ IDENTITY_SOBJECTS: tuple[SObjectSpec, ...] = (
             _read_only("InstanceName", FieldType.STRING, "Instance Name", 5),
         ),
         custom=False,
+        stored_only=frozenset({"IsDeleted"}),
     ),
     SObjectSpec(
         "User",
@@ -223,6 +230,7 @@ IDENTITY_SOBJECTS: tuple[SObjectSpec, ...] = (
         "005",
         (*_system_fields(), _read_only("Username", FieldType.STRING, "Username", 80)),
         custom=False,
+        stored_only=frozenset({"IsDeleted"}),
     ),
 )
 
