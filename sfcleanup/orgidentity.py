@@ -55,7 +55,11 @@ class OrgIdentity(BaseModel):
 
 
 def read_identity(client: DescribeApi, user_id: str | None) -> OrgIdentity:
-    """The Organization record and the running user's username, in one Composite call (two queries)."""
+    """The Organization record and the running user's username, in one Composite call (two queries).
+
+    `user_id` comes from the login's identity URL; with a bare access token the client asks
+    `/services/oauth2/userinfo` for it first (one call more, once per client). Without it the username is unknown.
+    """
     paths = ["query/?" + urlencode({"q": queries.render("organization")})]
     if user_id:
         paths.append("query/?" + urlencode({"q": queries.render("user_by_id", user_id=user_id)}))

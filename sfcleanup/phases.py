@@ -195,6 +195,7 @@ class PhaseRunner:
         left = eligible_left(remaining_by_status(self._client, plan.run.id))
         outcome.eligible_left = left
         failed = Counter(f.sobject for f in outcome.failures)
+        # Drifted records (`run --plan`) were left as they are, like failed rows: they may still be eligible.
         failed.update(d.sobject for d in outcome.drifted)
         outcome.verify = {
             sobject: VerifyCount(expected=counts.anomalies + failed[sobject] + counts.held, left=left.get(sobject, 0))
