@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sfcleanup.billing import RULE_BY_PHASE, Phase
+from sfcleanup.drift import Drifted
 from sfcleanup.errors import ExitCode
 from sfcleanup.outcomes import Failure, Held
 from sfcleanup.plan import RunPlan
@@ -61,6 +62,10 @@ class CleanResult:
     eligible_left: Mapping[str, int] = field(default_factory=dict)
     verify: Mapping[str, VerifyCount] = field(default_factory=dict)
     error_logs: int = 0
+    # `run --plan`: planned records not written because they changed since the plan, and, per object, records
+    # eligible now that the plan did not hold (left for the next plan).
+    drifted: tuple[Drifted, ...] = ()
+    new_since_plan: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,6 +84,8 @@ class Tally:
     eligible_left: dict[str, int] = field(default_factory=dict)
     verify: dict[str, VerifyCount] = field(default_factory=dict)
     error_logs: int = 0
+    drifted: list[Drifted] = field(default_factory=list)
+    new_since_plan: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, plan: RunPlan, journal: str | None = None) -> Tally:
@@ -106,6 +113,11 @@ class Tally:
     def unaccounted(self) -> dict[str, int]:
         return unaccounted(self.verify)
 
+    @property
+    def unfinished(self) -> bool:
+        """Records the clean-up planned and did not bring to their target: failed, held or drifted."""
+        return bool(self.failures or self.held or self.drifted)
+
     def result(self, ending: Ending) -> CleanResult:
         return CleanResult(
             plan=self.plan,
@@ -119,4 +131,6 @@ class Tally:
             eligible_left=dict(self.eligible_left),
             verify=dict(self.verify),
             error_logs=self.error_logs,
+            drifted=tuple(self.drifted),
+            new_since_plan=dict(self.new_since_plan),
         )

@@ -64,6 +64,8 @@ class OrgSettings(_Frozen):
     timeout_s: float = Field(default=120.0, gt=0, le=600)
     # The embedded local org: a state file to use instead of the demo scenario.
     local_state: Path | None = None
+    # The embedded local org plays a sandbox, or production (`--org local-production`); a new org only.
+    local_production: bool = False
 
     @model_validator(mode="after")
     def _resolve(self) -> OrgSettings:
@@ -108,6 +110,8 @@ class WriteSettings(_Frozen):
     # Pause before each lock retry round, multiplied by the round number. Salesforce has already waited up to
     # 10 s for the lock before refusing the row, so a short pause is enough to let the holder finish.
     lock_retry_pause_s: float = Field(default=0.25, ge=0, le=60)
+    # The first batch of each phase: written, read back and compared with what was sent before the rest goes.
+    canary_records: int = Field(default=10, ge=1, le=200)
 
 
 class RetrySettings(_Frozen):
@@ -140,6 +144,14 @@ class Settings(BaseSettings):
     worker_id: str | None = Field(default=None, min_length=1, max_length=200)
     # A lease not renewed for this long belongs to a worker that died: another may take it over.
     lease_timeout_s: float = Field(default=900.0, ge=60)
+    # Writing to a production org (Organization.IsSandbox false) needs --production, or this for a scheduled job.
+    allow_production: bool = False
+    # Refuse, before writing, a run or sweep that would change more records than this (--max-changes).
+    max_changes: int | None = Field(default=None, ge=1)
+    # A sweep's cap when neither max_changes nor --max-changes says otherwise: about one very large run.
+    sweep_max_changes: int = Field(default=250_000, ge=1)
+    # `run --plan` refuses a plan file made longer ago than this (seconds): the org has moved on since.
+    plan_max_age_s: float = Field(default=86_400.0, gt=0)
 
     @classmethod
     def settings_customise_sources(
@@ -181,6 +193,10 @@ class Overrides(TypedDict, total=False):
     error_logs: bool
     worker_id: str | None
     lease_timeout_s: float
+    allow_production: bool
+    max_changes: int | None
+    sweep_max_changes: int
+    plan_max_age_s: float
 
 
 def load_settings(config_file: Path | None = None, **overrides: Unpack[Overrides]) -> Settings:

@@ -69,8 +69,12 @@ class Journal:
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
-    def start(self, *, mode: str, options: Mapping[str, object]) -> None:
-        self._write([self._entry("start", version=JOURNAL_VERSION, tool=__version__, mode=mode, options=options)])
+    def start(self, *, mode: str, options: Mapping[str, object], org: Mapping[str, object] | None = None) -> None:
+        """`org`: which org the invocation writes to (orgidentity); `undo` refuses to apply it to another."""
+        extra = {"org": dict(org)} if org is not None else {}
+        self._write(
+            [self._entry("start", version=JOURNAL_VERSION, tool=__version__, mode=mode, options=options, **extra)]
+        )
 
     def _record(self, kind: str, phase: str, batch: str, change: Change, **extra: object) -> dict[str, object]:
         return self._entry(

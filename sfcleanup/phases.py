@@ -4,14 +4,15 @@ final CleanUp Status released together with the lease."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import structlog
 
-from sfcleanup import billing
+from sfcleanup import billing, canary
 from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
-from sfcleanup.changes import ChangeSet, Without
+from sfcleanup.changes import ChangeSet, MemoryChanges, Without
 from sfcleanup.cleanresult import Tally
 from sfcleanup.config import Settings
 from sfcleanup.errorlogs import write_error_logs
@@ -19,11 +20,12 @@ from sfcleanup.interrupts import Interrupts
 from sfcleanup.journal import Journal
 from sfcleanup.lease import Lease, Leases
 from sfcleanup.models import InvoiceRun
-from sfcleanup.outcomes import Held
+from sfcleanup.outcomes import Held, PhaseResult
 from sfcleanup.plan import RunPlan
 from sfcleanup.report import VerifyCount
 from sfcleanup.salesforce.client import SalesforceClient, Update
 from sfcleanup.salesforce.read import eligible_left, remaining_by_status
+from sfcleanup.salesforce.write import CompositeWriter
 from sfcleanup.salesforce.writers import writer_for
 
 log = structlog.get_logger("sfcleanup.worker")
@@ -61,6 +63,9 @@ def close_run(
 
 
 class PhaseRunner:
+    # A reviewed plan (`run --plan`): records eligible beyond it are new since the plan, not a verify mismatch.
+    reviewed = False
+
     def __init__(
         self,
         client: SalesforceClient,
@@ -108,25 +113,62 @@ class PhaseRunner:
         tally.cleanup_status = CleanUpStatus.STARTED
         # Records that did not reach their target in this invocation, with why: what depends on them waits.
         blocked: dict[str, str] = {}
+        skipped = self.skipped(plan, journal, tally)
+        for records in skipped.values():
+            blocked.update(records)
         for phase in Phase:
-            self._phase(plan, phase, journal, tally, lease, blocked)
+            self._phase(plan, phase, journal, tally, lease, blocked, skipped.get(phase, {}))
         self._verify(plan, tally)
         if tally.failures and self._settings.error_logs:
             tally.error_logs, _ = write_error_logs(self._client, run.id, tally.failures, journal)
-        unfinished = bool(tally.failures or tally.held)
-        final = CleanUpStatus.COMPLETED_WITH_ERRORS if unfinished or tally.unaccounted else CleanUpStatus.COMPLETED
+        left = tally.unfinished or tally.unaccounted or tally.new_since_plan
+        final = CleanUpStatus.COMPLETED_WITH_ERRORS if left else CleanUpStatus.COMPLETED
         close_run(self._client, journal, run, final, self._leases.release_patch(lease))
         tally.cleanup_status = final
 
+    def skipped(self, plan: RunPlan, journal: Journal, tally: Tally) -> Mapping[Phase, Mapping[str, str]]:
+        """Planned records not to write, per phase, each with why (what waits for them is held): none here; a
+        reviewed plan's drifted records (reviewed.ReviewedPhaseRunner)."""
+        return {}
+
     def _phase(
-        self, plan: RunPlan, phase: Phase, journal: Journal, tally: Tally, lease: Lease, blocked: dict[str, str]
+        self,
+        plan: RunPlan,
+        phase: Phase,
+        journal: Journal,
+        tally: Tally,
+        lease: Lease,
+        blocked: dict[str, str],
+        skip: Collection[str],
     ) -> None:
         rule = RULE_BY_PHASE[phase]
-        changes = _hold_back(plan, phase, blocked, tally)
+        changes = _hold_back(plan, phase, blocked, tally, skip)
         if not changes:
             return
         structlog.contextvars.bind_contextvars(phase=phase.value)
         progress = self._progress_for(f"{plan.run.id} {rule.sobject}", len(changes), lease)
+        log.info("phase.start", object=rule.sobject, records=len(changes))
+        # The canary batch first: written, read back and compared before the rest of the phase is sent.
+        first, rest = canary.split(changes, self._settings.write.canary_records)
+        # Through Composite whatever the phase's route: one call instead of a Bulk API job, and the org's
+        # triggers and flows run for both APIs alike.
+        result = CompositeWriter(
+            self._client, self._settings.write, journal, progress=progress, sleep=self.sleep
+        ).apply(phase.value, rule, MemoryChanges(first))
+        failed = {f.id for f in result.failures}
+        canary.stop_on_mismatch(journal, phase.value, canary.compare(self._client, rule, first, failed))
+        if rest:
+            result.merge(self._write(phase, rest, journal, progress))
+        tally.updated[rule.sobject] = result.updated
+        tally.failures.extend(result.failures)
+        for failure in result.failures:
+            blocked[failure.id] = f"{_label(rule.sobject)} {failure.id} not {rule.to_state} ({failure.code})"
+        log.info("phase.done", updated=result.updated, failed=len(result.failures))
+
+    def _write(
+        self, phase: Phase, changes: ChangeSet, journal: Journal, progress: Callable[[int], None]
+    ) -> PhaseResult:
+        """Part of a phase through the writer its size calls for (`writers.route_for`)."""
         writer = writer_for(
             len(changes),
             self._client,
@@ -136,13 +178,8 @@ class PhaseRunner:
             sleep=self.sleep,
             progress=progress,
         )
-        log.info("phase.start", object=rule.sobject, records=len(changes), route=type(writer).__name__)
-        result = writer.apply(phase.value, rule, changes)
-        tally.updated[rule.sobject] = result.updated
-        tally.failures.extend(result.failures)
-        for failure in result.failures:
-            blocked[failure.id] = f"{_label(rule.sobject)} {failure.id} not {rule.to_state} ({failure.code})"
-        log.info("phase.done", updated=result.updated, failed=len(result.failures))
+        log.info("phase.batch", records=len(changes), route=type(writer).__name__)
+        return writer.apply(phase.value, RULE_BY_PHASE[phase], changes)
 
     def _verify(self, plan: RunPlan, tally: Tally) -> None:
         """Re-count what is still eligible: only anomalies, failed rows and held records may be left.
@@ -152,22 +189,33 @@ class PhaseRunner:
         """
         left = eligible_left(remaining_by_status(self._client, plan.run.id))
         tally.eligible_left = left
+        # Drifted records (`run --plan`) were left as they are, like failed rows: they may still be eligible.
+        drifted = Counter(d.sobject for d in tally.drifted)
         tally.verify = {
-            sobject: VerifyCount(expected=counts.anomalies + counts.failed + counts.held, left=left.get(sobject, 0))
+            sobject: VerifyCount(
+                expected=counts.anomalies + counts.failed + counts.held + drifted[sobject], left=left.get(sobject, 0)
+            )
             for sobject, counts in tally.objects().items()
         }
+        if tally.unaccounted and self.reviewed:
+            # A reviewed plan is applied exactly: what became eligible since is left for the next plan, counted.
+            tally.new_since_plan = tally.unaccounted
+            tally.verify = {s: VerifyCount(max(v.expected, v.left), v.left) for s, v in tally.verify.items()}
+            log.info("verify.new_since_plan", records=tally.new_since_plan)
         if tally.unaccounted:
             log.warning("verify.mismatch", unaccounted=tally.unaccounted)
         log.info("verify.done", eligible_left=left, failed=len(tally.failures))
 
 
-def _hold_back(plan: RunPlan, phase: Phase, blocked: dict[str, str], tally: Tally) -> ChangeSet:
-    """The phase's changes less those waiting for a record that did not reach its target; those are held
-    (reported, and left for the next invocation) and block in turn what waits for them."""
-    changes = plan.changes[phase]
+def _hold_back(
+    plan: RunPlan, phase: Phase, blocked: dict[str, str], tally: Tally, skip: Collection[str] = ()
+) -> ChangeSet:
+    """The phase's changes less those skipped and those waiting for a record that did not reach its target;
+    the waiting ones are held (reported, and left for the next invocation) and block in turn what waits for them."""
+    changes: ChangeSet = Without(plan.changes[phase], skip) if skip else plan.changes[phase]
     if not changes or not blocked:
         return changes
-    waiting = plan.dependencies.waiting(phase, blocked)
+    waiting = {k: v for k, v in plan.dependencies.waiting(phase, blocked).items() if k not in skip}
     if not waiting:
         return changes
     sobject = RULE_BY_PHASE[phase].sobject
@@ -175,4 +223,4 @@ def _hold_back(plan: RunPlan, phase: Phase, blocked: dict[str, str], tally: Tall
         blocked[record_id] = blocked[blocker]
         tally.held.append(Held(record_id, sobject, blocker, f"held: {blocked[blocker]}"))
     log.warning("phase.held", object=sobject, held=len(waiting))
-    return Without(changes, waiting)
+    return Without(plan.changes[phase], {*skip, *waiting})

@@ -92,6 +92,12 @@ class PlanStore:
         )
         return {str(record): str(dep) for record, dep in rows}
 
+    def edges(self) -> Iterator[tuple[str, str]]:
+        """Every (record, what it waits for) pair, for a plan file (`planfile`) to carry them."""
+        cursor = self._conn.execute("SELECT record, dep FROM deps ORDER BY record, dep")
+        while rows := cursor.fetchmany(FETCH):
+            yield from ((str(record), str(dep)) for record, dep in rows)
+
     def changes(self, phase: Phase) -> StoredChanges:
         return StoredChanges(self, phase)
 

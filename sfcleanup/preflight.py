@@ -168,6 +168,9 @@ def refusal_for(run: InvoiceRun, readiness: OrgReadiness, *, include_completed: 
 
 # Calls beyond the writes: CleanUp Status Started and final, verify counts per object, and the odd status.
 FIXED_CALLS_PER_RUN = 2 + 4 + 1
+# The org's identity (Organization and user, one Composite call): read once per invocation, counted with each
+# run, which over-counts an invocation of several runs by a call a run.
+ORG_IDENTITY_CALLS = 1
 
 
 # One Bulk API 2.0 job: create, upload, close, a few polls, three result files.
@@ -187,12 +190,20 @@ def estimate_run(plan: RunPlan, write: WriteSettings) -> int:
         return 0
     per_call = write.batch_size * write.collections_per_call
     phases = sum(
-        estimate_phase_calls(len(c), per_call=per_call, bulk_jobs=jobs_for(len(c), write))
+        estimate_phase_calls(len(c), per_call=per_call, bulk_jobs=jobs_for(len(c), write)) + canary_calls(len(c), write)
         for c in plan.changes.values()
     )
     sources = len(plan.changes[Phase.ORDER_PRODUCTS]), len(plan.changes[Phase.USAGE_SUMMARIES])
     # The readiness section that ends `run` and `sweep` (read-only) is counted too.
-    return phases + FIXED_CALLS_PER_RUN + readiness_reader.estimated_calls(*sources)
+    return phases + FIXED_CALLS_PER_RUN + ORG_IDENTITY_CALLS + readiness_reader.estimated_calls(*sources)
+
+
+def canary_calls(changes: int, write: WriteSettings) -> int:
+    """What the canary batch adds to a phase: its read-back, and its own Composite call when the phase is larger
+    than it (a phase no larger is the canary alone)."""
+    if not changes:
+        return 0
+    return 1 + (1 if changes > write.canary_records else 0)
 
 
 def check_budget(limits: Limits, estimate: int, reserve: float) -> dict[str, int]:

@@ -32,6 +32,11 @@ class Prepared:
     # When each run was planned: a lease another worker held since then makes its plan stale.
     planned_at: dict[str, datetime] = field(default_factory=dict)
 
+    @property
+    def total_changes(self) -> int:
+        """Records the plans change, over every run: what a cap (`max_changes`) is compared with."""
+        return sum(p.total for p in self.plans)
+
 
 class Preparer:
     def __init__(

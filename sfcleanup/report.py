@@ -11,7 +11,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from sfcleanup.drift import Drifted
 from sfcleanup.errors import ExitCode
+from sfcleanup.orgidentity import OrgIdentity
 from sfcleanup.outcomes import Failure, Held
 from sfcleanup.plan import Anomaly
 
@@ -75,6 +77,10 @@ class RunOutcome:
     stopped_by: str | None = None
     # The stop concerns every run (daily limit, reserve, authentication, a signal): the rest are not started.
     ends_invocation: bool = False
+    # `run --plan`: planned records not written because they changed since the plan, and, per object, records
+    # eligible now that the plan did not hold (left for the next plan).
+    drifted: list[Drifted] = field(default_factory=list)
+    new_since_plan: dict[str, int] = field(default_factory=dict)
 
     @property
     def unaccounted(self) -> dict[str, int]:
@@ -91,6 +97,8 @@ class Report:
     estimated_calls: int = 0
     budget: dict[str, int] = field(default_factory=dict)
     failures_csv: str | None = None
+    # Which org, as whom: shown above every plan and in the JSON report.
+    org: OrgIdentity | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -99,6 +107,7 @@ class Report:
     def to_json(self) -> dict[str, object]:
         return {
             "mode": self.mode,
+            "org": self.org.as_json() if self.org else None,
             "exit_code": int(self.exit_code),
             "api_calls": self.api_calls,
             "api_usage": self.api_usage,
@@ -125,6 +134,8 @@ def _run_json(run: RunOutcome) -> dict[str, object]:
         ],
         "eligible_left": run.eligible_left,
         "verify": {name: asdict(count) for name, count in run.verify.items()},
+        "drifted": [{"id": d.id, "object": d.sobject, "reason": d.reason} for d in run.drifted],
+        "new_since_plan": run.new_since_plan,
         "error_logs": run.error_logs,
         "journal": run.journal,
         "message": run.message,
@@ -137,6 +148,7 @@ def write_failures_csv(report: Report, path: Path) -> Path | None:
     no file when there are none."""
     rows = [(r.id, f) for r in report.runs for f in r.failures]
     rows += [(r.id, Failure(h.id, h.sobject, "HELD", h.reason)) for r in report.runs for h in r.held]
+    rows += [(r.id, Failure(d.id, d.sobject, "DRIFTED", d.reason)) for r in report.runs for d in r.drifted]
     if not rows:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +164,8 @@ def write_failures_csv(report: Report, path: Path) -> Path | None:
 def render(report: Report, console: Console) -> None:
     planning = report.mode == "plan"
     counts = ("planned", "anomalies") if planning else ("planned", "updated", "failed", "held", "anomalies")
+    if report.org is not None:
+        console.print(report.org.line())
     for run in report.runs:
         title = f"Invoice run {run.id}" + (f" ({run.name})" if run.name else "") + f": {run.status.value}"
         table = Table(title=title, title_justify="left")
@@ -179,8 +193,12 @@ def render(report: Report, console: Console) -> None:
                     f"  verify {sobject}: {count.left} still eligible, {count.expected} expected "
                     "(anomalies, failures, held)"
                 )
+        for drifted in run.drifted[:10]:
+            console.print(f"  {drifted.sobject} {drifted.id} {drifted.reason}")
         for held in run.held[:10]:
             console.print(f"  {held.sobject} {held.id} {held.reason}")
+        for sobject, new in run.new_since_plan.items():
+            console.print(f"  {sobject}: {new} record(s) eligible since the plan, left for the next plan")
         if len(run.held) > 10:
             console.print(f"  ... and {len(run.held) - 10} more held back (see --json or the failures CSV)")
         if run.message:

@@ -25,6 +25,7 @@ from sfcleanup.journal import Journal, JournalError, read_entries
 from sfcleanup.lease import Lease, LeaseHeld, Leases
 from sfcleanup.locallock import LocalLock
 from sfcleanup.models import InvoiceRun
+from sfcleanup.orgidentity import OrgIdentity
 from sfcleanup.outcomes import Failure, RowOutcome
 from sfcleanup.phases import PhaseRunner, close_run
 from sfcleanup.plan import RunPlan
@@ -76,7 +77,7 @@ def finished(tally: Tally) -> Ending:
             f"verify: {what} record(s) still eligible that the clean-up did not account for (changed since "
             f"planning?); see `sfcleanup status {tally.plan.run.id}` and run again"
         )
-    if tally.failures or tally.held:
+    if tally.unfinished:
         return Ending(RunResult.CLEANED_WITH_FAILURES, ExitCode.ROW_FAILURES, message)
     if left:
         return Ending(RunResult.VERIFY_MISMATCH, ExitCode.ROW_FAILURES, message)
@@ -118,7 +119,9 @@ class RunCleaner:
         phases: PhaseRunner,
         *,
         include_completed: bool = False,
+        org: OrgIdentity | None = None,
     ) -> None:
+        self._org = org
         self._client = client
         self._settings = settings
         self._leases = leases
@@ -145,7 +148,11 @@ class RunCleaner:
             tally = Tally.of(plan, str(journal.path))
             # Running until proven otherwise: whatever ends the run says how.
             ending = Ending(RunResult.RUNNING)
-            journal.start(mode="run", options={"include_completed": self._include_completed, "planned": plan.total})
+            journal.start(
+                mode="run",
+                options={"include_completed": self._include_completed, "planned": plan.total},
+                org=self._org.as_json() if self._org else None,
+            )
             lease: Lease | None = None
             try:
                 lease = self._leases.acquire(run.id)

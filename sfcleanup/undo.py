@@ -19,6 +19,7 @@ from sfcleanup.changes import Change
 from sfcleanup.config import WriteSettings
 from sfcleanup.entries import RecordEntry, records
 from sfcleanup.journal import Journal, JournalError, read_entries
+from sfcleanup.orgidentity import OrgIdentity
 from sfcleanup.outcomes import Failure
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.read import current_values
@@ -66,22 +67,57 @@ def journaled_changes(entries: Iterable[RecordEntry], objects: Sequence[str]) ->
     return out
 
 
-def load(path: Path, *, run_id: str | None, allow_truncated: bool) -> tuple[str, list[RecordEntry]]:
-    """The journal's run, and its pending and outcome entries."""
+def load(path: Path, *, run_id: str | None, allow_truncated: bool) -> tuple[str, list[dict[str, object]]]:
+    """The journal's run, and its entries."""
     entries = read_entries(path, allow_truncated=allow_truncated)
     journal_run = str(entries[0]["run_id"])
     if run_id is not None and journal_run != run_id:
         raise JournalError(f"journal {path} is for invoice run {journal_run}, not {run_id}")
     if not any(e["type"] == "start" for e in entries):
         raise JournalError(f"{path} has no start entry: it is not a complete sfcleanup journal")
-    return journal_run, list(records(entries))
+    return journal_run, entries
+
+
+def require_same_org(
+    path: Path, entries: Iterable[dict[str, object]], org: OrgIdentity, *, allow_unknown: bool
+) -> None:
+    """A journal is applied only to the org it was written in: a full-copy sandbox has production's record ids,
+    so ids alone cannot tell them apart; every `start` entry names its org's id."""
+    for entry in entries:
+        if entry["type"] != "start":
+            continue
+        written_in = entry.get("org")
+        org_id = written_in.get("id") if isinstance(written_in, dict) else None
+        if org_id is None:
+            if allow_unknown:
+                continue
+            raise JournalError(
+                f"journal {path} does not say which org it was written in (made by an sfcleanup that did not record "
+                f"it): make sure it was {org.name} ({org.id}), then pass --allow-unknown-org"
+            )
+        if org_id != org.id:
+            name = written_in.get("name") if isinstance(written_in, dict) else None
+            raise JournalError(
+                f"journal {path} was written in org {name} ({org_id}), not in {org.name} ({org.id}) where this "
+                "connection points: undo applies a journal only to its own org; nothing was written"
+            )
 
 
 def plan_undo(
-    client: SalesforceClient, path: Path, *, run_id: str | None, include_invoices: bool, allow_truncated: bool
+    client: SalesforceClient,
+    path: Path,
+    *,
+    org: OrgIdentity,
+    run_id: str | None,
+    include_invoices: bool,
+    allow_truncated: bool,
+    allow_unknown_org: bool = False,
 ) -> UndoPlan:
-    """What undo would restore, checked against the org's current values (read-only)."""
-    journal_run, entries = load(path, run_id=run_id, allow_truncated=allow_truncated)
+    """What undo would restore, checked against the org's current values (read-only); refuses a journal of
+    another org."""
+    journal_run, all_entries = load(path, run_id=run_id, allow_truncated=allow_truncated)
+    require_same_org(path, all_entries, org, allow_unknown=allow_unknown_org)
+    entries = list(records(all_entries))
     objects = UNDO_ORDER if include_invoices else SOURCES
     changes = journaled_changes(entries, objects)
     plan = UndoPlan(journal_run, path)
@@ -103,13 +139,13 @@ def plan_undo(
 
 
 def apply_undo(
-    client: SalesforceClient, plan: UndoPlan, settings: WriteSettings, journal_dir: Path
+    client: SalesforceClient, plan: UndoPlan, settings: WriteSettings, journal_dir: Path, org: OrgIdentity
 ) -> tuple[int, list[Failure]]:
     """Restore, journaled in `<run_id>.undo.jsonl` like any clean-up."""
     updated = 0
     failures: list[Failure] = []
     with Journal(journal_dir, plan.run_id, kind="undo") as journal:
-        journal.start(mode="undo", options={"source": str(plan.journal), "records": plan.total})
+        journal.start(mode="undo", options={"source": str(plan.journal), "records": plan.total}, org=org.as_json())
         for sobject, changes in plan.restore.items():
             if changes:
                 outcome = CompositeWriter(client, settings, journal).apply(

@@ -20,6 +20,7 @@ from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import Interrupts
 from sfcleanup.lease import Leases
 from sfcleanup.locallock import default_identity
+from sfcleanup.orgidentity import OrgIdentity
 from sfcleanup.phases import PhaseRunner, ProgressFactory
 from sfcleanup.plan import RunPlan
 from sfcleanup.preflight import OrgReadiness
@@ -74,6 +75,8 @@ def outcome_of_result(result: CleanResult) -> RunOutcome:
         exit_code=ending.exit_code,
         stopped_by=ending.stopped_by,
         ends_invocation=ending.ends_invocation,
+        drifted=list(result.drifted),
+        new_since_plan=dict(result.new_since_plan),
     )
 
 
@@ -88,7 +91,10 @@ class Worker:
         sleep: Callable[[float], None] = time.sleep,
         interrupts: Interrupts | None = None,
         clock: Clock = utc_now,
+        org: OrgIdentity | None = None,
     ) -> None:
+        # Which org, as whom (orgidentity): in the report and every journal's start entry.
+        self.org = org
         # Inert unless the command line installed it for the process (interrupts.PROCESS).
         self.interrupts = interrupts or Interrupts()
 
@@ -124,6 +130,7 @@ class Worker:
             self._preparer(),
             phases,
             include_completed=self.include_completed,
+            org=self.org,
         )
 
     def readiness(self) -> OrgReadiness:
@@ -143,6 +150,7 @@ class Worker:
             api_usage={"used": usage.used, "max": usage.max},
             estimated_calls=prepared.estimated_calls,
             budget=prepared.budget,
+            org=self.org,
         )
 
     def outcome_of(self, plan: RunPlan, status: RunResult) -> RunOutcome:

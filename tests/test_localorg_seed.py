@@ -89,10 +89,11 @@ def _cleanable(store: Store, run_id: str) -> dict[str, int]:
 
 
 def test_empty_inserts_nothing() -> None:
-    """The empty scenario creates the schema and no record at all."""
+    """The empty scenario creates the schema and no record but the org's own Organization and User."""
     store = Store()
     info = seed(store, "empty")
-    assert all(store.count(spec) == 0 for spec in schema.SOBJECTS)
+    assert all(store.count(spec) == 0 for spec in schema.SOBJECTS if spec not in schema.IDENTITY_SOBJECTS)
+    assert all(store.count(spec) == 1 for spec in schema.IDENTITY_SOBJECTS)
     assert set(info.counts.values()) == {0} and info.runs == {}
     assert SCENARIOS == ("empty", "demo", "scale")
 

@@ -45,6 +45,15 @@ EXTRA_READ: frozenset[tuple[str, str]] = frozenset(
 )
 EXTRA_WRITTEN: frozenset[tuple[str, str]] = frozenset((billing.ERROR_LOG, name) for name in ERROR_LOG_FIELDS)
 EXTRA_OBJECTS = frozenset({"Order", "Account", billing.ERROR_LOG})
+# Which org and which user (sfcleanup/orgidentity.py): every user reads the Organization record and their own User
+# record; no permission set grants them.
+READABLE_BY_EVERY_USER: frozenset[tuple[str, str]] = frozenset(
+    {
+        *(("Organization", f) for f in ("Id", "Name", "IsSandbox", "OrganizationType", "InstanceName")),
+        ("User", "Id"),
+        ("User", "Username"),
+    }
+)
 
 # Relationship paths used in SELECT lists: (object, relationship name) -> (the lookup field, the object it points
 # to). Traversing one needs the lookup field readable as well as the field at the end of the path.
@@ -78,6 +87,8 @@ class PermissionSet:
 
     def readable(self, sobject: str, field: str) -> bool:
         """Readable through this permission set: listed as readable, or covered by read on the object."""
+        if (sobject, field) in READABLE_BY_EVERY_USER:
+            return True
         if not self.objects.get(sobject, _NO_ACCESS).read:
             return False
         if field in SYSTEM_FIELDS or (sobject, field) in NOT_PERMISSIONABLE | READINESS_NOT_PERMISSIONABLE:

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from rich.console import Console
 
-from sfcleanup import logs
+from sfcleanup import caps, logs
 from sfcleanup.commands.common import (
-    confirm,
     connect,
     connection_options,
     emit,
-    failures_path,
     progress_factory,
     route_option,
     settings_from,
 )
+from sfcleanup.commands.guard import confirm_write, failures_path, org_of, require_write_allowed, write_options
 from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
-from sfcleanup.errors import ExitCode
+from sfcleanup.commands.reviewed import run_reviewed, write_plan_file
+from sfcleanup.errors import ConfigError, ExitCode
 from sfcleanup.interrupts import PROCESS
 from sfcleanup.report import render, write_failures_csv
 from sfcleanup.worker import Worker
@@ -28,12 +30,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     plan = commands.add_parser("plan", help="preview the clean-up of runs; writes nothing")
     plan.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     plan.add_argument("--include-completed", action="store_true", help="also plan cleanly completed runs")
+    plan.add_argument(
+        "--out", type=Path, metavar="PLAN_FILE", help="write the record-level plan for review and `run --plan`"
+    )
     route_option(plan)
     connection_options(plan)
     plan.set_defaults(handler=plan_or_run)
 
     run = commands.add_parser("run", help="clean up runs: preview, confirm, apply, verify, record")
-    run.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    run.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    run.add_argument("--plan", type=Path, metavar="PLAN_FILE", help="apply exactly this reviewed plan (plan --out)")
     run.add_argument("--yes", action="store_true", help="apply without asking (required without a terminal)")
     run.add_argument(
         "--include-completed",
@@ -41,27 +47,47 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="clean runs that completed cleanly, first setting their status to Completed with errors",
     )
     route_option(run)
+    write_options(run)
     readiness_option(run)
     connection_options(run)
     run.set_defaults(handler=plan_or_run)
 
 
 def plan_or_run(args: argparse.Namespace, out: Console) -> int:
+    if args.command == "run" and args.plan is not None:
+        return run_reviewed(args, out)
+    if not args.run_ids:
+        raise ConfigError("give at least one RUN_ID (or, for `run`, --plan PLAN_FILE)")
     settings = settings_from(args)
     logs.configure(settings.log_level, settings.log_format)
     client = connect(settings)
+    org = org_of(client)
+    writing = args.command == "run"
+    if writing:
+        require_write_allowed(org, flag=args.production, settings=settings)
     worker = Worker(
-        client, settings, include_completed=args.include_completed, progress=progress_factory(out), interrupts=PROCESS
+        client,
+        settings,
+        include_completed=args.include_completed,
+        progress=progress_factory(out),
+        interrupts=PROCESS,
+        org=org,
     )
     prepared = worker.prepare(args.run_ids)
     preview = worker.preview(prepared)
-    if args.command == "plan":
-        return emit(preview, args, out)
+    if not writing:
+        written = write_plan_file(args.out, prepared, org, settings, args.include_completed) if args.out else None
+        code = emit(preview, args, out)
+        if written:
+            # On stderr, so that `plan --json --out FILE` still prints one JSON document on stdout.
+            print(written, file=sys.stderr)
+        return code
+    caps.require_within(prepared.total_changes, caps.cap_for("run", args.max_changes, settings), len(prepared.plans))
     if not args.json:
         render(preview, out)
-    if not confirm(preview, args.yes, out):
+    if not confirm_write(preview, org, args.yes, out):
         out.print("Nothing was changed.")
         return int(ExitCode.CLEAN)
     report = worker.apply(prepared)
-    write_failures_csv(report, failures_path(settings))
+    write_failures_csv(report, failures_path(settings, org))
     return emit_with_readiness(client, settings, report, args, out)

@@ -1,5 +1,5 @@
-"""What the commands share: connection and output options, settings from flags, connecting, confirming,
-printing a report."""
+"""What the commands share: connection and output options, settings from flags, connecting, requiring a
+terminal, printing a report (confirming a write is in `guard`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from rich.console import Console
 
 from sfcleanup import logs
 from sfcleanup.config import AuthMode, Settings, load_settings
-from sfcleanup.errors import Cancelled, ConfigError
+from sfcleanup.errors import ConfigError
 from sfcleanup.report import Report, render
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import build_connector, http_session
@@ -35,7 +34,11 @@ def route_option(parser: argparse.ArgumentParser) -> None:
 def connection_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection")
     group.add_argument("--config", type=Path, help="TOML settings file (see config/sfcleanup.example.toml)")
-    group.add_argument("--org", choices=["local"], help="`local`: the embedded local org, in this process")
+    group.add_argument(
+        "--org",
+        choices=["local", "local-production"],
+        help="the embedded local org in this process, playing a sandbox (`local`) or production",
+    )
     group.add_argument("--state", type=Path, help="with --org local: the org's SQLite state file")
     group.add_argument("--instance-url", help="org URL, with --access-token")
     group.add_argument("--access-token", help="an access token (prefer SFCLEANUP_ORG__ACCESS_TOKEN)")
@@ -63,8 +66,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         value = getattr(args, flag, None)
         if value is not None:
             org[key] = value
-    if getattr(args, "org", None) == "local":
+    if getattr(args, "org", None) in ("local", "local-production"):
         org["auth"] = AuthMode.LOCAL
+        org["local_production"] = args.org == "local-production"
     elif org.get("access_token") and org.get("instance_url"):
         org["auth"] = AuthMode.TOKEN
     elif org.get("target_org"):
@@ -83,7 +87,7 @@ def connect(settings: Settings) -> SalesforceClient:
     if settings.org.auth is AuthMode.LOCAL:
         from sfcleanup.salesforce.local import local_connector, open_local_org
 
-        org, _ = open_local_org(settings.org.local_state)
+        org, _ = open_local_org(settings.org.local_state, production=settings.org.local_production)
         connector = local_connector(org, settings.org)
     else:
         connector = build_connector(settings.org, http_session(settings.org))
@@ -145,22 +149,7 @@ def require_terminal() -> None:
         )
 
 
-def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
-    if assume_yes:
-        return True
-    require_terminal()
-    total = sum(c.planned for r in report.runs for c in r.objects.values())
-    try:
-        # Without markup=False rich takes "[y/N]" for a style tag and drops it from the prompt.
-        answer = console.input(f"Apply {total} changes to {len(report.runs)} run(s)? [y/N] ", markup=False)
-    except (KeyboardInterrupt, EOFError):
-        raise Cancelled("cancelled at the confirmation prompt: nothing was written") from None
-    return answer.strip().lower() in ("y", "yes")
-
-
-def emit(
-    report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, object] | None = None
-) -> int:
+def emit(report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, object] | None = None) -> int:
     """The report on stdout (JSON, or tables), with the readiness section when one was made."""
     if args.json:
         document = report.to_json()
@@ -170,8 +159,3 @@ def emit(
     else:
         render(report, out)
     return int(report.exit_code)
-
-
-def failures_path(settings: Settings) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return settings.journal_dir / f"failures-{stamp}.csv"

@@ -6,23 +6,23 @@ import argparse
 
 from rich.console import Console
 
-from sfcleanup import logs
+from sfcleanup import caps, logs
 from sfcleanup.commands.common import (
-    confirm,
     connect,
     connection_options,
     emit,
-    failures_path,
     progress_factory,
     require_terminal,
     route_option,
     settings_from,
 )
+from sfcleanup.commands.guard import confirm_write, failures_path, org_of, require_write_allowed, write_options
 from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
+from sfcleanup.orgidentity import OrgIdentity
 from sfcleanup.report import Report, render, write_failures_csv
-from sfcleanup.sweep import SweepOptions, apply_preview, preview, sweep
+from sfcleanup.sweep import SweepOptions, SweepPreview, apply_preview, preview, sweep
 from sfcleanup.worker import Worker
 
 
@@ -33,6 +33,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--dry-run", action="store_true", help="plan every run found; write nothing")
     parser.add_argument("--yes", action="store_true", help="apply without asking (required without a terminal)")
     route_option(parser)
+    write_options(parser)
     readiness_option(parser)
     connection_options(parser)
     parser.set_defaults(handler=run_sweep)
@@ -46,13 +47,20 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
     if confirm_needed:
         require_terminal()
     client = connect(settings)
-    worker = Worker(client, settings, progress=progress_factory(out), interrupts=PROCESS)
-    report = _confirmed(worker, options, args, out) if confirm_needed else sweep(worker, options)
+    org = org_of(client)
+    if not args.dry_run:
+        require_write_allowed(org, flag=args.production, settings=settings)
+    worker = Worker(client, settings, progress=progress_factory(out), interrupts=PROCESS, org=org)
+    if args.dry_run:
+        report: Report | None = sweep(worker, options)
+    else:
+        # Every run is planned before any is written, so the cap refuses the whole sweep before it starts.
+        report = _confirmed(worker, options, args, out, org, caps.cap_for("sweep", args.max_changes, settings))
     if report is None:
         out.print("Nothing was changed.")
         return int(ExitCode.CLEAN)
     if not args.dry_run:
-        write_failures_csv(report, failures_path(settings))
+        write_failures_csv(report, failures_path(settings, org))
     if not report.runs and not args.json:
         out.print("No invoice run needs clean-up.")
     if args.dry_run:
@@ -60,13 +68,21 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
     return emit_with_readiness(worker.client, settings, report, args, out)
 
 
-def _confirmed(worker: Worker, options: SweepOptions, args: argparse.Namespace, out: Console) -> Report | None:
-    """Show the runs found and their plans; after a yes, apply exactly those. None when the answer is no."""
+def _confirmed(
+    worker: Worker, options: SweepOptions, args: argparse.Namespace, out: Console, org: OrgIdentity, cap: int | None
+) -> Report | None:
+    """Plan every run found, within the cap; show them and, after a yes (or with --yes), apply exactly those.
+    None when the answer is no."""
     shown = preview(worker, options)
     if not shown.report.runs:
         return shown.report
-    if not args.json:
+    caps.require_within(_planned(shown), cap, len(shown.runs))
+    if not args.yes and not args.json:
         render(shown.report, out)
-    if not confirm(shown.report, False, out):
+    if not confirm_write(shown.report, org, args.yes, out):
         return None
     return apply_preview(worker, shown)
+
+
+def _planned(shown: SweepPreview) -> int:
+    return sum(c.planned for run in shown.report.runs for c in run.objects.values())

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from sfcleanup import logs
 from sfcleanup.commands.common import connect, connection_options, settings_from
+from sfcleanup.commands.guard import org_of, require_write_allowed
 from sfcleanup.errors import ConfigError, ExitCode
 from sfcleanup.journal import JournalError
 from sfcleanup.preflight import parse_run_ids
@@ -28,6 +29,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="also restore invoice and invoice line statuses (un-cancels drafts; rarely wanted)",
     )
     undo.add_argument("--allow-truncated", action="store_true", help="use a journal whose last line is torn")
+    undo.add_argument(
+        "--allow-unknown-org",
+        action="store_true",
+        help="apply a journal that does not record its org (older sfcleanup), once you checked it is this org",
+    )
+    undo.add_argument("--production", action="store_true", help="allow writing to a production org")
     undo.add_argument("--yes", action="store_true", help="apply; without it, only preview")
     connection_options(undo)
     undo.set_defaults(handler=run_undo)
@@ -42,17 +49,23 @@ def run_undo(args: argparse.Namespace, out: Console) -> int:
     settings = settings_from(args)
     logs.configure(settings.log_level, settings.log_format)
     client = connect(settings)
+    org = org_of(client)
+    if args.yes:
+        require_write_allowed(org, flag=args.production, settings=settings)
     try:
         plan = plan_undo(
             client,
             args.journal,
+            org=org,
             run_id=run_id,
             include_invoices=args.include_invoices,
             allow_truncated=args.allow_truncated,
+            allow_unknown_org=args.allow_unknown_org,
         )
     except JournalError as exc:
         raise ConfigError(str(exc)) from None
     document: dict[str, Any] = {
+        "org": org.as_json(),
         "run_id": plan.run_id,
         "journal": str(plan.journal),
         "mode": "undo" if args.yes else "preview",
@@ -65,7 +78,7 @@ def run_undo(args: argparse.Namespace, out: Console) -> int:
         print("sfcleanup: warning: restoring invoice and line statuses puts cancelled drafts back", file=sys.stderr)
     exit_code = ExitCode.CLEAN
     if args.yes and plan.total:
-        updated, failures = apply_undo(client, plan, settings.write, settings.journal_dir)
+        updated, failures = apply_undo(client, plan, settings.write, settings.journal_dir, org)
         document["updated"] = updated
         document["failures"] = [
             {"id": f.id, "object": f.sobject, "code": f.code, "message": f.message} for f in failures
@@ -74,6 +87,7 @@ def run_undo(args: argparse.Namespace, out: Console) -> int:
     if args.json:
         print(json.dumps(document, indent=2))
     else:
+        out.print(org.line())
         verb = "Restored" if args.yes else "Would restore"
         for sobject, count in document["restore"].items():
             out.print(f"{verb} {count} {sobject} record(s)" if not args.yes else f"{sobject}: {count} planned")

@@ -63,6 +63,7 @@ class LocalOrg:
         if self.profile.clock_skew_s:
             self.store.clock = _skewed(self.store.clock, self.profile.clock_skew_s)
         self.faults = FaultInjector(self.profile)
+        self.store.rewrites = self.profile.rewrites
         self.credentials = credentials or Credentials()
         self.instance_url = instance_url
         self.sleep = sleep

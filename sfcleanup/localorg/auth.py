@@ -13,9 +13,11 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from sfcleanup.localorg import schema
 from sfcleanup.localorg.context import Org, RequestContext
 from sfcleanup.localorg.http import HttpRequest, HttpResponse
 
+_USER = schema.BY_NAME["user"]
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 
@@ -24,13 +26,22 @@ def _oauth_error(error: str, description: str, status: int = 400) -> HttpRespons
     return HttpResponse.json(status, {"error": error, "error_description": description})
 
 
+def _identity(org: Org) -> tuple[str, str]:
+    """The org's id and its user's id, as seeded (placeholders in a store seeded before they were)."""
+    return (
+        org.store.first_id("Organization") or "00D000000000001AAA",
+        org.store.first_id("User") or "005000000000001AAA",
+    )
+
+
 def _granted(org: Org) -> HttpResponse:
+    org_id, user_id = _identity(org)
     return HttpResponse.json(
         200,
         {
             "access_token": org.issue_token(),
             "instance_url": org.instance_url,
-            "id": f"{org.instance_url}/id/00D5g0000000001AAA/0055g0000000001AAA",
+            "id": f"{org.instance_url}/id/{org_id}/{user_id}",
             "token_type": "Bearer",
             "issued_at": str(int(time.time() * 1000)),
             "scope": "api",
@@ -104,3 +115,22 @@ def token(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str])
             return _oauth_error("invalid_grant", "authentication failure")
         return _granted(org)
     return _oauth_error("unsupported_grant_type", "grant type not supported")
+
+
+def userinfo(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
+    """The OpenID Connect UserInfo endpoint: who the session's user is, in the documented field names."""
+    org_id, user_id = _identity(org)
+    user = org.store.get_fields(_USER, user_id, ("Username",)) or {}
+    username = str(user.get("Username") or org.credentials.username)
+    return HttpResponse.json(
+        200,
+        {
+            "sub": f"{org.instance_url}/id/{org_id}/{user_id}",
+            "user_id": user_id,
+            "organization_id": org_id,
+            "preferred_username": username,
+            "email": username,
+            "active": True,
+            "user_type": "STANDARD",
+        },
+    )

@@ -12,7 +12,9 @@ import tomllib
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sfcleanup.localorg import schema
 
 T = TypeVar("T")
 
@@ -37,6 +39,28 @@ class LatencyModel(BaseModel):
         return cls(request_ms=60.0, write_ms_per_record=1.5, bulk_ms_per_record=0.25, read_ms_per_record=0.01)
 
 
+class FieldRewrite(BaseModel):
+    """A test device: an org automation (trigger, flow) that rewrites a field whenever a write sets it.
+
+    Whatever a write sends for `object`.`field` (or only when it sends `when`), the org stores `value` instead, on
+    every write path, the write still answering success: what the worker's canary batch exists to catch.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    sobject: str = Field(alias="object")
+    field: str
+    value: str | None
+    when: str | None = None
+
+    @model_validator(mode="after")
+    def _in_schema(self) -> FieldRewrite:
+        spec = schema.sobject(self.sobject)
+        if spec is None or spec.field(self.field) is None:
+            raise ValueError(f"{self.sobject}.{self.field} is not a field of the local org's schema")
+        return self
+
+
 class FaultProfile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -57,6 +81,8 @@ class FaultProfile(BaseModel):
     bulk_job_failure_rate: float = Field(default=0.0, ge=0, le=1)
     # Share of a bulk job's rows left unprocessed (the job still ends JobComplete): partial results.
     bulk_unprocessed_rate: float = Field(default=0.0, ge=0, le=1)
+    # Opt-in automations that rewrite what a write sets (`[[rewrites]]` in TOML); see FieldRewrite.
+    rewrites: tuple[FieldRewrite, ...] = ()
     # --- strictness (docs/localorg-fidelity.md): on by default, each stricter than or equal to Salesforce --------
     # Seconds the org's clock is ahead of (positive) or behind (negative) the client's, on every timestamp it
     # writes or reports: a worker must never compare its own clock with the org's.

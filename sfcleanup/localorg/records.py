@@ -219,7 +219,19 @@ def update(spec: SObjectSpec, record_id: str, payload: Mapping[str, Any], store:
     current = _written(spec, record_id, store)
     values = coerce_values(spec, payload, store, creating=False)
     _package_guard(spec, current, store)
+    if store.rewrites:
+        _rewrite(spec, values, store)
     store.update(spec, record_id, values)
+
+
+def _rewrite(spec: SObjectSpec, values: dict[str, Any], store: Store) -> None:
+    """The opt-in automations (faults.FieldRewrite): a field the write sets is stored as the automation says."""
+    for rewrite in store.rewrites:
+        field = spec.field(rewrite.field) if rewrite.sobject.lower() == spec.name.lower() else None
+        if field is None or field.name not in values:
+            continue
+        if rewrite.when is None or values[field.name] == rewrite.when:
+            values[field.name] = _coerce(spec, field, rewrite.value, store)
 
 
 def delete(spec: SObjectSpec, record_id: str, store: Store) -> None:

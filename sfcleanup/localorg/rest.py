@@ -100,7 +100,7 @@ def describe_global(org: Org, ctx: RequestContext, req: HttpRequest, match: re.M
 
 def describe(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     spec = spec_or_404(match["sobject"])
-    fields = [_field_describe(f, org.store.picklist(spec, f)) for f in spec.fields]
+    fields = [_field_describe(f, org.store.picklist(spec, f)) for f in spec.api_fields]
     return HttpResponse.json(200, {**_object_summary(spec, ctx.version), "fields": fields})
 
 
@@ -127,7 +127,7 @@ def sobject_root(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Matc
 
 def shape_record(spec: SObjectSpec, row: dict[str, Any], version: str) -> dict[str, Any]:
     out: dict[str, Any] = {"attributes": {"type": spec.name, "url": record_url(version, spec, row["Id"])}}
-    for field in spec.fields:
+    for field in spec.api_fields:
         value = row.get(field.name)
         if field.type is FieldType.BOOLEAN:
             value = bool(value)

@@ -24,6 +24,7 @@ def _bulk(methods: str, pattern: str, handler: Handler) -> Route:
 REST_ROUTES: tuple[Route, ...] = (
     Route.of("POST", r"^/services/oauth2/token/?$", auth.token, needs_auth=False),
     Route.of("GET", r"^/services/data/?$", rest.versions, needs_auth=False),
+    Route.of("GET", r"^/services/oauth2/userinfo/?$", auth.userinfo),
     Route.of("GET", _V + r"/limits/?$", rest.limits),
     Route.of("GET", _V + r"/sobjects/?$", rest.describe_global),
     Route.of("GET", _V + r"/sobjects/(?P<sobject>\w+)/describe/?$", rest.describe),

@@ -6,7 +6,7 @@ this one table, so a field added here is stored, described, queryable and valida
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -51,10 +51,16 @@ class SObjectSpec:
     key_prefix: str
     fields: tuple[FieldSpec, ...]
     custom: bool = True
+    # Columns the store keeps that the API does not have on this object (describe, SOQL, records leave them out).
+    stored_only: frozenset[str] = frozenset()
     by_name: dict[str, FieldSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "by_name", {f.name.lower(): f for f in self.fields})
+        object.__setattr__(self, "by_name", {f.name.lower(): f for f in self.api_fields})
+
+    @property
+    def api_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.name not in self.stored_only)
 
     def field(self, name: str) -> FieldSpec | None:
         """Field names are case-insensitive in the API, as in Salesforce."""
@@ -109,6 +115,9 @@ BILLING_FREQUENCY_VALUES = ("Monthly", "Quarterly", "Semiannual", "Annual", "Inv
 YES_NO_VALUES = ("Yes", "No")
 GENERATE_INVOICES_VALUES = ("No", "Yes")
 SCHEDULER_TYPE_VALUES = ("Daily", "Monthly", "Once", "Weekly")
+# Organization.OrganizationType's documented values (Object Reference, "Organization").
+EDITIONS = ("Base", "Contact Manager", "Developer", "Enterprise", "Personal", "Professional", "Team", "Unlimited")
+ORGANIZATION_TYPE_VALUES = tuple(f"{edition} Edition" for edition in EDITIONS)
 
 
 def _system_fields() -> tuple[FieldSpec, ...]:
@@ -187,18 +196,46 @@ def _processing_fields() -> tuple[FieldSpec, ...]:
         _picklist("blng__InvoiceRunProcessingStatus__c", "Invoice Run Processing Status", PROCESSING_STATUS_VALUES),
         _ref("blng__InvoiceRun__c", "Invoice Run", "blng__InvoiceRun__c", "blng__InvoiceRun__r"),
         FieldSpec("blng__InvoiceRunStartDate__c", FieldType.DATETIME, "Invoice Run Start Date"),
-        FieldSpec(
-            "blng__InvoiceRunStatusIndex__c",
-            FieldType.STRING,
-            "Invoice Run Status Index",
-            updateable=False,
-            createable=False,
-            length=255,
-        ),
+        _read_only("blng__InvoiceRunStatusIndex__c", FieldType.STRING, "Invoice Run Status Index", 255),
     )
 
 
+def _read_only(name: str, type_: FieldType, label: str, length: int = 0) -> FieldSpec:
+    """A field the API reads but never writes (Organization and User as the worker's user sees them)."""
+    return FieldSpec(name, type_, label, updateable=False, createable=False, length=length)
+
+
+# Who the worker talks to (docs/localorg-fidelity.md, "Organization and User"): read only, as for an
+# integration user without "Manage Users"; seeded by `seed.identity`.
+IDENTITY_SOBJECTS: tuple[SObjectSpec, ...] = (
+    SObjectSpec(
+        "Organization",
+        "Organization",
+        "00D",
+        (
+            *_system_fields(),
+            _read_only("Name", FieldType.STRING, "Name", 80),
+            _read_only("IsSandbox", FieldType.BOOLEAN, "Is Sandbox"),
+            replace(
+                _picklist("OrganizationType", "Edition", ORGANIZATION_TYPE_VALUES), updateable=False, createable=False
+            ),
+            _read_only("InstanceName", FieldType.STRING, "Instance Name", 5),
+        ),
+        custom=False,
+        stored_only=frozenset({"IsDeleted"}),
+    ),
+    SObjectSpec(
+        "User",
+        "User",
+        "005",
+        (*_system_fields(), _read_only("Username", FieldType.STRING, "Username", 80)),
+        custom=False,
+        stored_only=frozenset({"IsDeleted"}),
+    ),
+)
+
 SOBJECTS: tuple[SObjectSpec, ...] = (
+    *IDENTITY_SOBJECTS,
     SObjectSpec("Account", "Account", "001", (*_system_fields(), _name("Account Name")), custom=False),
     SObjectSpec(
         "Order",

@@ -101,6 +101,9 @@ def _parser() -> _Parser:
     parser.add_argument("--records", type=_count(1), help="billing sources for the scale scenario")
     parser.add_argument("--token", help="the access token to accept (default: a random one)")
     parser.add_argument("--state", type=Path, help="SQLite file to keep the org in; seeded only when empty")
+    parser.add_argument(
+        "--production", action="store_true", help="a new org plays a production org (default: a sandbox)"
+    )
     parser.add_argument("--faults", type=Path, help="a fault profile (TOML, fields of FaultProfile)")
     parser.add_argument("--latency", choices=("cloud", "none"), help="simulated latency (default: the profile's)")
     parser.add_argument("--lock-failure-rate", type=_rate)
@@ -177,7 +180,7 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
     try:
         # A --state file that already holds an org is served as it is: re-seeding would undo a rehearsal.
         if store.count_all() == 0:
-            seed.seed(store, args.scenario, records=args.records)
+            seed.seed(store, args.scenario, records=args.records, production=args.production)
         for key, value in args.without_picklist_value:
             removed = store.removed_picklist_values.get(key, frozenset())
             store.removed_picklist_values[key] = removed | {value}

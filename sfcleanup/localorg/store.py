@@ -25,6 +25,7 @@ from typing import Any
 from sfcleanup import ids
 from sfcleanup.localorg import idgen, schema
 from sfcleanup.localorg.chains import LockChains
+from sfcleanup.localorg.faults import FieldRewrite
 from sfcleanup.localorg.schema import FieldSpec, FieldType, SObjectSpec
 from sfcleanup.localorg.sql import quote as quote  # re-exported: callers quote identifiers as the store does
 from sfcleanup.sftime import format_datetime
@@ -50,6 +51,8 @@ class Store:
         # Picklist values this org's admin has not added (e.g. CleanUp Status "Completed with errors"):
         # absent from describe and refused on write. Keyed by (object, field) API names.
         self.removed_picklist_values: dict[tuple[str, str], frozenset[str]] = {}
+        # Automations that rewrite a field a write sets (faults.FieldRewrite), applied by records.update.
+        self.rewrites: tuple[FieldRewrite, ...] = ()
         self.lock = threading.RLock()
         self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
@@ -236,6 +239,15 @@ class Store:
         sql = f"SELECT {quote(column.name)}, COUNT(*) FROM {quote(spec.name)} WHERE IsDeleted = 0 GROUP BY 1 ORDER BY 1"
         with self.lock:
             return {str(row[0]): int(row[1]) for row in self.conn.execute(sql).fetchall()}
+
+    def first_id(self, sobject: str) -> str | None:
+        """The Id of the first live record of `sobject` (the org's one Organization, its one User), if any."""
+        spec = schema.sobject(sobject)
+        if spec is None:
+            raise KeyError(f"{sobject} is not in the local org's schema")
+        with self.lock:
+            row = self.conn.execute(f"SELECT Id FROM {quote(spec.name)} WHERE IsDeleted = 0 ORDER BY _rowid").fetchone()
+        return None if row is None else str(row[0])
 
     def count_all(self) -> int:
         """Records in every table, deleted ones included: zero means a new, unseeded store."""

@@ -237,5 +237,7 @@ def run_check(code: str, record: OrderProductState | UsageSummaryState, context:
     if isinstance(record, OrderProductState):
         return ORDER_PRODUCT_CHECKS[code](record, context)
     return USAGE_SUMMARY_CHECKS[code](record, context)
+
+
 # Draft means "not yet posted or cancelled": the only line status that still holds its source.
 DRAFT = InvoiceStatus.DRAFT

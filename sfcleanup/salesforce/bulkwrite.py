@@ -103,9 +103,7 @@ class BulkWriter:
         so no account's records are in two jobs running at the same time.
         """
         self._workdir.mkdir(parents=True, exist_ok=True)
-        jobs = bulk_jobs_for(
-            len(changes), self._settings.bulk_jobs_per_object, self._settings.bulk_min_records_per_job
-        )
+        jobs = bulk_jobs_for(len(changes), self._settings.bulk_jobs_per_object, self._settings.bulk_min_records_per_job)
         parts = self._write_parts(phase, rule, changes, jobs)
         submitted = []
         for batch, csv_path, count in parts:

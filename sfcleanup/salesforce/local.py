@@ -13,6 +13,8 @@ import requests
 from pydantic import SecretStr
 
 from sfcleanup.config import AuthMode, OrgSettings
+from sfcleanup.errors import ConfigError
+from sfcleanup.localorg import schema
 from sfcleanup.localorg.adapter import mount
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.seed import ScenarioInfo, seed
@@ -20,11 +22,28 @@ from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.connect import Connector, client_credentials_login
 
 
-def open_local_org(state: Path | None = None, *, scenario: str = "demo") -> tuple[LocalOrg, ScenarioInfo | None]:
-    """A fresh in-memory org seeded with `scenario`, or the org persisted in `state` (seeded if it is new)."""
+def open_local_org(
+    state: Path | None = None, *, scenario: str = "demo", production: bool = False
+) -> tuple[LocalOrg, ScenarioInfo | None]:
+    """A fresh in-memory org seeded with `scenario`, or the org persisted in `state` (seeded if it is new); a
+    sandbox unless `production` (which only a new org takes: a state file keeps what it was seeded as)."""
     store = Store(state)
-    info = seed(store, scenario) if state is None or store.count_all() == 0 else None
+    fresh = state is None or store.count_all() == 0
+    info = seed(store, scenario, production=production) if fresh else None
+    if production and not fresh and _is_sandbox(store):
+        store.close()
+        # Asked to rehearse production on a file seeded as a sandbox: it would write without the guard.
+        raise ConfigError(f"--state {state} holds a local org seeded as a sandbox: use a new file to play production")
     return LocalOrg(store), info
+
+
+def _is_sandbox(store: Store) -> bool:
+    organization = store.first_id("Organization")
+    spec = schema.sobject("Organization")
+    if organization is None or spec is None:
+        return True
+    row = store.get_fields(spec, organization, ("IsSandbox",))
+    return bool(row and row["IsSandbox"])
 
 
 def local_connector(org: LocalOrg, settings: OrgSettings | None = None) -> Connector:

@@ -21,6 +21,12 @@ Fields: TypeAlias = Mapping[str, object]
 Limits = Mapping[str, Mapping[str, int]]
 
 
+def query_records(page: object) -> list[Record]:
+    """The records of one query answer (`{"records": [...]}`); none when the answer is not one."""
+    records = page.get("records") if isinstance(page, dict) else None
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+
+
 def text_fields(record: Record, names: Iterable[str]) -> dict[str, str | None]:
     """Fields of a record that Salesforce sends as text (picklists, Ids, dates), None where one is empty."""
     return {name: None if (value := record.get(name)) is None else str(value) for name in names}

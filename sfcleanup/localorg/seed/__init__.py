@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sfcleanup.localorg.seed.demo import seed_demo
+from sfcleanup.localorg.seed.identity import seed_identity
 from sfcleanup.localorg.seed.rows import OBJECTS, ScenarioInfo, whole_seconds
 from sfcleanup.localorg.seed.scale import SCALE_DEFAULT_RECORDS, SCALE_MAX_RECORDS, SCALE_MIN_RECORDS, seed_scale
 from sfcleanup.localorg.store import Store
@@ -22,10 +23,21 @@ __all__ = ["SCENARIOS", "ScenarioInfo", "check_records", "seed"]
 SCENARIOS: tuple[str, ...] = ("empty", "demo", "scale")
 
 
-def seed(store: Store, scenario: str, *, records: int | None = None, now: datetime | None = None) -> ScenarioInfo:
-    """Fill `store` with the named scenario and return its ids; see docs/localorg-scenarios.md for the contents."""
+def seed(
+    store: Store,
+    scenario: str,
+    *,
+    records: int | None = None,
+    now: datetime | None = None,
+    production: bool = False,
+) -> ScenarioInfo:
+    """Fill `store` with the named scenario and return its ids; see docs/localorg-scenarios.md for the contents.
+
+    Every scenario gets the org's Organization and User records: a sandbox, or with `production` a production org.
+    """
     size = check_records(scenario, records)
     moment = whole_seconds(now if now is not None else store.clock())
+    seed_identity(store, production=production)
     if scenario == "empty":
         return ScenarioInfo("empty", counts={spec.name: 0 for spec in OBJECTS})
     if scenario == "demo":
