@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import NoReturn
 
-import structlog
 from rich.console import Console
 
-from sfcleanup import __version__, logs
+from sfcleanup import __version__, jsonout, logs
 from sfcleanup.commands import MODULES
+from sfcleanup.config import Settings
 from sfcleanup.errors import ExitCode, SfCleanupError
 from sfcleanup.interrupts import PROCESS
 
 
 class _Parser(argparse.ArgumentParser):
+    # Set by `main` when the command line asks for --json: a usage error is then one JSON object on stdout too.
+    json_errors = False
+
     def error(self, message: str) -> NoReturn:
         """One line, the documented exit code for bad input."""
-        self.exit(ExitCode.BAD_INPUT, f"sfcleanup: error: {message} (see `{self.prog} --help`)\n")
+        line = f"{message} (see `{self.prog} --help`)"
+        if _Parser.json_errors:
+            jsonout.write(jsonout.usage_error(line))
+        self.exit(ExitCode.BAD_INPUT, f"sfcleanup: error: {line}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sfcleanup.localorg.server import serve_main
 
         return serve_main(arguments[2:])
+    _Parser.json_errors = "--json" in arguments
     args = build_parser().parse_args(arguments)
     # Org data (messages, names) must print as it is: no rich markup or highlighting of it.
     out = Console(markup=False, highlight=False)
@@ -55,16 +66,46 @@ def _dispatch(args: argparse.Namespace, out: Console) -> int:
             )
         return code
     except SfCleanupError as exc:
-        print(f"sfcleanup: {logs.scrub_text(str(exc))}", file=sys.stderr)
-        return int(exc.exit_code)
+        return _failed(args, exc.code, logs.scrub_text(str(exc)), int(exc.exit_code))
     except KeyboardInterrupt:
         # Writing turns a signal into a stop at a safe point; a KeyboardInterrupt comes from reading, or from
         # a second signal that asked to stop at once (as safe as a crash).
         name = PROCESS.received or "SIGINT"
-        print(f"sfcleanup: interrupted by {name}; the journal shows what was written; run again", file=sys.stderr)
-        return int(ExitCode.STOPPED)
-    except Exception as exc:  # a bug or the machine: never a traceback as the only word, never exit 1
-        structlog.get_logger("sfcleanup").error("unexpected_error", exc_info=exc)
-        message = logs.scrub_text(f"{type(exc).__name__}: {exc}")
-        print(f"sfcleanup: unexpected error ({message}); safe to run again; please report it", file=sys.stderr)
-        return int(ExitCode.STOPPED)
+        message = f"interrupted by {name}; the journal shows what was written; run again"
+        return _failed(args, "interrupted", message, int(ExitCode.STOPPED))
+    except Exception as exc:  # a bug or the machine: one line saying where to look, never a bare traceback
+        journals = _journal_dir(args)
+        where = _crash_log(exc, journals)
+        message = logs.scrub_text(
+            f"unexpected error ({type(exc).__name__}: {exc}); traceback in {where}; journals in {journals}; "
+            "safe to run again; please report it with that file"
+        )
+        return _failed(args, "unexpected_error", message, int(ExitCode.STOPPED))
+
+
+def _failed(args: argparse.Namespace, code: str, message: str, exit_code: int) -> int:
+    """The one line on stderr; with --json also the error object on stdout, the only thing printed there."""
+    print(f"sfcleanup: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        jsonout.write(jsonout.error_document(code, message, exit_code))
+    return exit_code
+
+
+def _journal_dir(args: argparse.Namespace) -> Path:
+    given = getattr(args, "journal_dir", None)
+    return Path(given) if given is not None else Settings.model_fields["journal_dir"].default
+
+
+def _crash_log(exc: Exception, journals: Path) -> Path:
+    """The traceback, in a file beside the journals (or in the temporary folder when that cannot be written)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    text = logs.scrub_text("".join(traceback.format_exception(exc)))
+    for folder in (journals, Path(tempfile.gettempdir())):
+        path = folder / f"sfcleanup-error-{stamp}.log"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError:
+            continue
+        return path
+    return Path("(nowhere: no folder could be written)")

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from typing import Any
 
 from rich.console import Console
 
-from sfcleanup import logs
 from sfcleanup.commands.common import (
+    check_journal_dir,
+    configure_logs,
     confirm,
     connect,
     connection_options,
     emit,
     failures_path,
-    progress_factory,
     route_option,
     settings_from,
 )
@@ -22,6 +23,7 @@ from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
 from sfcleanup.report import render, write_failures_csv
+from sfcleanup.terminal import progress_board, refuse_prompt_with_json, stderr_console
 from sfcleanup.worker import Worker
 
 
@@ -49,20 +51,32 @@ def register(commands: Any) -> None:
 
 def plan_or_run(args: argparse.Namespace, out: Console) -> int:
     settings = settings_from(args)
-    logs.configure(settings.log_level, settings.log_format)
-    client = connect(settings)
-    worker = Worker(
-        client, settings, include_completed=args.include_completed, progress=progress_factory(out), interrupts=PROCESS
-    )
-    prepared = worker.prepare(args.run_ids)
-    preview = worker.preview(prepared)
-    if args.command == "plan":
-        return emit(preview, args, out)
-    if not args.json:
-        render(preview, out)
-    if not confirm(preview, args.yes, out):
-        out.print("Nothing was changed.")
-        return int(ExitCode.CLEAN)
-    report = worker.apply(prepared)
+    configure_logs(settings)
+    if args.command == "run":
+        if args.json and not args.yes:
+            refuse_prompt_with_json()
+        check_journal_dir(settings)
+    with progress_board(stderr_console()) as board:
+        client = connect(settings)
+        worker = Worker(
+            client,
+            settings,
+            include_completed=args.include_completed,
+            progress=board.phase if board else None,
+            interrupts=PROCESS,
+        )
+        with board.working(f"reading and planning {len(args.run_ids)} run(s)") if board else nullcontext():
+            prepared = worker.prepare(args.run_ids)
+        preview = worker.preview(prepared)
+        if board:
+            board.stop()  # the table and the prompt print on a quiet terminal
+        if args.command == "plan":
+            return emit(preview, args, out)
+        if not args.json:
+            render(preview, out)
+        if not confirm(preview, args):
+            out.print("Nothing was changed.")
+            return int(ExitCode.CLEAN)
+        report = worker.apply(prepared)
     write_failures_csv(report, failures_path(settings))
     return emit_with_readiness(client, settings, report, args, out)

@@ -4,8 +4,9 @@ printing a report."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+import os
+import sqlite3
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +14,14 @@ from typing import Any
 
 from rich.console import Console
 
-from sfcleanup import logs
+from sfcleanup import jsonout, logs
 from sfcleanup.config import AuthMode, Settings, load_settings
-from sfcleanup.errors import Cancelled, ConfigError
+from sfcleanup.errors import ConfigError
 from sfcleanup.report import Report, render
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import build_connector, http_session
 from sfcleanup.salesforce.retry import RetryPolicy
+from sfcleanup.terminal import ask, refuse_prompt_with_json, require_terminal, stderr_console
 
 Handler = Callable[[argparse.Namespace, Console], int]
 
@@ -83,7 +85,13 @@ def connect(settings: Settings) -> SalesforceClient:
     if settings.org.auth is AuthMode.LOCAL:
         from sfcleanup.salesforce.local import local_connector, open_local_org
 
-        org, _ = open_local_org(settings.org.local_state)
+        try:
+            org, _ = open_local_org(settings.org.local_state)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                f"--state {settings.org.local_state} cannot be opened as a local org ({exc}); give the file "
+                "`sfcleanup localorg serve --state` or an earlier `--org local --state` made, or a new path"
+            ) from None
         connector = local_connector(org, settings.org)
     else:
         connector = build_connector(settings.org, http_session(settings.org))
@@ -108,54 +116,44 @@ def connect(settings: Settings) -> SalesforceClient:
     return client
 
 
-def progress_factory(console: Console) -> Callable[[str, int], Callable[[int], None]] | None:
-    """A progress bar per phase (records, rate, ETA), on a terminal only."""
-    if not console.is_terminal:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    def start(label: str, total: int) -> Callable[[int], None]:
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.speed} rec/s"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        task = bar.add_task(label, total=total)
-        bar.start()
-
-        def advance(done: int) -> None:
-            bar.advance(task, done)
-            if bar.finished:
-                bar.stop()
-
-        return advance
-
-    return start
+def configure_logs(settings: Settings) -> None:
+    """The level set (flag, file or environment) as it is; unset, warnings only on a terminal (logs.configure)."""
+    logs.configure(settings.log_level if "log_level" in settings.model_fields_set else None, settings.log_format)
 
 
-def require_terminal() -> None:
-    """Writing needs a yes: from a person at a terminal, or --yes from a job."""
-    if not sys.stdin.isatty():
+def check_journal_dir(settings: Settings) -> None:
+    """Before anything is read or written: the journal folder can be written to, or made. Found mid-run, it
+    would stop a clean-up after its first writes with nowhere to record them. Nothing is created here: a
+    command refused later (at the prompt, say) leaves no trace."""
+    folder = settings.journal_dir
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path())
+    problem: str | None = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif existing == folder:
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".sfcleanup-check-"):
+                pass
+        except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable, so the folder cannot be made"
+    if problem is not None:
         raise ConfigError(
-            "refusing to write without a terminal to confirm on: review `sfcleanup plan`, then pass --yes"
+            f"journal folder {folder} cannot be written ({problem}): fix its permissions or pass --journal-dir "
+            "(SFCLEANUP_JOURNAL_DIR)"
         )
 
 
-def confirm(report: Report, assume_yes: bool, console: Console) -> bool:
-    if assume_yes:
+def confirm(report: Report, args: argparse.Namespace) -> bool:
+    """Writing needs a yes: --yes, or a person at a terminal (never with --json, which must not wait)."""
+    if getattr(args, "yes", False):
         return True
+    if args.json:
+        refuse_prompt_with_json()
     require_terminal()
     total = sum(c.planned for r in report.runs for c in r.objects.values())
-    try:
-        # Without markup=False rich takes "[y/N]" for a style tag and drops it from the prompt.
-        answer = console.input(f"Apply {total} changes to {len(report.runs)} run(s)? [y/N] ", markup=False)
-    except (KeyboardInterrupt, EOFError):
-        raise Cancelled("cancelled at the confirmation prompt: nothing was written") from None
-    return answer.strip().lower() in ("y", "yes")
+    return ask(f"Apply {total:,} changes to {len(report.runs)} run(s)?", stderr_console())
 
 
 def emit(
@@ -166,7 +164,7 @@ def emit(
         document = report.to_json()
         if readiness is not None:
             document["readiness"] = readiness
-        print(json.dumps(document, indent=2))
+        jsonout.write(document)
     else:
         render(report, out)
     return int(report.exit_code)

@@ -7,15 +7,14 @@ from typing import Any
 
 from rich.console import Console
 
-from sfcleanup import logs
 from sfcleanup.commands.common import (
+    check_journal_dir,
+    configure_logs,
     confirm,
     connect,
     connection_options,
     emit,
     failures_path,
-    progress_factory,
-    require_terminal,
     route_option,
     settings_from,
 )
@@ -24,6 +23,7 @@ from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
 from sfcleanup.report import Report, render, write_failures_csv
 from sfcleanup.sweep import SweepOptions, apply_preview, preview, sweep
+from sfcleanup.terminal import ProgressBoard, progress_board, refuse_prompt_with_json, require_terminal, stderr_console
 from sfcleanup.worker import Worker
 
 
@@ -42,13 +42,18 @@ def register(commands: Any) -> None:
 def run_sweep(args: argparse.Namespace, out: Console) -> int:
     options = SweepOptions(since_days=args.since, max_runs=args.max_runs, dry_run=args.dry_run)
     settings = settings_from(args)
-    logs.configure(settings.log_level, settings.log_format)
+    configure_logs(settings)
     confirm_needed = not args.dry_run and not args.yes
     if confirm_needed:
+        if args.json:
+            refuse_prompt_with_json()
         require_terminal()
-    client = connect(settings)
-    worker = Worker(client, settings, progress=progress_factory(out), interrupts=PROCESS)
-    report = _confirmed(worker, options, args, out) if confirm_needed else sweep(worker, options)
+    if not args.dry_run:
+        check_journal_dir(settings)
+    with progress_board(stderr_console()) as board:
+        client = connect(settings)
+        worker = Worker(client, settings, progress=board.phase if board else None, interrupts=PROCESS)
+        report = _confirmed(worker, options, args, out, board) if confirm_needed else sweep(worker, options)
     if report is None:
         out.print("Nothing was changed.")
         return int(ExitCode.CLEAN)
@@ -61,13 +66,17 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
     return emit_with_readiness(worker.client, settings, report, args, out)
 
 
-def _confirmed(worker: Worker, options: SweepOptions, args: argparse.Namespace, out: Console) -> Report | None:
+def _confirmed(
+    worker: Worker, options: SweepOptions, args: argparse.Namespace, out: Console, board: ProgressBoard | None
+) -> Report | None:
     """Show the runs found and their plans; after a yes, apply exactly those. None when the answer is no."""
     shown = preview(worker, options)
+    if board:
+        board.stop()  # the table and the prompt print on a quiet terminal
     if not shown.report.runs:
         return shown.report
     if not args.json:
         render(shown.report, out)
-    if not confirm(shown.report, False, out):
+    if not confirm(shown.report, args):
         return None
     return apply_preview(worker, shown)

@@ -26,6 +26,7 @@ from sfcleanup.errors import (
     BudgetReserveReached,
     ConfigError,
     DailyLimitReached,
+    Misconfigured,
     SfCleanupError,
     TransientExhausted,
 )
@@ -95,7 +96,8 @@ class Door:
     def _relogin(self) -> None:
         if not self._connector.can_refresh:
             raise AuthFailed(
-                "the session expired and a given access token cannot be renewed: get a new token and run again"
+                "the org refused the access token (wrong, or expired: a given token cannot be renewed); get a new "
+                "token and run again"
             )
         try:
             self._sf = self._open(self._connector.login())
@@ -151,6 +153,8 @@ class Door:
                 return DailyLimitReached(
                     f"the org's daily API limit is spent ({found.message}); run again when the 24-hour window rolls"
                 )
+            case Verdict.MISCONFIGURED:
+                return Misconfigured(f"{what}: cannot use the org's URL: {found.message}")
             case Verdict.EXPIRED_SESSION:
                 return AuthFailed(f"{what}: session refused after logging in again: {found.message}")
             case Verdict.CONNECTION_LOST if write:
