@@ -98,6 +98,8 @@ class Report:
 
     def to_json(self) -> dict[str, object]:
         return {
+            # The command ran to its end (its exit_code says how it went); errors are jsonout.error_document.
+            "status": "ok",
             "mode": self.mode,
             "exit_code": int(self.exit_code),
             "api_calls": self.api_calls,
