@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import traceback
@@ -18,6 +19,8 @@ from sfcleanup.commands import MODULES
 from sfcleanup.config import Settings
 from sfcleanup.errors import ExitCode, SfCleanupError
 from sfcleanup.interrupts import PROCESS
+
+PIPED_WIDTH = 160
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,8 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_main(arguments[2:])
     _Parser.json_errors = "--json" in arguments
     args = build_parser().parse_args(arguments)
-    # Org data (messages, names) must print as it is: no rich markup or highlighting of it.
-    out = Console(markup=False, highlight=False)
+    # Org data (messages, names) must print as it is: no rich markup or highlighting of it. Piped (into a
+    # file or a ticket) there is no terminal width to fit: wide enough that no table row wraps, unless COLUMNS
+    # says otherwise.
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    out = Console(markup=False, highlight=False, width=PIPED_WIDTH if piped else None)
     # SIGINT and SIGTERM alike: at once while reading, at the next safe point while writing (interrupts.py).
     with PROCESS.installed():
         return _dispatch(args, out)

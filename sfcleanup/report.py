@@ -157,8 +157,9 @@ def render(report: Report, console: Console) -> None:
     for run in report.runs:
         title = f"Invoice run {run.id}" + (f" ({run.name})" if run.name else "") + f": {run.status.value}"
         table = Table(title=title, title_justify="left")
-        table.add_column("object")
-        table.add_column("transition")
+        # API names are what gets pasted into a ticket and searched for: never cut or wrapped.
+        table.add_column("object", no_wrap=True, min_width=max((len(name) for name in run.objects), default=6))
+        table.add_column("transition", overflow="fold")
         for column in counts:
             table.add_column(column, justify="right")
         for sobject, numbers in run.objects.items():

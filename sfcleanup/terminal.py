@@ -57,6 +57,7 @@ class ProgressBoard:
     def __init__(self, console: Console) -> None:
         self._console = console
         self._live: Progress | None = None
+        self._spinners: set[TaskID] = set()
 
     def _progress(self) -> Progress:
         """The live display, started at its first bar; a new one after `stop` (a prompt came in between)."""
@@ -75,9 +76,14 @@ class ProgressBoard:
             self._live.start()
         return self._live
 
-    def phase(self, label: str, total: int) -> Callable[[int], None]:
-        """A bar for `total` records; the callback advances it by the records just answered."""
+    def phase(self, label: str, total: int | None) -> Callable[[int], None]:
+        """A bar for `total` records; the callback advances it by the records just answered or read.
+
+        A total of None (reading, before the count is known) shows records done and the rate, no time left; it
+        stays until the next bar starts, which is when the reading it counts has ended."""
         progress = self._progress()
+        for open_ended in [t.id for t in progress.tasks if t.total is None and t.id not in self._spinners]:
+            progress.remove_task(open_ended)
         task = progress.add_task(label, total=total)
 
         def advance(done: int) -> None:
@@ -94,9 +100,11 @@ class ProgressBoard:
         """A spinner with the time elapsed, for work whose size is not known ahead (reading and planning)."""
         progress = self._progress()
         task = progress.add_task(label, total=None)
+        self._spinners.add(task)
         try:
             yield
         finally:
+            self._spinners.discard(task)
             if any(t.id == task for t in progress.tasks):
                 progress.remove_task(task)
 

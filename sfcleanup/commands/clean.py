@@ -10,6 +10,7 @@ from rich.console import Console
 
 from sfcleanup.commands.common import (
     check_journal_dir,
+    check_summary,
     configure_logs,
     confirm,
     connect,
@@ -18,6 +19,7 @@ from sfcleanup.commands.common import (
     failures_path,
     route_option,
     settings_from,
+    summarize,
 )
 from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
@@ -52,6 +54,7 @@ def register(commands: Any) -> None:
 def plan_or_run(args: argparse.Namespace, out: Console) -> int:
     settings = settings_from(args)
     configure_logs(settings)
+    check_summary(args)
     if args.command == "run":
         if args.json and not args.yes:
             refuse_prompt_with_json()
@@ -63,6 +66,7 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
             settings,
             include_completed=args.include_completed,
             progress=board.phase if board else None,
+            reading_progress=board.phase if board else None,
             interrupts=PROCESS,
         )
         with board.working(f"reading and planning {len(args.run_ids)} run(s)") if board else nullcontext():
@@ -71,6 +75,7 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
         if board:
             board.stop()  # the table and the prompt print on a quiet terminal
         if args.command == "plan":
+            summarize(preview, args, client)
             return emit(preview, args, out)
         if not args.json:
             render(preview, out)
@@ -79,4 +84,5 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
             return int(ExitCode.CLEAN)
         report = worker.apply(prepared)
     write_failures_csv(report, failures_path(settings))
+    summarize(report, args, client)
     return emit_with_readiness(client, settings, report, args, out)

@@ -21,6 +21,7 @@ from sfcleanup.report import Report, render
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import build_connector, http_session
 from sfcleanup.salesforce.retry import RetryPolicy
+from sfcleanup.summary import markdown, write_summary
 from sfcleanup.terminal import ask, refuse_prompt_with_json, require_terminal, stderr_console
 
 Handler = Callable[[argparse.Namespace, Console], int]
@@ -49,6 +50,7 @@ def connection_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     out.add_argument("--log-format", choices=["auto", "json", "console"])
     out.add_argument("--journal-dir", type=Path, help="where journals and failure CSVs go")
+    out.add_argument("--summary", type=Path, metavar="FILE.md", help="also write a Markdown summary for a ticket")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -123,9 +125,20 @@ def configure_logs(settings: Settings) -> None:
 
 def check_journal_dir(settings: Settings) -> None:
     """Before anything is read or written: the journal folder can be written to, or made. Found mid-run, it
-    would stop a clean-up after its first writes with nowhere to record them. Nothing is created here: a
-    command refused later (at the prompt, say) leaves no trace."""
-    folder = settings.journal_dir
+    would stop a clean-up after its first writes with nowhere to record them."""
+    fix = "fix its permissions or pass --journal-dir (SFCLEANUP_JOURNAL_DIR)"
+    check_writable(settings.journal_dir, "journal folder", fix)
+
+
+def check_summary(args: argparse.Namespace) -> None:
+    """A --summary that could not be written is refused before the work, not after it."""
+    if getattr(args, "summary", None) is not None:
+        check_writable(args.summary.parent, f"--summary {args.summary}: folder", "give another path")
+
+
+def check_writable(folder: Path, what: str, fix: str) -> None:
+    """`folder` can be written to, or made. Nothing is created here: a command refused later (at the prompt,
+    say) leaves no trace."""
     existing = next((p for p in (folder, *folder.parents) if p.exists()), Path())
     problem: str | None = None
     if not existing.is_dir():
@@ -139,10 +152,14 @@ def check_journal_dir(settings: Settings) -> None:
     elif not os.access(existing, os.W_OK | os.X_OK):
         problem = f"{existing} is not writable, so the folder cannot be made"
     if problem is not None:
-        raise ConfigError(
-            f"journal folder {folder} cannot be written ({problem}): fix its permissions or pass --journal-dir "
-            "(SFCLEANUP_JOURNAL_DIR)"
-        )
+        raise ConfigError(f"{what} {folder} cannot be written ({problem}): {fix}")
+
+
+def summarize(report: Report, args: argparse.Namespace, client: SalesforceClient) -> None:
+    """With --summary: the Markdown summary of what was just reported, with links into the org."""
+    if getattr(args, "summary", None) is not None:
+        text = markdown(report, instance_url=client.instance_url, when=datetime.now(UTC))
+        write_summary(args.summary, text)
 
 
 def confirm(report: Report, args: argparse.Namespace) -> bool:

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from sfcleanup.commands.common import (
     check_journal_dir,
+    check_summary,
     configure_logs,
     confirm,
     connect,
@@ -17,6 +18,7 @@ from sfcleanup.commands.common import (
     failures_path,
     route_option,
     settings_from,
+    summarize,
 )
 from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
@@ -43,6 +45,7 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
     options = SweepOptions(since_days=args.since, max_runs=args.max_runs, dry_run=args.dry_run)
     settings = settings_from(args)
     configure_logs(settings)
+    check_summary(args)
     confirm_needed = not args.dry_run and not args.yes
     if confirm_needed:
         if args.json:
@@ -52,7 +55,8 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
         check_journal_dir(settings)
     with progress_board(stderr_console()) as board:
         client = connect(settings)
-        worker = Worker(client, settings, progress=board.phase if board else None, interrupts=PROCESS)
+        shown = board.phase if board else None
+        worker = Worker(client, settings, progress=shown, reading_progress=shown, interrupts=PROCESS)
         report = _confirmed(worker, options, args, out, board) if confirm_needed else sweep(worker, options)
     if report is None:
         out.print("Nothing was changed.")
@@ -61,6 +65,7 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
         write_failures_csv(report, failures_path(settings))
     if not report.runs and not args.json:
         out.print("No invoice run needs clean-up.")
+    summarize(report, args, worker.client)
     if args.dry_run:
         return emit(report, args, out)
     return emit_with_readiness(worker.client, settings, report, args, out)
