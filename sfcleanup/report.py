@@ -69,6 +69,8 @@ class RunOutcome:
     verify: dict[str, VerifyCount] = field(default_factory=dict)
     error_logs: int = 0
     journal: str | None = None
+    # Data Loader's success file, per run: every record and field written, before, after and outcome.
+    changes_csv: str | None = None
     message: str | None = None
     exit_code: ExitCode = ExitCode.CLEAN
     # The kind of stop (the error's class name): a busy run, a spent API limit, a signal...
@@ -129,6 +131,7 @@ def _run_json(run: RunOutcome) -> dict[str, object]:
         "verify": {name: asdict(count) for name, count in run.verify.items()},
         "error_logs": run.error_logs,
         "journal": run.journal,
+        "changes_csv": run.changes_csv,
         "message": run.message,
         "exit_code": int(run.exit_code),
     }
@@ -166,9 +169,11 @@ def render(report: Report, console: Console) -> None:
             label = "\n".join(f"{k}: {v}" for k, v in (run.transitions.get(sobject) or {}).items()) or "-"
             table.add_row(sobject, label, *(str(getattr(numbers, c)) for c in counts))
         console.print(table)
-        details = [f"run status: {run.run_status}", f"CleanUp Status: {run.cleanup_status or '-'}"]
+        details = [f"run status: {run.run_status or '-'}", f"CleanUp Status: {run.cleanup_status or '-'}"]
         if run.journal:
             details.append(f"journal: {run.journal}")
+        if run.changes_csv:
+            details.append(f"changes: {run.changes_csv}")
         console.print("  " + "; ".join(details))
         for anomaly in run.anomalies[:10]:
             console.print(f"  anomaly {anomaly.sobject} {anomaly.id}: {anomaly.detail}")
@@ -188,6 +193,10 @@ def render(report: Report, console: Console) -> None:
             console.print(f"  ... and {len(run.held) - 10} more held back (see --json or the failures CSV)")
         if run.message:
             console.print(f"  {run.message}")
+    if report.mode == "journal":  # read from a journal: no calls to report
+        if report.failures_csv:
+            console.print(f"Failures CSV: {report.failures_csv}")
+        return
     summary = f"API calls so far: {report.api_calls}"
     if report.estimated_calls:
         summary += f"; estimated for the clean-up: {report.estimated_calls}"

@@ -16,15 +16,15 @@ from sfcleanup.commands.common import (
     connect,
     connection_options,
     emit,
-    failures_path,
     route_option,
     settings_from,
     summarize,
+    write_artefacts,
 )
 from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
-from sfcleanup.report import render, write_failures_csv
+from sfcleanup.report import render
 from sfcleanup.terminal import progress_board, refuse_prompt_with_json, stderr_console
 from sfcleanup.worker import Worker
 
@@ -83,6 +83,6 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
             out.print("Nothing was changed.")
             return int(ExitCode.CLEAN)
         report = worker.apply(prepared)
-    write_failures_csv(report, failures_path(settings))
+    write_artefacts(report, settings)
     summarize(report, args, client)
     return emit_with_readiness(client, settings, report, args, out)

@@ -17,7 +17,9 @@ from rich.console import Console
 from sfcleanup import jsonout, logs
 from sfcleanup.config import AuthMode, Settings, load_settings
 from sfcleanup.errors import ConfigError
-from sfcleanup.report import Report, render
+from sfcleanup.journal import JournalError, read_entries
+from sfcleanup.journalreport import changes_path, last_written, write_changes_csv
+from sfcleanup.report import Report, render, write_failures_csv
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import build_connector, http_session
 from sfcleanup.salesforce.retry import RetryPolicy
@@ -185,6 +187,21 @@ def emit(
     else:
         render(report, out)
     return int(report.exit_code)
+
+
+def write_artefacts(report: Report, settings: Settings) -> None:
+    """After writing: the failures CSV of the invocation, and each run's changes CSV from its journal."""
+    write_failures_csv(report, failures_path(settings))
+    for run in report.runs:
+        if run.journal is None or not Path(run.journal).is_file():
+            continue
+        journal = Path(run.journal)
+        try:
+            entries = read_entries(journal, allow_truncated=True)
+        except JournalError as exc:
+            run.message = (run.message + "; " if run.message else "") + f"no changes CSV: {exc}"
+            continue
+        run.changes_csv = str(write_changes_csv(last_written(entries), changes_path(journal)))
 
 
 def failures_path(settings: Settings) -> Path:

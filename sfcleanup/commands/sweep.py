@@ -15,15 +15,15 @@ from sfcleanup.commands.common import (
     connect,
     connection_options,
     emit,
-    failures_path,
     route_option,
     settings_from,
     summarize,
+    write_artefacts,
 )
 from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
-from sfcleanup.report import Report, render, write_failures_csv
+from sfcleanup.report import Report, render
 from sfcleanup.sweep import SweepOptions, apply_preview, preview, sweep
 from sfcleanup.terminal import ProgressBoard, progress_board, refuse_prompt_with_json, require_terminal, stderr_console
 from sfcleanup.worker import Worker
@@ -62,7 +62,7 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
         out.print("Nothing was changed.")
         return int(ExitCode.CLEAN)
     if not args.dry_run:
-        write_failures_csv(report, failures_path(settings))
+        write_artefacts(report, settings)
     if not report.runs and not args.json:
         out.print("No invoice run needs clean-up.")
     summarize(report, args, worker.client)
