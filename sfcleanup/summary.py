@@ -109,7 +109,8 @@ def markdown(report: Report, *, instance_url: str | None, when: datetime, artefa
     if org:
         head.append(org + "  ")
     head.append(f"**Exit code:** {code} ({EXIT_MEANING.get(code, '?')}); API calls: {report.api_calls:,}")
-    files = [*artefacts, *([report.failures_csv] if report.failures_csv else [])]
+    files = [*artefacts, *(run.changes_csv for run in report.runs if run.changes_csv)]
+    files += [report.failures_csv] if report.failures_csv else []
     if files:
         head += ["", "Files: " + ", ".join(f"`{name}`" for name in files)]
     body = [line for run in report.runs for line in ["", *_run_section(run, instance_url)]]
