@@ -21,6 +21,8 @@ from sfcleanup.errors import ExitCode, SfCleanupError
 from sfcleanup.interrupts import PROCESS
 
 PIPED_WIDTH = 160
+# What a production install may lack: the local org (left out of the container image) and its HTTPS CA maker.
+LOCAL_ORG_MODULES = ("sfcleanup.localorg", "trustme")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:2] == ["localorg", "serve"]:
-        from sfcleanup.localorg.server import serve_main
-
+        try:
+            from sfcleanup.localorg.server import serve_main
+        except ModuleNotFoundError as exc:
+            print(f"sfcleanup: {_missing_local_org(exc)}", file=sys.stderr)
+            return int(ExitCode.BAD_INPUT)
         return serve_main(arguments[2:])
     _Parser.json_errors = "--json" in arguments
     args = build_parser().parse_args(arguments)
@@ -80,6 +85,8 @@ def _dispatch(args: argparse.Namespace, out: Console) -> int:
         message = f"interrupted by {name}; the journal shows what was written; run again"
         return _failed(args, "interrupted", message, int(ExitCode.STOPPED))
     except Exception as exc:  # a bug or the machine: one line saying where to look, never a bare traceback
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith(LOCAL_ORG_MODULES):
+            return _failed(args, "config_error", _missing_local_org(exc), int(ExitCode.BAD_INPUT))
         journals = _journal_dir(args)
         where = _crash_log(exc, journals)
         message = logs.scrub_text(
@@ -87,6 +94,14 @@ def _dispatch(args: argparse.Namespace, out: Console) -> int:
             "safe to run again; please report it with that file"
         )
         return _failed(args, "unexpected_error", message, int(ExitCode.STOPPED))
+
+
+def _missing_local_org(exc: ModuleNotFoundError) -> str:
+    what = "trustme" if exc.name == "trustme" else "the local org"
+    return (
+        f"{what} is not installed here (the production image leaves the local org out): rehearse with a "
+        "development install (`make .venv/.installed`, or `pip install '.[localorg]'` in the repository)"
+    )
 
 
 def _failed(args: argparse.Namespace, code: str, message: str, exit_code: int) -> int:
