@@ -166,3 +166,31 @@ def test_an_unexpected_error_is_a_json_error(
     state, info = org_file
     assert main(local_args(state, tmp_path, "plan", info.runs["failed_run"], "--json")) == 3
     assert "traceback in" in _error(capsys, 3, "unexpected_error")
+
+
+def test_a_fault_that_outlasts_the_retries_is_a_json_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing answers at the org's address: `transient_exhausted`, exit 3."""
+    for name, value in (("MAX_ATTEMPTS", "2"), ("BACKOFF_INITIAL_S", "0"), ("BACKOFF_MAX_S", "0")):
+        monkeypatch.setenv(f"SFCLEANUP_RETRY__{name}", value)
+    argv = ["plan", RUN_ID, "--json", "--instance-url", "https://127.0.0.1:9", "--access-token", "0!x"]
+    assert main([*argv, "--log-level", "error"]) == 3
+    assert "run again later" in _error(capsys, 3, "transient_exhausted")
+
+
+def test_a_signal_while_reading_is_a_json_error(
+    org_file: tuple[Path, ScenarioInfo],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while runs are read (nothing written yet): `interrupted`, exit 3."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sfcleanup.worker.Worker.prepare", interrupted)
+    state, info = org_file
+    assert main(local_args(state, tmp_path, "plan", info.runs["failed_run"], "--json")) == 3
+    assert "SIGINT" in _error(capsys, 3, "interrupted")
