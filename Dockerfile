@@ -5,6 +5,7 @@
 #   docker run --rm \
 #     -e SFCLEANUP_ORG__CONSUMER_KEY=3MVG9... -e SFCLEANUP_ORG__USERNAME=sfcleanup@acme.com \
 #     -e SFCLEANUP_ORG__PRIVATE_KEY_FILE=/run/secrets/sfcleanup/private-key \
+#     -e SFCLEANUP_WORKER_ID=docker/sfcleanup-nightly \
 #     -v "$PWD/sfcleanup.key:/run/secrets/sfcleanup/private-key:ro" \
 #     -v sfcleanup-journal:/work/sfcleanup-journal \
 #     sfcleanup                                   # = sfcleanup sweep --yes --log-format json
@@ -13,8 +14,18 @@
 # Settings come from SFCLEANUP_* variables (sections joined by "__") or a TOML file passed with --config.
 # Secrets never go into the image or its environment in clear: mount them as files and point the *_FILE
 # settings at them (SFCLEANUP_ORG__PRIVATE_KEY_FILE, ..._ACCESS_TOKEN_FILE, ..._CONSUMER_SECRET_FILE,
-# ..._PASSWORD_FILE). Exit codes: 0 clean, 1 rows failed, 2 bad input (nothing written), 3 stopped early and
-# safe to run again later (see docs/runbook.md).
+# ..._PASSWORD_FILE). SFCLEANUP_WORKER_ID names this job in the run's lease: keep it the same from one
+# container to the next, so a container killed mid-run is resumed by the next one instead of waiting out its
+# lease (15 minutes). Exit codes: 0 clean, 1 rows failed, 2 a mistake to fix (a setting, refused credentials,
+# an untrusted certificate, an unwritable journal volume), 3 stopped early and safe to run again later (see
+# docs/runbook.md).
+#
+# The plan of the run being cleaned is kept in a temporary SQLite file (about 1.1 KB per order product or usage
+# summary: 1.1 GB for a million); the container's /tmp must have that room (TMPDIR moves it).
+#
+# The base image is named by tag. Pin it by digest for production builds, with the digest your registry gives
+# for the tag on the day you build (`docker buildx imagetools inspect python:3.11-slim`):
+#   docker build --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:<digest> -t sfcleanup .
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -42,17 +53,23 @@ RUN groupadd --system --gid 10001 sfcleanup \
     && useradd --system --uid 10001 --gid sfcleanup --home-dir /work --no-create-home \
        --shell /usr/sbin/nologin sfcleanup
 
-# Dependencies first, pinned to exact versions, so this layer is reused until requirements.lock changes.
+# Dependencies first, pinned to exact versions and checked against their sha256 hashes, so this layer is reused
+# until requirements.lock changes and a tampered or substituted file fails the build.
 COPY requirements.lock /tmp/requirements.lock
-RUN pip install --no-cache-dir -r /tmp/requirements.lock \
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
     && rm /tmp/requirements.lock
 
 # Then sfcleanup itself, without letting pip resolve anything else; `pip check` fails the build if the lock
 # is missing something sfcleanup needs.
+# The local org (an SQLite imitation of Salesforce for rehearsals and tests) is left out of the production image,
+# with trustme, its HTTPS server's CA maker (the `localorg` extra, not installed): `--org local`, `demo` and
+# `localorg serve` then say so in one line (exit 2).
 COPY --from=build /dist/ /tmp/dist/
 RUN pip install --no-cache-dir --no-deps /tmp/dist/*.whl \
     && rm -rf /tmp/dist \
-    && pip check
+    && rm -rf "$(python -I -c 'import pathlib, sfcleanup; print(pathlib.Path(sfcleanup.__file__).parent / "localorg")')" \
+    && pip check \
+    && sfcleanup --version
 
 WORKDIR /work
 RUN mkdir -p /work/sfcleanup-journal && chown -R 10001:10001 /work

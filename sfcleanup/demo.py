@@ -51,7 +51,8 @@ def run_demo(args: argparse.Namespace, out: Console) -> int:
     if args.log_format:
         overrides["log_format"] = args.log_format
     settings = load_settings(None, **overrides)
-    logs.configure(settings.log_level, settings.log_format)
+    # Unset, the level is warnings on a terminal (logs.configure): the demo's tables are what a person reads.
+    logs.configure(settings.log_level if "log_level" in settings.model_fields_set else None, settings.log_format)
     org, info = open_local_org(None, scenario="demo")
     if info is None:  # a fresh in-memory org is always seeded
         raise PreflightError("the demo scenario could not be seeded")

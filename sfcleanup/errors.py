@@ -1,8 +1,9 @@
 """The errors sfcleanup reports, each with the exit code it maps to.
 
-0 clean, 1 finished with row failures (or records verification could not account for), 2 bad input or
-configuration (nothing written), 3 stopped early and safe to re-run (daily API limit, budget reserve,
-authentication, a fault that outlasted the retries, a signal).
+0 clean, 1 finished with row failures (or records verification could not account for), 2 something a person
+must fix before running again (a flag, a setting, refused credentials, an untrusted certificate, a host name
+that does not resolve, a folder that cannot be written), 3 stopped early and a later re-run continues by itself
+(daily API limit, budget reserve, a fault that outlasted the retries, another worker holds the run, a signal).
 
 A stop either concerns one run (another worker holds it, a fault on its records outlasted the retries: the
 next run is tried) or every run (`ends_invocation`: the daily limit, the reserve, authentication, a signal:
@@ -29,6 +30,12 @@ class SfCleanupError(Exception):
     # True when no other run of the invocation can succeed either.
     ends_invocation: ClassVar[bool] = False
 
+    @property
+    def code(self) -> str:
+        """A stable name for `--json` error objects: the class name in snake case (`auth_failed`)."""
+        name = type(self).__name__
+        return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
 
 class ConfigError(SfCleanupError):
     """Bad input or configuration, found before anything was written."""
@@ -54,7 +61,18 @@ class BudgetReserveReached(StopRun):
     ends_invocation = True
 
 
-class AuthFailed(StopRun):
+class AuthFailed(ConfigError):
+    """The org refused the credentials: a wrong or expired token given by hand, a refused login (certificate
+    replaced on the connected app, user deactivated, wrong login URL). Waiting does not fix it: a person must,
+    and every run would meet it, so it ends the invocation."""
+
+    ends_invocation = True
+
+
+class Misconfigured(ConfigError):
+    """The org's address cannot be used as configured: the host name does not resolve, or its certificate is
+    not trusted. Every run would meet it, so it ends the invocation."""
+
     ends_invocation = True
 
 

@@ -2,8 +2,9 @@
 
 One file per run (`<journal_dir>/<run_id>.jsonl`); each invocation appends. Before a batch is sent its
 records are written as `pending` with their before and after values; once the org answers, each gets its
-outcome. Every batch is flushed and fsynced, so a crash loses at most the answer to the batch in flight, never
-the knowledge that it was sent.
+outcome. Records are written compactly, a line per batch (`journalformat`); `read_entries` gives every reader
+one entry per record, whichever format wrote the file. Every batch is flushed and fsynced, so a crash loses
+at most the answer to the batch in flight, never the knowledge that it was sent.
 """
 
 from __future__ import annotations
@@ -19,9 +20,22 @@ from sfcleanup import __version__
 from sfcleanup.changes import Change
 from sfcleanup.clock import Clock, utc_now
 from sfcleanup.entries import RecordEntry, records
+from sfcleanup.journalformat import (
+    FORMAT,
+    OUTCOME_ROWS,
+    PENDING_ROWS,
+    by_object,
+    expand,
+    fields_of,
+    outcome_row,
+    pending_row,
+)
+from sfcleanup.journalformat import (
+    JournalError as JournalError,  # re-exported: readers catch it from here
+)
 from sfcleanup.outcomes import RowResult
 
-JOURNAL_VERSION = 1
+JOURNAL_VERSION = FORMAT
 
 
 def journal_path(directory: Path, run_id: str, kind: str = "") -> Path:
@@ -36,6 +50,10 @@ class Journal:
         self.run_id = run_id
         self.invocation = uuid.uuid4().hex
         self._clock = clock
+        # What this invocation journaled as pending, per (batch, object, id), until the answer comes: an
+        # outcome row then names only the answer.
+        self._sent: dict[tuple[str, str, str], Change] = {}
+        self._fields: dict[tuple[str, str], list[str]] = {}
         self._handle = self.path.open("a", encoding="utf-8")
 
     def __enter__(self) -> Journal:
@@ -76,29 +94,28 @@ class Journal:
             [self._entry("start", version=JOURNAL_VERSION, tool=__version__, mode=mode, options=options, **extra)]
         )
 
-    def _record(self, kind: str, phase: str, batch: str, change: Change, **extra: object) -> dict[str, object]:
-        return self._entry(
-            kind,
-            phase=phase,
-            batch=batch,
-            object=change.sobject,
-            id=change.id,
-            group=change.group,
-            before=change.before,
-            after=change.after,
-            **extra,
-        )
-
     def pending(self, phase: str, batch: str, changes: Iterable[Change]) -> None:
-        self._write(self._record("pending", phase, batch, c) for c in changes)
+        lines = []
+        for sobject, group in by_object(changes).items():
+            fields = self._fields.setdefault((batch, sobject), fields_of(group))
+            for change in group:
+                self._sent[(batch, sobject, change.id)] = change
+            rows = [pending_row(c, fields) for c in group]
+            lines.append(self._entry(PENDING_ROWS, phase=phase, batch=batch, object=sobject, fields=fields, rows=rows))
+        self._write(lines)
 
     def outcomes(self, phase: str, batch: str, results: Iterable[RowResult]) -> None:
-        """One entry per record: outcome is `updated`, `confirmed` (found applied after a lost answer),
+        """One row per record: outcome is `updated`, `confirmed` (found applied after a lost answer),
         `failed` or `locked` (to be retried)."""
-        self._write(
-            self._record("outcome", phase, batch, r.change, outcome=r.outcome.value, code=r.code, message=r.message)
-            for r in results
-        )
+        grouped: dict[str, list[RowResult]] = {}
+        for result in results:
+            grouped.setdefault(result.change.sobject, []).append(result)
+        lines = []
+        for sobject, group in grouped.items():
+            fields = self._fields.get((batch, sobject)) or fields_of([r.change for r in group])
+            rows = [outcome_row(r, fields, self._sent.pop((batch, sobject, r.change.id), None)) for r in group]
+            lines.append(self._entry(OUTCOME_ROWS, phase=phase, batch=batch, object=sobject, fields=fields, rows=rows))
+        self._write(lines)
 
     def run_field(self, field: str, before: str | None, after: str | None, outcome: str) -> None:
         self._write([self._entry("run_field", field=field, before=before, after=after, outcome=outcome)])
@@ -121,10 +138,6 @@ class Journal:
             if entry.invocation == self.invocation:
                 last[(entry.sobject, entry.id)] = entry
         return last
-
-
-class JournalError(ValueError):
-    """A journal that cannot be trusted as it is; the message says what is wrong and what to do."""
 
 
 REQUIRED_KEYS = frozenset({"type", "run_id", "invocation", "at"})
@@ -155,6 +168,10 @@ def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str,
         entries.append(entry)
     if not entries:
         raise JournalError(f"journal {path} is empty")
+    try:
+        entries = list(expand(entries))
+    except JournalError as exc:
+        raise JournalError(f"journal {path} has a damaged record line: {exc}") from None
     runs = {str(e["run_id"]) for e in entries}
     if len(runs) > 1:
         raise JournalError(f"journal {path} mixes entries of several runs ({', '.join(sorted(runs))})")

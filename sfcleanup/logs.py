@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Literal, TextIO
+from typing import Literal, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -59,10 +59,28 @@ def scrub_text(text: str) -> str:
     return _mask(text)
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured: while progress bars
+    are drawn, rich puts a proxy there that prints each line above the bars instead of through them."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(
-    level: str = "info", fmt: Literal["auto", "json", "console"] = "auto", stream: TextIO | None = None
+    level: str | None = "info", fmt: Literal["auto", "json", "console"] = "auto", stream: TextIO | None = None
 ) -> None:
-    out = stream or sys.stderr
+    """`level` None: warnings and worse on a terminal (a person watches the bars and reads the report), info
+    for a job's log."""
+    out: TextIO | _CurrentStderr = stream or _CurrentStderr()
+    if level is None:
+        level = "warning" if out.isatty() else "info"
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
@@ -77,6 +95,7 @@ def configure(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # PrintLogger only calls write and flush, which _CurrentStderr has.
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )

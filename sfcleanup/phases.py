@@ -29,7 +29,8 @@ from sfcleanup.salesforce.write import CompositeWriter
 from sfcleanup.salesforce.writers import writer_for
 
 log = structlog.get_logger("sfcleanup.worker")
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
+# A progress display: (label, total records or None while the total is not known) -> advance by n records.
+ProgressFactory = Callable[[str, int | None], Callable[[int], None]]
 
 
 def _label(sobject: str) -> str:

@@ -15,6 +15,7 @@ from sfcleanup.clock import Clock, utc_now
 from sfcleanup.config import Settings
 from sfcleanup.lease import LeaseHeld, Leases
 from sfcleanup.models import InvoiceRun
+from sfcleanup.phases import ProgressFactory
 from sfcleanup.plan import RunPlan
 from sfcleanup.preflight import OrgReadiness
 from sfcleanup.salesforce.client import SalesforceClient
@@ -47,7 +48,9 @@ class Preparer:
         *,
         include_completed: bool = False,
         clock: Clock = utc_now,
+        progress: ProgressFactory | None = None,
     ) -> None:
+        self._progress = progress
         self._client = client
         self._settings = settings
         self._leases = leases
@@ -77,7 +80,8 @@ class Preparer:
         return Prepared(readiness, plans, estimate, budget, planned_at)
 
     def plan(self, run: InvoiceRun) -> RunPlan:
-        plan, read = plan_streaming(self._client, run)
+        shown = self._progress(f"reading {run.id}", None) if self._progress else None
+        plan, read = plan_streaming(self._client, run, on_page=shown or (lambda _: None))
         log.info("plan.ready", run=run.id, records=read, changes=plan.total)
         return plan
 

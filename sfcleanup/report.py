@@ -71,6 +71,8 @@ class RunOutcome:
     verify: dict[str, VerifyCount] = field(default_factory=dict)
     error_logs: int = 0
     journal: str | None = None
+    # Data Loader's success file, per run: every record and field written, before, after and outcome.
+    changes_csv: str | None = None
     message: str | None = None
     exit_code: ExitCode = ExitCode.CLEAN
     # The kind of stop (the error's class name): a busy run, a spent API limit, a signal...
@@ -106,6 +108,8 @@ class Report:
 
     def to_json(self) -> dict[str, object]:
         return {
+            # The command ran to its end (its exit_code says how it went); errors are jsonout.error_document.
+            "status": "ok",
             "mode": self.mode,
             "org": self.org.as_json() if self.org else None,
             "exit_code": int(self.exit_code),
@@ -138,6 +142,7 @@ def _run_json(run: RunOutcome) -> dict[str, object]:
         "new_since_plan": run.new_since_plan,
         "error_logs": run.error_logs,
         "journal": run.journal,
+        "changes_csv": run.changes_csv,
         "message": run.message,
         "exit_code": int(run.exit_code),
     }
@@ -169,17 +174,20 @@ def render(report: Report, console: Console) -> None:
     for run in report.runs:
         title = f"Invoice run {run.id}" + (f" ({run.name})" if run.name else "") + f": {run.status.value}"
         table = Table(title=title, title_justify="left")
-        table.add_column("object")
-        table.add_column("transition")
+        # API names are what gets pasted into a ticket and searched for: never cut or wrapped.
+        table.add_column("object", no_wrap=True, min_width=max((len(name) for name in run.objects), default=6))
+        table.add_column("transition", overflow="fold")
         for column in counts:
             table.add_column(column, justify="right")
         for sobject, numbers in run.objects.items():
             label = "\n".join(f"{k}: {v}" for k, v in (run.transitions.get(sobject) or {}).items()) or "-"
             table.add_row(sobject, label, *(str(getattr(numbers, c)) for c in counts))
         console.print(table)
-        details = [f"run status: {run.run_status}", f"CleanUp Status: {run.cleanup_status or '-'}"]
+        details = [f"run status: {run.run_status or '-'}", f"CleanUp Status: {run.cleanup_status or '-'}"]
         if run.journal:
             details.append(f"journal: {run.journal}")
+        if run.changes_csv:
+            details.append(f"changes: {run.changes_csv}")
         console.print("  " + "; ".join(details))
         for anomaly in run.anomalies[:10]:
             console.print(f"  anomaly {anomaly.sobject} {anomaly.id}: {anomaly.detail}")
@@ -203,6 +211,10 @@ def render(report: Report, console: Console) -> None:
             console.print(f"  ... and {len(run.held) - 10} more held back (see --json or the failures CSV)")
         if run.message:
             console.print(f"  {run.message}")
+    if report.mode == "journal":  # read from a journal: no calls to report
+        if report.failures_csv:
+            console.print(f"Failures CSV: {report.failures_csv}")
+        return
     summary = f"API calls so far: {report.api_calls}"
     if report.estimated_calls:
         summary += f"; estimated for the clean-up: {report.estimated_calls}"

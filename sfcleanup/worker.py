@@ -88,6 +88,7 @@ class Worker:
         *,
         include_completed: bool = False,
         progress: ProgressFactory | None = None,
+        reading_progress: ProgressFactory | None = None,
         sleep: Callable[[float], None] = time.sleep,
         interrupts: Interrupts | None = None,
         clock: Clock = utc_now,
@@ -111,11 +112,17 @@ class Worker:
         self.leases = Leases(client, identity, settings.lease_timeout_s)
         self.include_completed = include_completed
         self._progress = progress
+        self._reading_progress = reading_progress
 
     # Built on each use from the current collaborators: `leases` may be replaced (tests, a second identity).
     def _preparer(self) -> Preparer:
         return Preparer(
-            self.client, self.settings, self.leases, include_completed=self.include_completed, clock=self._clock
+            self.client,
+            self.settings,
+            self.leases,
+            include_completed=self.include_completed,
+            clock=self._clock,
+            progress=self._reading_progress,
         )
 
     def _cleaner(self) -> RunCleaner:

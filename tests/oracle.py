@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sfcleanup.journalformat import expand
+
 Snapshot = dict[str, list[dict[str, Any]]]
 GUARDED = {"Posted", "Post In progress"}
 VOLATILE = {"LastModifiedDate", "SystemModstamp"}
@@ -170,7 +172,8 @@ def changed_ids(before: Snapshot, after: Snapshot) -> set[str]:
 
 
 def journal_entries(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Every entry, one per record (compact record lines expanded); journals of several runs may be joined."""
+    return list(expand(json.loads(line) for line in path.read_text().splitlines() if line.strip()))
 
 
 def journal_consistent(path: Path, before: Snapshot, after: Snapshot) -> list[str]:

@@ -127,14 +127,14 @@ def test_missing_required_setting(
 
 
 @pytest.mark.slow
-def test_wrong_token_is_a_resumable_auth_stop(
+def test_wrong_token_is_a_mistake_to_fix(
     served: tuple[LocalOrgServer, ScenarioInfo],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A token the org does not know stops with exit 3 and says to get a new one."""
+    """A token the org does not know exits 2 (waiting will not fix it) and says to get a new one."""
     server, info = served
     argv = _run(server, monkeypatch, tmp_path, "run", info.runs["failed_run"], "--yes")
     monkeypatch.setenv("SFCLEANUP_ORG__ACCESS_TOKEN", "00D5g0000000001!not-a-token")
-    _refused(argv, server, capsys, "new token", code=3)
+    _refused(argv, server, capsys, "new token", code=2)

@@ -76,19 +76,29 @@ def _pyproject() -> dict[str, Any]:
 
 
 @cache
-def _lock() -> dict[str, tuple[str, str]]:
-    """requirements.lock as {canonical name: (the line, the pinned version)}."""
-    pins: dict[str, tuple[str, str]] = {}
-    for raw in LOCK.read_text(encoding="utf-8").splitlines():
+def _lock_entries() -> dict[str, tuple[str, str, list[str]]]:
+    """requirements.lock as {canonical name: (the pin, the version, its sha256 hashes)}; a pin's hashes follow
+    it on continuation lines."""
+    entries: dict[str, tuple[str, str, list[str]]] = {}
+    text = LOCK.read_text(encoding="utf-8").replace("\\\n", " ")
+    for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
-        assert match, f"requirements.lock: {line!r} is not pinned as name==version"
+        pin, *options = line.split()
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", pin)
+        assert match, f"requirements.lock: {pin!r} is not pinned as name==version"
+        hashes = [option.removeprefix("--hash=sha256:") for option in options]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), f"requirements.lock: {line[:80]}"
         name = canonicalize_name(match.group(1))
-        assert name not in pins, f"requirements.lock: {name} twice"
-        pins[name] = (line, match.group(2))
-    return pins
+        assert name not in entries, f"requirements.lock: {name} twice"
+        entries[name] = (pin, match.group(2), hashes)
+    return entries
+
+
+def _lock() -> dict[str, tuple[str, str]]:
+    """requirements.lock as {canonical name: (the pin, the pinned version)}."""
+    return {name: (pin, version) for name, (pin, version, _) in _lock_entries().items()}
 
 
 def _settings_env_names(model: type[BaseModel], prefix: str, delimiter: str) -> set[str]:
@@ -150,7 +160,9 @@ def test_requirements_are_pinned_exactly() -> None:
     assert _lock()
     runs = [arguments for name, arguments in _instructions() if name == "RUN"]
     installs = [part for run in runs for part in re.split(r"&&|;", run) if re.search(r"\bpip3? install\b", part)]
-    assert any(re.search(r"-r \S*requirements\.lock\b", part) for part in installs), "the lock is not installed"
+    assert any(re.search(r"--require-hashes -r \S*requirements\.lock\b", part) for part in installs), (
+        "the lock is not installed with --require-hashes"
+    )
     for part in installs:
         words = part.split()[part.split().index("install") + 1 :]
         if "-r" in words:
@@ -265,3 +277,95 @@ def test_image_runs_unprivileged_with_a_journal_volume() -> None:
     assert journal and [journal.group(1)] in volumes
     base = [arguments for name, arguments in instructions if name in ("ARG", "FROM")]
     assert any("python:3.11-slim" in arguments for arguments in base)
+
+
+WORKFLOW = ROOT / "deploy" / "github-actions" / "sfcleanup-sweep.yml"
+
+
+def test_every_pin_has_hashes_and_the_image_checks_them() -> None:
+    """Each locked package carries its sha256 hashes, so `pip install --require-hashes` accepts the lock; the
+    Dockerfile and the workflow install it that way."""
+    assert all(hashes for _, _, hashes in _lock_entries().values())
+    assert "--require-hashes -r requirements.lock" in WORKFLOW.read_text(encoding="utf-8")
+
+
+def test_the_local_org_and_trustme_stay_out_of_the_image() -> None:
+    """trustme is an optional extra, not a dependency nor in the lock; the image deletes the local org package."""
+    project = _pyproject()["project"]
+    runtime = {canonicalize_name(Requirement(text).name) for text in project["dependencies"]}
+    assert "trustme" not in runtime and "trustme" not in _lock()
+    assert any(Requirement(text).name == "trustme" for text in project["optional-dependencies"]["localorg"])
+    runs = " ".join(arguments for name, arguments in _instructions() if name == "RUN")
+    assert re.search(r"rm -rf \"\$\(python -I -c '[^']*sfcleanup[^']*\"localorg\"\)'\)\"", runs), runs
+
+
+def test_without_the_local_org_its_commands_say_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where the local org is left out (the image), `--org local`, `demo` and `localorg serve` exit 2 with one
+    line; every other command still imports."""
+    import sys
+
+    from sfcleanup.cli import main
+
+    for name in [n for n in sys.modules if n.startswith("sfcleanup.localorg")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "sfcleanup.localorg", None)
+    monkeypatch.setitem(sys.modules, "trustme", None)
+    for name in ("sfcleanup.salesforce.local", "sfcleanup.demo"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    for argv in (["plan", "a1A5g0000000001EAA", "--org", "local"], ["demo"], ["localorg", "serve"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "production image leaves the local org out" in err and "\n" not in err
+
+
+def test_every_example_names_a_stable_worker(tmp_path: Path) -> None:
+    """The docker run example, the CronJob and the workflow each set SFCLEANUP_WORKER_ID to a fixed value, so a
+    restarted container resumes its lease instead of waiting it out."""
+    assert re.search(r"-e SFCLEANUP_WORKER_ID=[\w/.-]+", DOCKERFILE.read_text(encoding="utf-8"))
+    assert re.search(r"name: SFCLEANUP_WORKER_ID\n\s+value: \"[\w/.-]+\"", CRONJOB.read_text(encoding="utf-8"))
+    assert re.search(r"\n\s+SFCLEANUP_WORKER_ID: [\w/.-]+\n", WORKFLOW.read_text(encoding="utf-8"))
+
+
+def _bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)?", quantity).groups()  # type: ignore[union-attr]
+    return int(number) * {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}[unit]
+
+
+def test_the_cronjob_tmp_holds_the_plan_of_a_million_sources() -> None:
+    """The plan store's size per source, measured on a generated run, times a million fits the CronJob's /tmp."""
+    from sfcleanup import preflight
+    from sfcleanup.localorg.app import LocalOrg
+    from sfcleanup.localorg.faults import FaultProfile
+    from sfcleanup.localorg.seed import seed
+    from sfcleanup.localorg.store import Store
+    from sfcleanup.salesforce.read import plan_streaming
+    from tests.support import make_client
+
+    sources = 2_000
+    store = Store()
+    info = seed(store, "scale", records=sources)
+    client = make_client(LocalOrg(store, faults=FaultProfile(short_page_rate=0)))
+    readiness = preflight.check_org(client)
+    runs, _ = preflight.check_runs(client, list(info.runs.values())[:1], readiness, include_completed=True)
+    plan, _ = plan_streaming(client, runs[0])
+    used = sum(f.stat().st_size for f in plan.dependencies.directory.rglob("*") if f.is_file())
+    size_limits = re.findall(r"- name: tmp\n(?:\s+#.*\n)*\s+emptyDir:\n\s+sizeLimit: (\S+)", CRONJOB.read_text())
+    assert len(size_limits) == 1 and used > 0
+    assert _bytes(size_limits[0]) >= used / sources * 1_000_000 * 1.2
+
+
+def test_the_workflow_keeps_journals_and_maps_every_exit_code() -> None:
+    """Journals are restored before the sweep and saved after it whatever happened; exit 0 passes, 1 warns, 2
+    fails at once, 3 warns on the nightly slot and fails on the retry slot, anything else fails."""
+    text = WORKFLOW.read_text(encoding="utf-8")
+    steps = ("actions/cache/restore@", 'sfcleanup "${args[@]}"', "actions/cache/save@")
+    restore, sweep, save = (text.index(step) for step in steps)
+    assert restore < sweep < save
+    assert re.search(r"if: always\(\)\n\s+uses: actions/cache/save@v\d+\n\s+with:\n\s+path: sfcleanup-journal", text)
+    arms = dict(re.findall(r"\n\s+(\d|\*)\)\n(.*?);;", text, flags=re.DOTALL))
+    assert set(arms) == {"0", "1", "2", "3", "*"}
+    assert "exit" not in arms["0"] and "exit" not in arms["1"] and "::warning" in arms["1"]
+    assert "exit 2" in arms["2"] and 'exit "$code"' in arms["*"]
+    assert "RETRY_SLOT" in arms["3"] and "exit 3" in arms["3"] and "::warning" in arms["3"]

@@ -136,7 +136,7 @@ def test_on_a_terminal_production_asks_for_the_orgs_name(
     before = state_snapshot(state)
     monkeypatch.setattr(sys, "stdin", _Terminal("y\n"))
     assert main(local_args(state, tmp_path, "run", run_id, "--production")) == 0
-    assert "in PRODUCTION org Acme" in capsys.readouterr().out
+    assert "Writing to PRODUCTION org Acme" in capsys.readouterr().err
     assert state_snapshot(state) == before
     victim = next(r["Id"] for r in before["OrderItem"] if r["blng__InvoiceRun__c"] == run_id)
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from sfcleanup.commands import clean, config, demo, localorg, readiness, status, sweep, undo
+from sfcleanup.commands import clean, config, demo, localorg, readiness, report, status, sweep, undo
 
-MODULES = (clean, sweep, status, readiness, undo, config, demo, localorg)
+MODULES = (clean, sweep, status, readiness, undo, report, config, demo, localorg)

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from rich.console import Console
 
-from sfcleanup import caps, logs
+from sfcleanup import caps
 from sfcleanup.commands.common import (
+    check_journal_dir,
+    check_summary,
+    configure_logs,
     connect,
     connection_options,
     emit,
-    progress_factory,
     route_option,
     settings_from,
+    summarize,
+    write_artefacts,
 )
-from sfcleanup.commands.guard import confirm_write, failures_path, org_of, require_write_allowed, write_options
+from sfcleanup.commands.guard import confirm_write, org_of, require_write_allowed, write_options
 from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.commands.reviewed import run_reviewed, write_plan_file
 from sfcleanup.errors import ConfigError, ExitCode
 from sfcleanup.interrupts import PROCESS
-from sfcleanup.report import render, write_failures_csv
+from sfcleanup.report import render
+from sfcleanup.terminal import progress_board, refuse_prompt_with_json, stderr_console
 from sfcleanup.worker import Worker
 
 
@@ -59,35 +65,49 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
     if not args.run_ids:
         raise ConfigError("give at least one RUN_ID (or, for `run`, --plan PLAN_FILE)")
     settings = settings_from(args)
-    logs.configure(settings.log_level, settings.log_format)
-    client = connect(settings)
-    org = org_of(client)
+    configure_logs(settings)
+    check_summary(args)
     writing = args.command == "run"
     if writing:
-        require_write_allowed(org, flag=args.production, settings=settings)
-    worker = Worker(
-        client,
-        settings,
-        include_completed=args.include_completed,
-        progress=progress_factory(out),
-        interrupts=PROCESS,
-        org=org,
-    )
-    prepared = worker.prepare(args.run_ids)
-    preview = worker.preview(prepared)
-    if not writing:
-        written = write_plan_file(args.out, prepared, org, settings, args.include_completed) if args.out else None
-        code = emit(preview, args, out)
-        if written:
-            # On stderr, so that `plan --json --out FILE` still prints one JSON document on stdout.
-            print(written, file=sys.stderr)
-        return code
-    caps.require_within(prepared.total_changes, caps.cap_for("run", args.max_changes, settings), len(prepared.plans))
-    if not args.json:
-        render(preview, out)
-    if not confirm_write(preview, org, args.yes, out):
-        out.print("Nothing was changed.")
-        return int(ExitCode.CLEAN)
-    report = worker.apply(prepared)
-    write_failures_csv(report, failures_path(settings, org))
+        if args.json and not args.yes:
+            refuse_prompt_with_json()
+        check_journal_dir(settings)
+    with progress_board(stderr_console()) as board:
+        client = connect(settings)
+        org = org_of(client)
+        if writing:
+            require_write_allowed(org, flag=args.production, settings=settings)
+        worker = Worker(
+            client,
+            settings,
+            include_completed=args.include_completed,
+            progress=board.phase if board else None,
+            reading_progress=board.phase if board else None,
+            interrupts=PROCESS,
+            org=org,
+        )
+        with board.working(f"reading and planning {len(args.run_ids)} run(s)") if board else nullcontext():
+            prepared = worker.prepare(args.run_ids)
+        preview = worker.preview(prepared)
+        if board:
+            board.stop()  # the table and the prompt print on a quiet terminal
+        if not writing:
+            written = write_plan_file(args.out, prepared, org, settings, args.include_completed) if args.out else None
+            summarize(preview, args, client)
+            code = emit(preview, args, out)
+            if written:
+                # On stderr, so that `plan --json --out FILE` still prints one JSON document on stdout.
+                print(written, file=sys.stderr)
+            return code
+        caps.require_within(
+            prepared.total_changes, caps.cap_for("run", args.max_changes, settings), len(prepared.plans)
+        )
+        if not args.json:
+            render(preview, out)
+        if not confirm_write(preview, org, args):
+            out.print("Nothing was changed.")
+            return int(ExitCode.CLEAN)
+        report = worker.apply(prepared)
+    write_artefacts(report, settings, org)
+    summarize(report, args, client)
     return emit_with_readiness(client, settings, report, args, out)

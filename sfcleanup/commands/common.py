@@ -4,21 +4,27 @@ terminal, printing a report (confirming a write is in `guard`)."""
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+import os
+import sqlite3
+import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from sfcleanup import logs
+from sfcleanup import jsonout, logs
 from sfcleanup.config import AuthMode, Settings, load_settings
 from sfcleanup.errors import ConfigError
-from sfcleanup.report import Report, render
+from sfcleanup.journal import JournalError, read_entries
+from sfcleanup.journalreport import changes_path, last_written, write_changes_csv
+from sfcleanup.orgidentity import OrgIdentity
+from sfcleanup.report import Report, render, write_failures_csv
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import build_connector, http_session
 from sfcleanup.salesforce.retry import RetryPolicy
+from sfcleanup.summary import markdown, write_summary
 
 Handler = Callable[[argparse.Namespace, Console], int]
 
@@ -50,6 +56,7 @@ def connection_options(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     out.add_argument("--log-format", choices=["auto", "json", "console"])
     out.add_argument("--journal-dir", type=Path, help="where journals and failure CSVs go")
+    out.add_argument("--summary", type=Path, metavar="FILE.md", help="also write a Markdown summary for a ticket")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -87,7 +94,13 @@ def connect(settings: Settings) -> SalesforceClient:
     if settings.org.auth is AuthMode.LOCAL:
         from sfcleanup.salesforce.local import local_connector, open_local_org
 
-        org, _ = open_local_org(settings.org.local_state, production=settings.org.local_production)
+        try:
+            org, _ = open_local_org(settings.org.local_state, production=settings.org.local_production)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                f"--state {settings.org.local_state} cannot be opened as a local org ({exc}); give the file "
+                "`sfcleanup localorg serve --state` or an earlier `--org local --state` made, or a new path"
+            ) from None
         connector = local_connector(org, settings.org)
     else:
         connector = build_connector(settings.org, http_session(settings.org))
@@ -112,50 +125,80 @@ def connect(settings: Settings) -> SalesforceClient:
     return client
 
 
-def progress_factory(console: Console) -> Callable[[str, int], Callable[[int], None]] | None:
-    """A progress bar per phase (records, rate, ETA), on a terminal only."""
-    if not console.is_terminal:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    def start(label: str, total: int) -> Callable[[int], None]:
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.speed} rec/s"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        task = bar.add_task(label, total=total)
-        bar.start()
-
-        def advance(done: int) -> None:
-            bar.advance(task, done)
-            if bar.finished:
-                bar.stop()
-
-        return advance
-
-    return start
+def configure_logs(settings: Settings) -> None:
+    """The level set (flag, file or environment) as it is; unset, warnings only on a terminal (logs.configure)."""
+    logs.configure(settings.log_level if "log_level" in settings.model_fields_set else None, settings.log_format)
 
 
-def require_terminal() -> None:
-    """Writing needs a yes: from a person at a terminal, or --yes from a job."""
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            "refusing to write without a terminal to confirm on: review `sfcleanup plan`, then pass --yes"
-        )
+def check_journal_dir(settings: Settings) -> None:
+    """Before anything is read or written: the journal folder can be written to, or made. Found mid-run, it
+    would stop a clean-up after its first writes with nowhere to record them."""
+    fix = "fix its permissions or pass --journal-dir (SFCLEANUP_JOURNAL_DIR)"
+    check_writable(settings.journal_dir, "journal folder", fix)
 
 
-def emit(report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, object] | None = None) -> int:
+def check_summary(args: argparse.Namespace) -> None:
+    """A --summary that could not be written is refused before the work, not after it."""
+    if getattr(args, "summary", None) is not None:
+        check_writable(args.summary.parent, f"--summary {args.summary}: folder", "give another path")
+
+
+def check_writable(folder: Path, what: str, fix: str) -> None:
+    """`folder` can be written to, or made. Nothing is created here: a command refused later (at the prompt,
+    say) leaves no trace."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path())
+    problem: str | None = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    elif existing == folder:
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".sfcleanup-check-"):
+                pass
+        except OSError as exc:
+            problem = exc.strerror or type(exc).__name__
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable, so the folder cannot be made"
+    if problem is not None:
+        raise ConfigError(f"{what} {folder} cannot be written ({problem}): {fix}")
+
+
+def summarize(report: Report, args: argparse.Namespace, client: SalesforceClient) -> None:
+    """With --summary: the Markdown summary of what was just reported, with links into the org."""
+    if getattr(args, "summary", None) is not None:
+        text = markdown(report, instance_url=client.instance_url, when=datetime.now(UTC))
+        write_summary(args.summary, text)
+
+
+def emit(
+    report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, object] | None = None
+) -> int:
     """The report on stdout (JSON, or tables), with the readiness section when one was made."""
     if args.json:
         document = report.to_json()
         if readiness is not None:
             document["readiness"] = readiness
-        print(json.dumps(document, indent=2))
+        jsonout.write(document)
     else:
         render(report, out)
     return int(report.exit_code)
+
+
+def write_artefacts(report: Report, settings: Settings, org: OrgIdentity | None) -> None:
+    """After writing: the failures CSV of the invocation, and each run's changes CSV from its journal."""
+    write_failures_csv(report, failures_path(settings, org))
+    for run in report.runs:
+        if run.journal is None or not Path(run.journal).is_file():
+            continue
+        journal = Path(run.journal)
+        try:
+            entries = read_entries(journal, allow_truncated=True)
+        except JournalError as exc:
+            run.message = (run.message + "; " if run.message else "") + f"no changes CSV: {exc}"
+            continue
+        run.changes_csv = str(write_changes_csv(last_written(entries), changes_path(journal)))
+
+
+def failures_path(settings: Settings, org: OrgIdentity | None) -> Path:
+    """`failures-<org id>-<UTC time>.csv`: which org the failed rows belong to travels with the file."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return settings.journal_dir / (f"failures-{org.id}-{stamp}.csv" if org else f"failures-{stamp}.csv")

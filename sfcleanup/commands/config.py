@@ -12,8 +12,8 @@ from typing import TypedDict
 
 from rich.console import Console
 
-from sfcleanup import billing, logs, preflight
-from sfcleanup.commands.common import connect, connection_options, settings_from
+from sfcleanup import billing, preflight
+from sfcleanup.commands.common import configure_logs, connect, connection_options, settings_from
 from sfcleanup.errors import ConfigError, ExitCode, SfCleanupError
 from sfcleanup.salesforce.shapes import SObjectDescribe, daily_limits
 
@@ -62,7 +62,7 @@ def _checks(args: argparse.Namespace) -> list[_Check]:
 
     settings = settings_from(args)
     record("settings", [], f"auth mode {settings.org.auth}")
-    logs.configure(settings.log_level, settings.log_format)
+    configure_logs(settings)
     try:
         client = connect(settings)
     except SfCleanupError as exc:

@@ -4,17 +4,13 @@ and the confirmation, which on production asks for the org's name to be typed.""
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
-from pathlib import Path
 
-from rich.console import Console
-
-from sfcleanup.commands.common import require_terminal
 from sfcleanup.config import Settings
 from sfcleanup.errors import Cancelled, ConfigError
 from sfcleanup.orgidentity import OrgIdentity, read_identity
 from sfcleanup.report import Report
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.terminal import ask, refuse_prompt_with_json, require_terminal, stderr_console
 
 
 def write_options(parser: argparse.ArgumentParser) -> None:
@@ -45,28 +41,24 @@ def require_write_allowed(org: OrgIdentity, *, flag: bool, settings: Settings) -
         )
 
 
-def confirm_write(report: Report, org: OrgIdentity, assume_yes: bool, console: Console) -> bool:
-    """Ask before writing, naming the org. On production a person types the org's name, so a habitual "y"
-    cannot write there."""
-    if assume_yes:
+def confirm_write(report: Report, org: OrgIdentity, args: argparse.Namespace) -> bool:
+    """Writing needs a yes: --yes, or a person at a terminal (never with --json, which must not wait). The
+    prompt names the org; on production the person types the org's name, so a habitual "y" cannot write there."""
+    if getattr(args, "yes", False):
         return True
+    if args.json:
+        refuse_prompt_with_json()
     require_terminal()
     total = sum(c.planned for r in report.runs for c in r.objects.values())
-    what = f"Apply {total} changes to {len(report.runs)} run(s)"
+    what = f"Apply {total:,} changes to {len(report.runs)} run(s)?"
     where = f"{org.name} ({org.id}, {org.kind}) as user {org.username or 'unknown'}"
-    if org.production:
-        prompt = f"{what} in PRODUCTION org {where}? Type the org's name ({org.name}) to confirm: "
-    else:
-        # Without markup=False rich takes "[y/N]" for a style tag and drops it from the prompt.
-        prompt = f"{what} in org {where}? [y/N] "
+    console = stderr_console()
+    # The org on a line of its own above the question, so that neither is wrapped or cut on a narrow terminal.
+    console.print(f"Writing to {'PRODUCTION ' if org.production else ''}org {where}", soft_wrap=True)
+    if not org.production:
+        return ask(what, console)
     try:
-        answer = console.input(prompt, markup=False).strip()
+        answer = console.input(f"{what} Type the org's name ({org.name}) to confirm: ", markup=False).strip()
     except (KeyboardInterrupt, EOFError):
         raise Cancelled("cancelled at the confirmation prompt: nothing was written") from None
-    return answer == org.name if org.production else answer.lower() in ("y", "yes")
-
-
-def failures_path(settings: Settings, org: OrgIdentity) -> Path:
-    """`failures-<org id>-<UTC time>.csv`: which org the failed rows belong to travels with the file."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return settings.journal_dir / f"failures-{org.id}-{stamp}.csv"
+    return answer == org.name

@@ -12,8 +12,8 @@ from pathlib import Path
 import structlog
 from rich.console import Console
 
-from sfcleanup import logs, preflight
-from sfcleanup.commands.common import connect, connection_options, emit, settings_from
+from sfcleanup import preflight
+from sfcleanup.commands.common import configure_logs, connect, connection_options, emit, settings_from
 from sfcleanup.config import Settings
 from sfcleanup.errors import SfCleanupError
 from sfcleanup.readiness import summary
@@ -51,7 +51,7 @@ def check(client: SalesforceClient, settings: Settings, run_ids: list[str]) -> t
 
 def run_readiness(args: argparse.Namespace, out: Console) -> int:
     settings = settings_from(args)
-    logs.configure(settings.log_level, settings.log_format)
+    configure_logs(settings)
     client = connect(settings)
     org = preflight.check_org(client)
     run_ids = preflight.parse_run_ids(args.run_ids, org.run_key_prefix)

@@ -8,17 +8,26 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sfcleanup import caps, logs, planfile
+from sfcleanup import caps, planfile
 from sfcleanup.clock import utc_now
-from sfcleanup.commands.common import connect, progress_factory, settings_from
-from sfcleanup.commands.guard import confirm_write, failures_path, org_of, require_write_allowed
+from sfcleanup.commands.common import (
+    check_journal_dir,
+    check_summary,
+    configure_logs,
+    connect,
+    settings_from,
+    summarize,
+    write_artefacts,
+)
+from sfcleanup.commands.guard import confirm_write, org_of, require_write_allowed
 from sfcleanup.commands.readiness import emit_with_readiness
 from sfcleanup.config import Settings
 from sfcleanup.errors import ConfigError, ExitCode
 from sfcleanup.interrupts import PROCESS
 from sfcleanup.orgidentity import OrgIdentity
-from sfcleanup.report import render, write_failures_csv
+from sfcleanup.report import render
 from sfcleanup.reviewed import ReviewedWorker
+from sfcleanup.terminal import progress_board, refuse_prompt_with_json, stderr_console
 from sfcleanup.worker import Prepared
 
 
@@ -50,28 +59,38 @@ def run_reviewed(args: argparse.Namespace, out: Console) -> int:
         raise ConfigError("give either run ids or --plan PLAN_FILE, not both: a reviewed plan names its runs")
     header = planfile.read_header(args.plan)
     settings = settings_from(args)
-    logs.configure(settings.log_level, settings.log_format)
-    client = connect(settings)
-    org = org_of(client)
-    planfile.check_applicable(header, org, max_age_s=settings.plan_max_age_s, now=utc_now())
-    require_write_allowed(org, flag=args.production, settings=settings)
-    worker = ReviewedWorker(
-        client,
-        settings,
-        include_completed=bool(header.settings.get("include_completed")),
-        progress=progress_factory(out),
-        interrupts=PROCESS,
-        org=org,
-    )
-    prepared = worker.prepare_reviewed(header)
-    caps.require_within(prepared.total_changes, caps.cap_for("run", args.max_changes, settings), len(prepared.plans))
-    preview = worker.preview(prepared)
-    if not args.json:
-        render(preview, out)
-        out.print(f"Reviewed plan {header.path}: {header.records} records, sha256 {header.sha256}")
-    if not confirm_write(preview, org, args.yes, out):
-        out.print("Nothing was changed.")
-        return int(ExitCode.CLEAN)
-    report = worker.apply(prepared)
-    write_failures_csv(report, failures_path(settings, org))
+    configure_logs(settings)
+    check_summary(args)
+    if args.json and not args.yes:
+        refuse_prompt_with_json()
+    check_journal_dir(settings)
+    with progress_board(stderr_console()) as board:
+        client = connect(settings)
+        org = org_of(client)
+        planfile.check_applicable(header, org, max_age_s=settings.plan_max_age_s, now=utc_now())
+        require_write_allowed(org, flag=args.production, settings=settings)
+        worker = ReviewedWorker(
+            client,
+            settings,
+            include_completed=bool(header.settings.get("include_completed")),
+            progress=board.phase if board else None,
+            interrupts=PROCESS,
+            org=org,
+        )
+        prepared = worker.prepare_reviewed(header)
+        caps.require_within(
+            prepared.total_changes, caps.cap_for("run", args.max_changes, settings), len(prepared.plans)
+        )
+        preview = worker.preview(prepared)
+        if board:
+            board.stop()  # the table and the prompt print on a quiet terminal
+        if not args.json:
+            render(preview, out)
+            out.print(f"Reviewed plan {header.path}: {header.records} records, sha256 {header.sha256}")
+        if not confirm_write(preview, org, args):
+            out.print("Nothing was changed.")
+            return int(ExitCode.CLEAN)
+        report = worker.apply(prepared)
+    write_artefacts(report, settings, org)
+    summarize(report, args, client)
     return emit_with_readiness(client, settings, report, args, out)

@@ -13,8 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sfcleanup import billing, logs, preflight
-from sfcleanup.commands.common import connect, connection_options, settings_from
+from sfcleanup import billing, preflight
+from sfcleanup.commands.common import configure_logs, connect, connection_options, settings_from
 from sfcleanup.errors import PreflightError
 from sfcleanup.lease import Leases
 from sfcleanup.locallock import default_identity
@@ -30,7 +30,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run_status(args: argparse.Namespace, out: Console) -> int:
     settings = settings_from(args)
-    logs.configure(settings.log_level, settings.log_format)
+    configure_logs(settings)
     client = connect(settings)
     readiness = preflight.check_org(client)
     run_id = preflight.parse_run_ids([args.run_id], readiness.run_key_prefix)[0]

@@ -6,23 +6,27 @@ import argparse
 
 from rich.console import Console
 
-from sfcleanup import caps, logs
+from sfcleanup import caps
 from sfcleanup.commands.common import (
+    check_journal_dir,
+    check_summary,
+    configure_logs,
     connect,
     connection_options,
     emit,
-    progress_factory,
-    require_terminal,
     route_option,
     settings_from,
+    summarize,
+    write_artefacts,
 )
-from sfcleanup.commands.guard import confirm_write, failures_path, org_of, require_write_allowed, write_options
+from sfcleanup.commands.guard import confirm_write, org_of, require_write_allowed, write_options
 from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
 from sfcleanup.orgidentity import OrgIdentity
-from sfcleanup.report import Report, render, write_failures_csv
+from sfcleanup.report import Report, render
 from sfcleanup.sweep import SweepOptions, SweepPreview, apply_preview, preview, sweep
+from sfcleanup.terminal import ProgressBoard, progress_board, refuse_prompt_with_json, require_terminal, stderr_console
 from sfcleanup.worker import Worker
 
 
@@ -42,44 +46,60 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run_sweep(args: argparse.Namespace, out: Console) -> int:
     options = SweepOptions(since_days=args.since, max_runs=args.max_runs, dry_run=args.dry_run)
     settings = settings_from(args)
-    logs.configure(settings.log_level, settings.log_format)
-    confirm_needed = not args.dry_run and not args.yes
-    if confirm_needed:
+    configure_logs(settings)
+    check_summary(args)
+    if not args.dry_run and not args.yes:
+        if args.json:
+            refuse_prompt_with_json()
         require_terminal()
-    client = connect(settings)
-    org = org_of(client)
     if not args.dry_run:
-        require_write_allowed(org, flag=args.production, settings=settings)
-    worker = Worker(client, settings, progress=progress_factory(out), interrupts=PROCESS, org=org)
-    if args.dry_run:
-        report: Report | None = sweep(worker, options)
-    else:
-        # Every run is planned before any is written, so the cap refuses the whole sweep before it starts.
-        report = _confirmed(worker, options, args, out, org, caps.cap_for("sweep", args.max_changes, settings))
+        check_journal_dir(settings)
+    with progress_board(stderr_console()) as board:
+        client = connect(settings)
+        org = org_of(client)
+        if not args.dry_run:
+            require_write_allowed(org, flag=args.production, settings=settings)
+        shown = board.phase if board else None
+        worker = Worker(client, settings, progress=shown, reading_progress=shown, interrupts=PROCESS, org=org)
+        if args.dry_run:
+            report: Report | None = sweep(worker, options)
+        else:
+            # Every run is planned before any is written, so the cap refuses the whole sweep before it starts.
+            cap = caps.cap_for("sweep", args.max_changes, settings)
+            report = _confirmed(worker, options, args, out, board, org, cap)
     if report is None:
         out.print("Nothing was changed.")
         return int(ExitCode.CLEAN)
     if not args.dry_run:
-        write_failures_csv(report, failures_path(settings, org))
+        write_artefacts(report, settings, org)
     if not report.runs and not args.json:
         out.print("No invoice run needs clean-up.")
+    summarize(report, args, worker.client)
     if args.dry_run:
         return emit(report, args, out)
     return emit_with_readiness(worker.client, settings, report, args, out)
 
 
 def _confirmed(
-    worker: Worker, options: SweepOptions, args: argparse.Namespace, out: Console, org: OrgIdentity, cap: int | None
+    worker: Worker,
+    options: SweepOptions,
+    args: argparse.Namespace,
+    out: Console,
+    board: ProgressBoard | None,
+    org: OrgIdentity,
+    cap: int | None,
 ) -> Report | None:
     """Plan every run found, within the cap; show them and, after a yes (or with --yes), apply exactly those.
     None when the answer is no."""
     shown = preview(worker, options)
+    if board:
+        board.stop()  # the table and the prompt print on a quiet terminal
     if not shown.report.runs:
         return shown.report
     caps.require_within(_planned(shown), cap, len(shown.runs))
     if not args.yes and not args.json:
         render(shown.report, out)
-    if not confirm_write(shown.report, org, args.yes, out):
+    if not confirm_write(shown.report, org, args):
         return None
     return apply_preview(worker, shown)
 

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 import requests
 from simple_salesforce.exceptions import SalesforceError
+from urllib3.exceptions import NameResolutionError
 
 
 class Verdict(StrEnum):
@@ -19,6 +20,9 @@ class Verdict(StrEnum):
     CONNECTION_LOST = "connection_lost"  # reset or timeout: a read retries; a write may have been applied
     EXPIRED_SESSION = "expired_session"  # 401: log in again once
     DAILY_LIMIT = "daily_limit"  # nothing will succeed until the 24-hour window rolls: stop, resumable
+    # The host name does not resolve, or its certificate is not trusted: a setting to fix, not a fault to wait
+    # out, so no retry (retrying would only spend the deadline before saying so).
+    MISCONFIGURED = "misconfigured"
     FATAL = "fatal"  # a request that retrying will not fix
 
 
@@ -73,7 +77,20 @@ def classify_status(status: int, content: object) -> Classified:
     return Classified(Verdict.FATAL, status, code, message)
 
 
+def misconfigured(exc: BaseException) -> str | None:
+    """What is wrong with the address or trust settings, when `exc` says so; None for a fault worth a retry."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "its TLS certificate is not trusted (pass the CA that signed it with --ca-bundle, or fix the URL)"
+    cause: object = exc.args[0] if isinstance(exc, requests.exceptions.ConnectionError) and exc.args else None
+    if isinstance(getattr(cause, "reason", None), NameResolutionError):
+        return "its host name does not resolve (check the My Domain or instance URL)"
+    return None
+
+
 def classify(exc: BaseException) -> Classified:
+    problem = misconfigured(exc)
+    if problem is not None:
+        return Classified(Verdict.MISCONFIGURED, None, None, problem)
     if isinstance(exc, _CONNECTION_LOST):
         return Classified(Verdict.CONNECTION_LOST, None, None, f"{type(exc).__name__}: connection lost")
     if isinstance(exc, SalesforceError):

@@ -27,7 +27,8 @@ from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
 from sfcleanup.config import AuthMode, OrgSettings
-from sfcleanup.errors import ConfigError
+from sfcleanup.errors import AuthFailed, ConfigError, Misconfigured, TransientExhausted
+from sfcleanup.salesforce.classify import misconfigured
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SANDBOX_AUDIENCE = "https://test.salesforce.com"
@@ -60,7 +61,11 @@ def _token_request(http: requests.Session, login_url: str, form: dict[str, str],
     try:
         response = http.post(url, data=form, timeout=timeout)
     except requests.RequestException as exc:
-        raise ConfigError(f"cannot reach {login_url} to log in: {type(exc).__name__}") from None
+        problem = misconfigured(exc)
+        if problem is not None:
+            raise Misconfigured(f"cannot log in at {login_url}: {problem}") from None
+        reason = type(exc).__name__
+        raise TransientExhausted(f"cannot reach {login_url} to log in ({reason}); run again later") from None
     try:
         body: Any = response.json()
     except ValueError:
@@ -68,7 +73,7 @@ def _token_request(http: requests.Session, login_url: str, form: dict[str, str],
     if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
         error = body.get("error", f"HTTP {response.status_code}") if isinstance(body, dict) else "bad response"
         description = body.get("error_description", "") if isinstance(body, dict) else ""
-        raise ConfigError(
+        raise AuthFailed(
             f"login to {login_url} refused: {error}: {description}; check the connected app, user and credentials"
         )
     return OrgSession(str(body["instance_url"]), SecretStr(str(body["access_token"])), _user_of(body.get("id")))

@@ -26,6 +26,7 @@ from sfcleanup.errors import (
     BudgetReserveReached,
     ConfigError,
     DailyLimitReached,
+    Misconfigured,
     SfCleanupError,
     TransientExhausted,
 )
@@ -95,7 +96,8 @@ class Door:
     def _relogin(self) -> None:
         if not self._connector.can_refresh:
             raise AuthFailed(
-                "the session expired and a given access token cannot be renewed: get a new token and run again"
+                "the org refused the access token (wrong, or expired: a given token cannot be renewed); get a new "
+                "token and run again"
             )
         try:
             self._sf = self._open(self._connector.login())
@@ -151,6 +153,8 @@ class Door:
                 return DailyLimitReached(
                     f"the org's daily API limit is spent ({found.message}); run again when the 24-hour window rolls"
                 )
+            case Verdict.MISCONFIGURED:
+                return Misconfigured(f"{what}: cannot use the org's URL: {found.message}")
             case Verdict.EXPIRED_SESSION:
                 return AuthFailed(f"{what}: session refused after logging in again: {found.message}")
             case Verdict.CONNECTION_LOST if write:
@@ -177,8 +181,11 @@ class Door:
             try:
                 info = self._call("userinfo", lambda sf: self._send(sf, "userinfo", "GET", self._userinfo_url()))
                 self._user_id = str(info.json().get("user_id") or "") or None
+            except Misconfigured:
+                raise  # an untrusted certificate or a host that does not resolve fails every other call too
             except (SfCleanupError, ValueError) as exc:
-                log.info("salesforce.userinfo_unavailable", reason=str(exc)[:200])
+                # Expected with a token without the openid scope; a refused token fails the next call by itself.
+                log.debug("salesforce.userinfo_unavailable", reason=str(exc)[:200])
         return self._user_id
 
     def _userinfo_url(self) -> str:

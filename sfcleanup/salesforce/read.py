@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 from urllib.parse import urlencode
@@ -55,25 +55,38 @@ def keyset_pages(
 
 
 def _records(
-    client: SalesforceClient, query: str, model: type[M], run_id: str, page_size: int, read: list[int]
+    client: SalesforceClient,
+    query: str,
+    model: type[M],
+    run_id: str,
+    page_size: int,
+    read: list[int],
+    on_page: Callable[[int], None],
 ) -> Iterator[M]:
     """One query's records as models, read page by page when the planner gets to them; counted in `read`."""
     for page in keyset_pages(client, query, run_id, page_size=page_size):
         read[0] += len(page)
+        on_page(len(page))
         for record in page:
             yield model.model_validate(record)
 
 
-def plan_streaming(client: SalesforceClient, run: InvoiceRun, *, batch_size: int = 2000) -> tuple[RunPlan, int]:
+def plan_streaming(
+    client: SalesforceClient,
+    run: InvoiceRun,
+    *,
+    batch_size: int = 2000,
+    on_page: Callable[[int], None] = lambda _: None,
+) -> tuple[RunPlan, int]:
     """Read the run page by page and plan each record as it comes, the changes going to a PlanStore on disk.
 
-    Returns the plan and the number of records read.
+    Returns the plan and the number of records read; `on_page` hears of each page's records as they come.
     """
     store = PlanStore()
     read = [0]
 
     def stream(query: str, model: type[M]) -> Iterator[M]:
-        return _records(client, query, model, run.id, batch_size, read)
+        return _records(client, query, model, run.id, batch_size, read, on_page)
 
     records = RunRecords(
         invoices=stream("invoices", Invoice),
