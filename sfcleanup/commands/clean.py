@@ -9,7 +9,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sfcleanup import caps
 from sfcleanup.commands.common import (
     check_journal_dir,
     check_summary,
@@ -20,14 +19,12 @@ from sfcleanup.commands.common import (
     route_option,
     settings_from,
     summarize,
-    write_artefacts,
 )
-from sfcleanup.commands.guard import confirm_write, org_of, require_write_allowed, write_options
-from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
+from sfcleanup.commands.guard import after_write, apply_if_confirmed, org_of, require_write_allowed, write_options
+from sfcleanup.commands.readiness import readiness_option
 from sfcleanup.commands.reviewed import run_reviewed, write_plan_file
 from sfcleanup.errors import ConfigError, ExitCode
 from sfcleanup.interrupts import PROCESS
-from sfcleanup.report import render
 from sfcleanup.terminal import progress_board, refuse_prompt_with_json, stderr_console
 from sfcleanup.worker import Worker
 
@@ -88,10 +85,10 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
         )
         with board.working(f"reading and planning {len(args.run_ids)} run(s)") if board else nullcontext():
             prepared = worker.prepare(args.run_ids)
-        preview = worker.preview(prepared)
         if board:
             board.stop()  # the table and the prompt print on a quiet terminal
         if not writing:
+            preview = worker.preview(prepared)
             written = write_plan_file(args.out, prepared, org, settings, args.include_completed) if args.out else None
             summarize(preview, args, client)
             code = emit(preview, args, out)
@@ -99,15 +96,8 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
                 # On stderr, so that `plan --json --out FILE` still prints one JSON document on stdout.
                 print(written, file=sys.stderr)
             return code
-        caps.require_within(
-            prepared.total_changes, caps.cap_for("run", args.max_changes, settings), len(prepared.plans)
-        )
-        if not args.json:
-            render(preview, out)
-        if not confirm_write(preview, org, args):
+        report = apply_if_confirmed(worker, prepared, org, args, out, settings)
+        if report is None:
             out.print("Nothing was changed.")
             return int(ExitCode.CLEAN)
-        report = worker.apply(prepared)
-    write_artefacts(report, settings, org)
-    summarize(report, args, client)
-    return emit_with_readiness(client, settings, report, args, out)
+    return after_write(report, org, args, out, settings, client)

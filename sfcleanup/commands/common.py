@@ -169,9 +169,7 @@ def summarize(report: Report, args: argparse.Namespace, client: SalesforceClient
         write_summary(args.summary, text)
 
 
-def emit(
-    report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, object] | None = None
-) -> int:
+def emit(report: Report, args: argparse.Namespace, out: Console, *, readiness: dict[str, object] | None = None) -> int:
     """The report on stdout (JSON, or tables), with the readiness section when one was made."""
     if args.json:
         document = report.to_json()

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import argparse
 
+from rich.console import Console
+
+from sfcleanup import caps
+from sfcleanup.commands.common import summarize, write_artefacts
+from sfcleanup.commands.readiness import emit_with_readiness
 from sfcleanup.config import Settings
 from sfcleanup.errors import Cancelled, ConfigError
 from sfcleanup.orgidentity import OrgIdentity, read_identity
-from sfcleanup.report import Report
+from sfcleanup.report import Report, render
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.terminal import ask, refuse_prompt_with_json, require_terminal, stderr_console
+from sfcleanup.worker import Prepared, Worker
 
 
 def write_options(parser: argparse.ArgumentParser) -> None:
@@ -62,3 +68,41 @@ def confirm_write(report: Report, org: OrgIdentity, args: argparse.Namespace) ->
     except (KeyboardInterrupt, EOFError):
         raise Cancelled("cancelled at the confirmation prompt: nothing was written") from None
     return answer == org.name
+
+
+def apply_if_confirmed(
+    worker: Worker,
+    prepared: Prepared,
+    org: OrgIdentity,
+    args: argparse.Namespace,
+    out: Console,
+    settings: Settings,
+    *,
+    note: str | None = None,
+) -> Report | None:
+    """The last steps before a write, the same for `run` and `run --plan`: the cap, the plan shown (with `note`
+    under it), the confirmation, then the write. None when the answer is no: nothing was written."""
+    caps.require_within(prepared.total_changes, caps.cap_for("run", args.max_changes, settings), len(prepared.plans))
+    preview = worker.preview(prepared)
+    if not args.json:
+        render(preview, out)
+        if note:
+            out.print(note)
+    if not confirm_write(preview, org, args):
+        return None
+    return worker.apply(prepared)
+
+
+def after_write(
+    report: Report,
+    org: OrgIdentity,
+    args: argparse.Namespace,
+    out: Console,
+    settings: Settings,
+    client: SalesforceClient,
+) -> int:
+    """What every write leaves behind: the failures and changes CSVs, the summary if asked, the report (with the
+    readiness section); returns the exit code."""
+    write_artefacts(report, settings, org)
+    summarize(report, args, client)
+    return emit_with_readiness(client, settings, report, args, out)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sfcleanup import caps, planfile
+from sfcleanup import planfile
 from sfcleanup.clock import utc_now
 from sfcleanup.commands.common import (
     check_journal_dir,
@@ -16,16 +16,12 @@ from sfcleanup.commands.common import (
     configure_logs,
     connect,
     settings_from,
-    summarize,
-    write_artefacts,
 )
-from sfcleanup.commands.guard import confirm_write, org_of, require_write_allowed
-from sfcleanup.commands.readiness import emit_with_readiness
+from sfcleanup.commands.guard import after_write, apply_if_confirmed, org_of, require_write_allowed
 from sfcleanup.config import Settings
 from sfcleanup.errors import ConfigError, ExitCode
 from sfcleanup.interrupts import PROCESS
 from sfcleanup.orgidentity import OrgIdentity
-from sfcleanup.report import render
 from sfcleanup.reviewed import ReviewedWorker
 from sfcleanup.terminal import progress_board, refuse_prompt_with_json, stderr_console
 from sfcleanup.worker import Prepared
@@ -78,19 +74,11 @@ def run_reviewed(args: argparse.Namespace, out: Console) -> int:
             org=org,
         )
         prepared = worker.prepare_reviewed(header)
-        caps.require_within(
-            prepared.total_changes, caps.cap_for("run", args.max_changes, settings), len(prepared.plans)
-        )
-        preview = worker.preview(prepared)
         if board:
             board.stop()  # the table and the prompt print on a quiet terminal
-        if not args.json:
-            render(preview, out)
-            out.print(f"Reviewed plan {header.path}: {header.records} records, sha256 {header.sha256}")
-        if not confirm_write(preview, org, args):
+        note = f"Reviewed plan {header.path}: {header.records} records, sha256 {header.sha256}"
+        report = apply_if_confirmed(worker, prepared, org, args, out, settings, note=note)
+        if report is None:
             out.print("Nothing was changed.")
             return int(ExitCode.CLEAN)
-        report = worker.apply(prepared)
-    write_artefacts(report, settings, org)
-    summarize(report, args, client)
-    return emit_with_readiness(client, settings, report, args, out)
+    return after_write(report, org, args, out, settings, client)
