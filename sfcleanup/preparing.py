@@ -3,7 +3,8 @@ and cost the whole in API calls against the day's allowance. Nothing here writes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -17,6 +18,8 @@ from sfcleanup.lease import LeaseHeld, Leases
 from sfcleanup.models import InvoiceRun
 from sfcleanup.plan import RunPlan
 from sfcleanup.preflight import OrgReadiness
+from sfcleanup.salesforce.bulk import Polling
+from sfcleanup.salesforce.bulkquery import BulkQueries
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.read import plan_streaming
 
@@ -42,12 +45,22 @@ class Preparer:
         *,
         include_completed: bool = False,
         clock: Clock = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._settings = settings
         self._leases = leases
         self._include_completed = include_completed
         self._clock = clock
+        write = settings.write
+        # Large objects are read by Bulk API 2.0 query jobs, polled like ingest jobs under the same settings.
+        polling = Polling(
+            first_s=min(0.5, write.bulk_poll_max_s),
+            max_s=write.bulk_poll_max_s,
+            deadline_s=write.bulk_timeout_s,
+            sleep=sleep,
+        )
+        self._bulk = BulkQueries(client, polling)
 
     def readiness(self) -> OrgReadiness:
         """Describe the Billing objects once; raises if the org lacks what the clean-up needs."""
@@ -72,7 +85,7 @@ class Preparer:
         return Prepared(readiness, plans, estimate, budget, planned_at)
 
     def plan(self, run: InvoiceRun) -> RunPlan:
-        plan, read = plan_streaming(self._client, run)
+        plan, read = plan_streaming(self._client, run, bulk=self._bulk)
         log.info("plan.ready", run=run.id, records=read, changes=plan.total)
         return plan
 
