@@ -4,18 +4,19 @@ final CleanUp Status released together with the lease."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
 
-from sfcleanup import billing
+from sfcleanup import billing, preflight
 from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
 from sfcleanup.changes import ChangeSet, Without
 from sfcleanup.config import Settings
 from sfcleanup.errorlogs import write_error_logs
-from sfcleanup.errors import ExitCode
+from sfcleanup.errors import ExitCode, SfCleanupError
 from sfcleanup.interrupts import Interrupts
 from sfcleanup.journal import Journal
 from sfcleanup.lease import Lease, Leases
@@ -105,7 +106,16 @@ class PhaseRunner:
             set_run_field(self._client, journal, run, billing.RUN_STATUS, run.status, RunStatus.COMPLETED_WITH_ERRORS)
             outcome.run_status = RunStatus.COMPLETED_WITH_ERRORS
         if run.cleanup_status != CleanUpStatus.STARTED:
-            set_run_field(self._client, journal, run, billing.CLEANUP_STATUS, run.cleanup_status, CleanUpStatus.STARTED)
+            try:
+                set_run_field(
+                    self._client, journal, run, billing.CLEANUP_STATUS, run.cleanup_status, CleanUpStatus.STARTED
+                )
+            except SfCleanupError:
+                # A lost answer may hide a write the org applied: the outcome says what the org shows, if it
+                # still answers, so the wind-down ends a status that did become Started.
+                with contextlib.suppress(SfCleanupError):
+                    outcome.cleanup_status = preflight.read_runs(self._client, [run.id])[run.id].cleanup_status
+                raise
         outcome.cleanup_status = CleanUpStatus.STARTED
         # Records that did not reach their target in this invocation, with why: what depends on them waits.
         blocked: dict[str, str] = {}
