@@ -97,5 +97,5 @@ def test_a_clean_up_under_lock_faults_adapts_and_ends_exactly_at_the_oracle(tmp_
     assert {entry["phase"] for entry in levels} == {"invoice_lines", "invoices", "usage_summaries", "order_products"}
     assert any(entry["backoffs"] > 0 for entry in levels)
     assert all(
-        1 <= entry["lowest"] <= entry["level"] <= entry["highest"] <= CONCURRENT_REQUEST_LIMIT for entry in levels
+        1 <= entry["lowest"] <= entry["in_flight"] <= entry["highest"] <= CONCURRENT_REQUEST_LIMIT for entry in levels
     )
