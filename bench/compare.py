@@ -14,6 +14,9 @@ Columns:
 
 - `api_calls`: the org's `/_localorg/stats` counter before and after the contender (bulk polling included);
 - `wall_s`: the child's wall time, interpreter start-up included;
+- `x bound` (`x_bound` in JSON): `wall_s` divided by the scenario's lower bound (`bench.bound`: the fastest any
+  clean-up could be under the latency model and Salesforce's documented limits), printed in the table's title
+  (`lower_bound_s` in JSON);
 - `records/s`: the records a correct clean-up changes (`ScenarioInfo.cleanable`) divided by `wall_s`;
 - `peak_rss_mb`: the child's `ru_maxrss`;
 - `final_state_ok`: after the server has stopped, SQL on the contender's state file with the template attached:
@@ -53,6 +56,7 @@ from typing import IO, Any
 
 import requests
 
+from bench.bound import Bound, scenario_bound
 from bench.contenders import COLLECTION_SIZE, LIMITABLE, NAMES, ROUTE_NAMES
 from sfcleanup.localorg.seed import ScenarioInfo, check_records, seed
 from sfcleanup.localorg.store import Store, quote
@@ -168,6 +172,19 @@ def _attached(state: Path, template: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def linked_counts(template: Path, run_id: str) -> int:
+    """Records linked to the run on the four objects, whatever their state: what a clean-up must read."""
+    with _attached(template, template) as conn:
+        total = 0
+        for target in TARGETS:
+            sql = (
+                f"SELECT COUNT(*) FROM t.{quote(target.sobject)}"  # noqa: S608 - constants, run id bound
+                f" WHERE IsDeleted = 0 AND {quote(target.run_field)} = :run"
+            )
+            total += int(conn.execute(sql, {"run": run_id}).fetchone()[0])
+        return total
+
+
 def expected_counts(template: Path, run_id: str) -> dict[str, int]:
     """Cleanable records per object, from the template alone (it is attached to itself as `t`)."""
     with _attached(template, template) as conn:
@@ -249,6 +266,10 @@ class Org:
     log: Path = field(compare=False, repr=False)
 
     def api_calls(self) -> int:
+        return int(self.stats()["api_calls"])
+
+    def stats(self) -> dict[str, Any]:
+        """The org's counters (`api_calls`, `api_calls_by_endpoint`, ...)."""
         self.check_alive()
         try:
             # verify= on the request itself: REQUESTS_CA_BUNDLE in the environment would override a session's.
@@ -257,7 +278,8 @@ class Org:
         except requests.RequestException:
             self.check_alive()
             raise
-        return int(answer.json()["api_calls"])
+        stats: dict[str, Any] = answer.json()
+        return stats
 
     def check_alive(self) -> None:
         """Raise ServerGone when the server has exited: a run it did not serve to the end measures nothing."""
@@ -435,6 +457,8 @@ class Bench:
             raise RuntimeError(f"SQL expects {self.expected}, ScenarioInfo.cleanable says {self.cleanable}")
         self.total = sum(self.cleanable.values())
         _progress(f"  expected changes (SQL = ScenarioInfo.cleanable): {self.total:,} {self.expected}")
+        self.bound: Bound = scenario_bound(self.expected, linked_counts(self.template, self.run_id), rate)
+        _progress(f"  lower bound: {self.bound.seconds:.2f} s ({self.bound})")
 
     def _seed(self) -> ScenarioInfo:
         started = time.perf_counter()
@@ -472,9 +496,11 @@ class Bench:
                 ]  # fmt: skip
                 if limit is not None:
                     argv += ["--limit", str(limit)]
-                before = org.api_calls()
+                before = org.stats()
                 child = run_child(argv, child_env(org), self.log, CHILD_TIMEOUT_S)
-                calls = org.api_calls() - before
+                after = org.stats()
+                calls = int(after["api_calls"]) - int(before["api_calls"])
+                by_endpoint = _calls_by_endpoint(before, after)
             # The server has stopped and closed the file: the check reads exactly what the org committed.
             check = check_state(state, self.template, self.run_id, self.expected)
         finally:
@@ -486,7 +512,7 @@ class Bench:
         _progress(
             f"  {name}{'' if limit is None else f' --limit {limit}'}: {child.wall_s:,.1f} s, {calls:,} calls,"
             f" {child.maxrss_kib / 1024:.0f} MB; said {json.dumps(child.output)}; state ok={check.ok}"
-            f" {json.dumps(check.detail)}"
+            f" {json.dumps(check.detail)}; calls by endpoint {json.dumps(by_endpoint)}"
         )
         return Measured(calls, child, check)
 
@@ -548,6 +574,13 @@ class Bench:
         )
 
 
+def _calls_by_endpoint(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """The calls a contender made, per org endpoint: where its calls went, for the progress log."""
+    old: dict[str, int] = before.get("api_calls_by_endpoint", {})
+    new: dict[str, int] = after.get("api_calls_by_endpoint", {})
+    return {name: count - old.get(name, 0) for name, count in new.items() if count != old.get(name, 0)}
+
+
 def _child_notes(measured: Measured, *, with_state: bool = True) -> list[str]:
     child = measured.child
     out = child.output or {}
@@ -589,8 +622,11 @@ def run(records: int, rate: float, only: Sequence[str], subset_limit_s: float) -
             _progress(f"  {name}: {json.dumps(result.as_json())}")
             results.append(result)
         unmeasured = bench.unmeasured
+        bound = bench.bound.seconds
     _progress(f"  done in {time.perf_counter() - started:,.0f} s")
-    return {"records": records, "lock_failure_rate": rate, "results": [r.as_json() for r in results]}, unmeasured
+    rows = [{**r.as_json(), "x_bound": round(r.wall_s / bound, 1) if r.wall_s else None} for r in results]
+    report = {"records": records, "lock_failure_rate": rate, "lower_bound_s": round(bound, 2), "results": rows}
+    return report, unmeasured
 
 
 # --- output --------------------------------------------------------------------------------------------------
@@ -598,6 +634,7 @@ _COLUMNS = (
     ("name", "name", "<"),
     ("api_calls", "api_calls", ">"),
     ("wall_s", "wall_s", ">"),
+    ("x bound", "x_bound", ">"),
     ("records/s", "records_per_s", ">"),
     ("peak_rss_mb", "peak_rss_mb", ">"),
     ("final_state_ok", "final_state_ok", "<"),
@@ -610,7 +647,7 @@ def _cell(key: str, value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "NO"
-    if key == "wall_s":
+    if key in ("wall_s", "x_bound"):
         return f"{value:,.1f}"
     if key == "records_per_s":
         return f"{value:,.0f}"
@@ -632,7 +669,7 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"scale benchmark: {report['records']:,} sources, lock failure rate {report['lock_failure_rate']},"
-            " latency cloud, over HTTPS",
+            f" latency cloud, over HTTPS; lower bound {report['lower_bound_s']:.2f} s",
             line([title for title, _, _ in _COLUMNS]).rstrip(),
             line(["-" * w for w in widths]).rstrip(),
             *(line(row).rstrip() for row in rows),

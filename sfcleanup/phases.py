@@ -4,18 +4,20 @@ final CleanUp Status released together with the lease."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import structlog
 
-from sfcleanup import billing, canary
+from sfcleanup import billing, canary, preflight
 from sfcleanup.billing import RULE_BY_PHASE, CleanUpStatus, Phase, RunStatus
 from sfcleanup.changes import ChangeSet, MemoryChanges, Without
 from sfcleanup.cleanresult import Tally
 from sfcleanup.config import Settings
 from sfcleanup.errorlogs import write_error_logs
+from sfcleanup.errors import SfCleanupError
 from sfcleanup.interrupts import Interrupts
 from sfcleanup.journal import Journal
 from sfcleanup.lease import Lease, Leases
@@ -110,7 +112,16 @@ class PhaseRunner:
             set_run_field(self._client, journal, run, billing.RUN_STATUS, run.status, RunStatus.COMPLETED_WITH_ERRORS)
             tally.run_status = RunStatus.COMPLETED_WITH_ERRORS
         if run.cleanup_status != CleanUpStatus.STARTED:
-            set_run_field(self._client, journal, run, billing.CLEANUP_STATUS, run.cleanup_status, CleanUpStatus.STARTED)
+            try:
+                set_run_field(
+                    self._client, journal, run, billing.CLEANUP_STATUS, run.cleanup_status, CleanUpStatus.STARTED
+                )
+            except SfCleanupError:
+                # A lost answer may hide a write the org applied: the tally says what the org shows, if it
+                # still answers, so the wind-down ends a status that did become Started.
+                with contextlib.suppress(SfCleanupError):
+                    tally.cleanup_status = preflight.read_runs(self._client, [run.id])[run.id].cleanup_status
+                raise
         tally.cleanup_status = CleanUpStatus.STARTED
         # Records that did not reach their target in this invocation, with why: what depends on them waits.
         blocked: dict[str, str] = {}

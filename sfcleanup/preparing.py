@@ -3,7 +3,8 @@ and cost the whole in API calls against the day's allowance. Nothing here writes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,6 +19,8 @@ from sfcleanup.models import InvoiceRun
 from sfcleanup.phases import ProgressFactory
 from sfcleanup.plan import RunPlan
 from sfcleanup.preflight import OrgReadiness
+from sfcleanup.salesforce.bulk import Polling
+from sfcleanup.salesforce.bulkquery import BulkQueries
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.read import plan_streaming
 
@@ -49,6 +52,7 @@ class Preparer:
         include_completed: bool = False,
         clock: Clock = utc_now,
         progress: ProgressFactory | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._progress = progress
         self._client = client
@@ -56,6 +60,15 @@ class Preparer:
         self._leases = leases
         self._include_completed = include_completed
         self._clock = clock
+        write = settings.write
+        # Large objects are read by Bulk API 2.0 query jobs, polled like ingest jobs under the same settings.
+        polling = Polling(
+            first_s=min(0.5, write.bulk_poll_max_s),
+            max_s=write.bulk_poll_max_s,
+            deadline_s=write.bulk_timeout_s,
+            sleep=sleep,
+        )
+        self._bulk = BulkQueries(client, polling)
 
     def readiness(self) -> OrgReadiness:
         """Describe the Billing objects once; raises if the org lacks what the clean-up needs."""
@@ -81,7 +94,7 @@ class Preparer:
 
     def plan(self, run: InvoiceRun) -> RunPlan:
         shown = self._progress(f"reading {run.id}", None) if self._progress else None
-        plan, read = plan_streaming(self._client, run, on_page=shown or (lambda _: None))
+        plan, read = plan_streaming(self._client, run, bulk=self._bulk, on_page=shown or (lambda _: None))
         log.info("plan.ready", run=run.id, records=read, changes=plan.total)
         return plan
 

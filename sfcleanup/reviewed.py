@@ -67,7 +67,12 @@ class ReviewedWorker(Worker):
             self.client, self.settings, self.leases, self.interrupts, sleep=self._sleep, progress=self._progress
         )
         preparer = ReviewedPreparer(
-            self.client, self.settings, self.leases, include_completed=self.include_completed, clock=self._clock
+            self.client,
+            self.settings,
+            self.leases,
+            include_completed=self.include_completed,
+            clock=self._clock,
+            sleep=self._sleep,
         )
         preparer.reviewed = self.reviewed
         return RunCleaner(

@@ -123,6 +123,7 @@ class Worker:
             include_completed=self.include_completed,
             clock=self._clock,
             progress=self._reading_progress,
+            sleep=self._sleep,
         )
 
     def _cleaner(self) -> RunCleaner:

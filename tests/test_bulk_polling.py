@@ -45,9 +45,9 @@ def _state(state: str, processed: int) -> dict[str, object]:
 
 
 @responses.activate
-def test_pauses_double_until_progress_then_follow_the_rate() -> None:
-    """Without progress the pauses double (0.5, 1, 2); with 4,000 of 10,000 done after 3.5 s, the next pause
-    is the ~5 s the rest should take, capped at max_s."""
+def test_pauses_grow_until_progress_then_follow_the_rate() -> None:
+    """Without progress the pauses grow by half (0.5, 0.75, 1.125); with 4,000 of 10,000 done after 2.375 s,
+    the next pause is the ~3.6 s the rest should take at that rate."""
     clock = Clock()
     for body in (
         _state("UploadComplete", 0),
@@ -60,9 +60,9 @@ def test_pauses_double_until_progress_then_follow_the_rate() -> None:
         responses.get(JOB, json=body)
     final = _api(clock).wait("7505g0000000001AAA", records=10000)
     assert final.state == "JobComplete"
-    assert clock.sleeps[:3] == [0.5, 1.0, 2.0]
-    assert clock.sleeps[3] == 5.0  # 6,000 left at ~1,143 records/s is 5.25 s: capped
-    assert 0.5 <= clock.sleeps[4] < 1.0  # 1,000 left at ~1,034 records/s
+    assert clock.sleeps[:3] == [0.5, 0.75, 1.125]
+    assert clock.sleeps[3] == pytest.approx(6000 / (4000 / 2.375), abs=0.01)  # 6,000 left at ~1,684 records/s
+    assert 0.5 <= clock.sleeps[4] < 1.0  # 1,000 left at ~1,515 records/s
 
 
 @responses.activate

@@ -12,10 +12,12 @@ import pytest
 from sfcleanup.config import load_settings
 from sfcleanup.errors import ExitCode
 from sfcleanup.localorg.app import LocalOrg
-from sfcleanup.localorg.faults import FaultProfile
+from sfcleanup.localorg.bulk import processing
+from sfcleanup.localorg.faults import FaultProfile, LatencyModel
 from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.store import Store
 from sfcleanup.report import Report
+from sfcleanup.salesforce import bulkwrite
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after, journal_consistent, journal_entries
 from tests.support import make_client, make_org
@@ -137,3 +139,23 @@ def test_large_objects_split_into_jobs_on_disjoint_accounts(tmp_path: Path) -> N
     assert sorted(accounts) == ["invoice_lines-bulk-1", "invoice_lines-bulk-2"]
     first, second = accounts.values()
     assert first and second and not first & second
+
+
+@pytest.mark.slow
+def test_a_jobs_batches_end_at_account_boundaries_so_they_never_wait_for_each_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Salesforce cuts a job's data into batches of a fixed size and runs them in parallel (here 50 rows, four
+    at once, each holding its locks 50 ms). An account that would straddle a cut is cut there and its tail goes
+    through Composite after the job: no batch waits for another's lock, and the org ends exactly at the oracle."""
+    monkeypatch.setattr(bulkwrite, "BATCH_RECORDS", 50)
+    monkeypatch.setattr(processing, "BATCH_RECORDS", 50)
+    latency = LatencyModel(bulk_ms_per_record=1.0)
+    org, info = make_org("demo", faults=FaultProfile(lock_wait_s=0.02, latency=latency))
+    run_id = info.runs["failed_run"]
+    before = org.store.snapshot()
+    report = _clean(org, tmp_path, run_id)
+    assert report.exit_code is ExitCode.CLEAN
+    assert differences(expected_after(before, run_id), org.store.snapshot(), skip={run_id}) == []
+    assert org.stats.get("bulk_batches") > 2 * len(_ingest_jobs(org))
+    assert org.stats.get("lock_waits") == org.stats.get("lock_failures") == 0

@@ -27,6 +27,9 @@ TERMINAL = frozenset({"JobComplete", "Failed", "Aborted"})
 RESULT_KINDS = ("successfulResults", "failedResults", "unprocessedrecords")
 # The Date header has whole seconds, and the org stamps a job a moment after it reads the request.
 CLOCK_SLACK = timedelta(seconds=2)
+# Pauses between polls grow by half each time: a job seen done up to a third late rather than up to twice as
+# late (doubling), for a poll or two more on a long job.
+POLL_GROWTH = 1.5
 log = structlog.get_logger("sfcleanup.bulk")
 
 
@@ -164,7 +167,7 @@ class BulkApi:
     def wait(self, job_id: str, records: int | None = None) -> JobState:
         """Poll until the job ends or the deadline passes.
 
-        Pauses double from `first_s` up to `max_s`; once the job reports progress, the next pause is the time
+        Pauses grow by half from `first_s` up to `max_s`; once the job reports progress, the next pause is the time
         the rest should take at the rate seen so far (within the same bounds), so a long job is neither
         polled needlessly nor read long after it finished.
         """
@@ -187,7 +190,7 @@ class BulkApi:
                     "resume polling it (the job goes on in the org)"
                 )
             polling.sleep(pause)
-            pause = min(pause * 2, polling.max_s)
+            pause = min(pause * POLL_GROWTH, polling.max_s)
 
     def results(self, job_id: str, kind: str, target: Path) -> Path:
         """Stream one result CSV (successfulResults, failedResults, unprocessedrecords) to `target`."""

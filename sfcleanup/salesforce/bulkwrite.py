@@ -8,11 +8,8 @@ worker finishes reading that job instead of creating a second one.
 
 from __future__ import annotations
 
-import csv
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import structlog
 
@@ -23,53 +20,30 @@ from sfcleanup.entries import JobNote, job_notes, records
 from sfcleanup.errors import ApiError
 from sfcleanup.journal import Journal
 from sfcleanup.outcomes import Failure, JobFailure, PhaseResult, RowOutcome, RowResult
-from sfcleanup.salesforce.bulk import RESULT_KINDS, BulkApi, read_rows
+from sfcleanup.salesforce.bulk import BulkApi
+from sfcleanup.salesforce.bulkfiles import chunks, groups_of, result_kinds, rows_of, write_csv
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.concurrency import Observation, Tuning, shared
 from sfcleanup.salesforce.write import CompositeWriter
 
-# CSV: an empty cell leaves a field as it is; this value sets it to null.
-NULL = "#N/A"
 # Below this many records a second job costs more calls than it saves time.
 MIN_RECORDS_PER_JOB = 10_000
-CHUNK = 2000
+# "Salesforce creates a separate batch for every 10,000 records in your job data" and runs the batches in
+# parallel (Understanding Bulk API 2.0 Ingest): two batches that hold records of one account lock each other.
+BATCH_RECORDS = 10_000
+# The tail of an account cut by a batch boundary goes through Composite once the job is done, unless it is
+# longer than this (an account that large straddles the boundary as before: its batches wait for each other).
+MAX_DEFERRED_TAIL = 200
 # Journal state of a job the org no longer has (deleted, or unreadable): finished, outcome unknown.
 LOST = "lost"
 log = structlog.get_logger("sfcleanup.bulkwrite")
 Lookup = Callable[[str], Change | None]
-R = TypeVar("R")
-
-
-def _cell(value: str | None) -> str:
-    return NULL if value is None else value
-
-
-def write_csv(path: Path, rule: Rule, changes: Iterable[Change]) -> int:
-    """Id plus the rule's fields, one row per change, in the order given (lock point by lock point)."""
-    count = 0
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["Id", *rule.fields])
-        for change in changes:
-            writer.writerow([change.id, *(_cell(change.after[f]) for f in rule.fields)])
-            count += 1
-    return count
 
 
 def bulk_jobs_for(records: int, most: int, minimum: int = MIN_RECORDS_PER_JOB) -> int:
     """Jobs for one phase: as many as allowed, each with at least `minimum` records."""
     return max(1, min(most, records // minimum))
-
-
-def _groups(changes: Iterator[Change]) -> Iterator[list[Change]]:
-    """Consecutive runs of one lock point (the changes come in lock-point order)."""
-    for _, members in itertools.groupby(changes, key=lambda c: c.group):
-        yield list(members)
-
-
-def _chunks(rows: Iterator[R], size: int = CHUNK) -> Iterator[list[R]]:
-    while chunk := list(itertools.islice(rows, size)):
-        yield chunk
 
 
 class BulkWriter:
@@ -103,10 +77,16 @@ class BulkWriter:
         so no account's records are in two jobs running at the same time.
         """
         self._workdir.mkdir(parents=True, exist_ok=True)
-        jobs = bulk_jobs_for(len(changes), self._settings.bulk_jobs_per_object, self._settings.bulk_min_records_per_job)
-        parts = self._write_parts(phase, rule, changes, jobs)
+        # Jobs at once: the setting is the ceiling (each job costs about 6 calls, and an object's calls stay
+        # within 25); lock failures above the tolerated share halve it for the session, clean jobs regrow it.
+        jobs_at_most = self._settings.bulk_jobs_per_object
+        level = shared(self._client, "bulk jobs", jobs_at_most, Tuning(ceiling=jobs_at_most))
+        jobs = bulk_jobs_for(len(changes), level.level, self._settings.bulk_min_records_per_job)
+        pushbacks = self._client.usage.pushbacks
+        deferred: list[Change] = []
         submitted = []
-        for batch, csv_path, count in parts:
+        # Each file is submitted as soon as it is written, so the org works on it while the next one is cut.
+        for batch, csv_path, count in self._write_parts(phase, rule, changes, jobs, deferred):
             job = self._api.create_job(rule.sobject)
             self._journal.note(
                 "bulk.job", state="created", job=job, phase=phase, batch=batch, object=rule.sobject, records=count
@@ -122,25 +102,32 @@ class BulkWriter:
         # The jobs run at once in the org; reading them one after the other waits only as long as the slowest.
         for job, batch, csv_path, count in submitted:
             done, job_locked, job_leftover = self.collect(phase, rule, job, batch, changes.get, records=count)
+            pushed_back = self._client.usage.pushbacks > pushbacks
+            level.observe(Observation(count, len(job_locked), pushed_back=pushed_back))
             outcome.merge(done)
             locked += job_locked
             leftover += job_leftover
             csv_path.unlink(missing_ok=True)
-        if locked:
-            # Through Composite: calls never share an account, and the writer's last lock round sends one
-            # account at a time.
-            log.info("bulk.lock_retry", records=len(locked))
-            outcome.merge(self._composite().apply(phase, rule, locked))
-        if leftover:
-            log.info("bulk.unprocessed_retry", records=len(leftover))
-            outcome.merge(self._composite().apply(phase, rule, leftover))
+        log.info("bulk.concurrency", phase=phase, jobs=len(submitted), next_level=level.level, backoffs=level.decreases)
+        if deferred or locked or leftover:
+            # Through Composite, in one pass: the tails of accounts cut at batch boundaries (the jobs are done,
+            # nothing of theirs is locked now), rows that failed on a lock, rows a job left unprocessed. Calls
+            # never share an account, and the writer's last lock round sends one account at a time.
+            log.info("bulk.composite_pass", boundary_tails=len(deferred), locked=len(locked), unprocessed=len(leftover))
+            outcome.merge(self._composite().apply(phase, rule, [*deferred, *locked, *leftover]))
         return outcome
 
-    def _write_parts(self, phase: str, rule: Rule, changes: ChangeSet, jobs: int) -> list[tuple[str, Path, int]]:
-        """Cut the changes into `jobs` CSV files of about equal size, each ending at an account boundary."""
+    def _write_parts(
+        self, phase: str, rule: Rule, changes: ChangeSet, jobs: int, deferred: list[Change]
+    ) -> Iterator[tuple[str, Path, int]]:
+        """Cut the changes into `jobs` CSV files of about equal size, each ending at an account boundary.
+
+        Within a file, every 10,000-record batch ends at an account boundary too: an account that would cross
+        one is cut there and its tail (at most MAX_DEFERRED_TAIL records) appended to `deferred`, so the job's
+        batches, which Salesforce runs in parallel, never wait for each other's locks.
+        """
         target = -(-len(changes) // jobs)
-        parts: list[tuple[str, Path, int]] = []
-        groups = iter(_groups(iter(changes)))
+        groups = iter(groups_of(iter(changes)))
         pending_group: list[Change] | None = next(groups, None)
         for index in range(jobs):
             batch = f"{phase}-bulk-{index + 1}" if jobs > 1 else f"{phase}-bulk"
@@ -150,20 +137,24 @@ class BulkWriter:
                 nonlocal pending_group
                 size = 0
                 while pending_group is not None and (last or size < target):
-                    size += len(pending_group)
-                    yield from pending_group
+                    group = pending_group
+                    room = BATCH_RECORDS - size % BATCH_RECORDS
+                    if room < len(group) <= room + MAX_DEFERRED_TAIL:
+                        deferred.extend(group[room:])
+                        group = group[:room]
+                    size += len(group)
+                    yield from group
                     pending_group = next(groups, None)
 
             count = write_csv(path, rule, self._journaled(phase, batch, part(index == jobs - 1)))
             if count:
-                parts.append((batch, path, count))
+                yield batch, path, count
             else:
                 path.unlink(missing_ok=True)
-        return parts
 
     def _journaled(self, phase: str, batch: str, changes: Iterable[Change]) -> Iterator[Change]:
         """Pass the changes through, journaling them as pending 2,000 at a time."""
-        for chunk in _chunks(iter(changes)):
+        for chunk in chunks(iter(changes)):
             self._journal.pending(phase, batch, chunk)
             yield from chunk
 
@@ -192,13 +183,16 @@ class BulkWriter:
             outcome.job_failures.append(JobFailure(job, final.state, final.error))
         locked: list[Change] = []
         leftover: list[Change] = []
-        files = {kind: self._api.results(job, kind, self._workdir / f"{job}-{kind}.csv") for kind in RESULT_KINDS}
-        for rows in _chunks(read_rows(files["successfulResults"])):
+        files = {
+            kind: self._api.results(job, kind, self._workdir / f"{job}-{kind}.csv")
+            for kind in result_kinds(final, records)
+        }
+        for rows in chunks(rows_of(files, "successfulResults")):
             done = [c for c in (lookup(r["sf__Id"]) for r in rows) if c is not None]
             self._journal.outcomes(phase, batch, [RowResult(c, RowOutcome.UPDATED) for c in done])
             outcome.updated += len(done)
             self._progress(len(done))
-        for rows in _chunks(read_rows(files["failedResults"])):
+        for rows in chunks(rows_of(files, "failedResults")):
             results: list[RowResult] = []
             for row in rows:
                 change = lookup(row.get("sf__Id") or row.get("Id") or "")
@@ -213,7 +207,7 @@ class BulkWriter:
                     outcome.failures.append(Failure(change.id, change.sobject, code, message))
                     results.append(RowResult(change, RowOutcome.FAILED, code, message))
             self._journal.outcomes(phase, batch, results)
-        for rows in _chunks(read_rows(files["unprocessedrecords"])):
+        for rows in chunks(rows_of(files, "unprocessedrecords")):
             leftover += [c for c in (lookup(r.get("Id", "")) for r in rows) if c is not None]
         if leftover:
             self._journal.note("bulk.unprocessed", job=job, records=len(leftover))

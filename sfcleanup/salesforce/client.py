@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import structlog
@@ -15,7 +16,7 @@ from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.api import Subrequest, Update
 from sfcleanup.salesforce.classify import Verdict
 from sfcleanup.salesforce.composite import SubResult
-from sfcleanup.salesforce.door import Door
+from sfcleanup.salesforce.door import Door, RequestBody
 from sfcleanup.salesforce.shapes import Fields, JsonObject, JsonValue, Record
 
 T = TypeVar("T")
@@ -203,3 +204,19 @@ class SalesforceClient(Door):
             write=True,
         )
         return result
+
+    # --- Bulk API 2.0 query result pages --------------------------------------------------------------
+    def download_page(self, what: str, path: str, params: dict[str, str], target: Path) -> str | None:
+        """Stream one page of a GET's body to `target` and return its `Sforce-Locator` (None after the last
+        page). The page is one attempt, retried whole like any lost read, so `target` never keeps half a page."""
+
+        def fetch(sf: Salesforce) -> str | None:
+            body = RequestBody(None, params, None, {})
+            response = self._send(sf, what, "GET", self._url(path), body=body, stream=True)
+            with target.open("wb") as handle:
+                for chunk in response.iter_content(chunk_size=1 << 16):
+                    handle.write(chunk)
+            locator = response.headers.get("Sforce-Locator")
+            return None if locator in (None, "", "null") else locator
+
+        return self._call(what, fetch)

@@ -27,6 +27,9 @@ class ApiUsage:
         self.max: int | None = None
         # The org's clock minus this machine's, from the last HTTP Date header (whole seconds).
         self.clock_offset: timedelta | None = None
+        # Answers where the org pushed back (503 unavailable, 403 concurrent requests): the writers' concurrency
+        # backs off on them even when a retry then succeeds.
+        self.pushbacks = 0
 
     def observe(self, response: requests.Response, *args: object, **kwargs: object) -> None:
         """A requests response hook: sees every HTTP response, whichever API made it."""
@@ -35,6 +38,8 @@ class ApiUsage:
         with self._lock:
             if "/services/oauth2/" not in (response.url or ""):
                 self.calls += 1
+            if response.status_code in (403, 503):
+                self.pushbacks += 1
             if match:
                 self.used, self.max = int(match.group(1)), int(match.group(2))
             if offset is not None:

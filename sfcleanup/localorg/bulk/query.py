@@ -28,6 +28,7 @@ from sfcleanup.localorg.context import Org, RequestContext
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
 from sfcleanup.localorg.schema import FieldType, SObjectSpec
 from sfcleanup.localorg.soql import SoqlError, compile_soql
+from sfcleanup.localorg.soql.parser import parse
 
 
 # --- query jobs -----------------------------------------------------------------------------------------------
@@ -46,8 +47,11 @@ def query_jobs(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[
         raise BadRequest(400, exc.error_code, exc.message) from None
     if compiled.kind != "records":
         raise BadRequest(400, "INVALID_INPUT", "Aggregate queries are not supported by Bulk API 2.0 query jobs")
+    _refuse_unsupported_clauses(text)
     with org.store.lock:
         rowids = compiled.rowids(org.store.conn)
+    # Results come in no particular order (chunks are processed in parallel): a client must not rely on any.
+    org.faults.shuffle(rowids)
     stamp = timestamp(org)
     job = QueryJob(
         id=idgen.record_id(JOB_KEY_PREFIX, next(org.bulk.numbers)),
@@ -65,6 +69,25 @@ def query_jobs(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[
     add_job(org, job)
     org.stats.add("bulk_query_jobs")
     return HttpResponse.json(200, job.info(detail=False))
+
+
+def _refuse_unsupported_clauses(text: str) -> None:
+    """ "Bulk API 2.0 doesn't support SOQL queries that include any of these items: GROUP BY, LIMIT, ORDER BY,
+    OFFSET, or TYPEOF clauses" (Create a Query Job). Salesforce may still run some of them; refusing them keeps
+    a client from depending on an order or a cut the platform does not promise. TYPEOF is not in the local
+    grammar at all, and GROUP BY makes an aggregate query, refused above."""
+    query = parse(text)
+    clauses = [
+        name
+        for name, present in (
+            ("ORDER BY", bool(query.order_by)),
+            ("LIMIT", query.limit is not None),
+            ("OFFSET", query.offset is not None),
+        )
+        if present
+    ]
+    if clauses:
+        raise BadRequest(400, "INVALID_INPUT", f"{', '.join(clauses)} is not supported by Bulk API 2.0 query jobs")
 
 
 def _settle(org: Org, job: QueryJob) -> None:

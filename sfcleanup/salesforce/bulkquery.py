@@ -1,0 +1,144 @@
+"""Bulk API 2.0 query jobs for large reads: created before they are needed, so the org runs them while the
+planner works, then read page by page (`maxRecords`, `Sforce-Locator`), each page streamed to disk and parsed
+row by row, so memory stays flat whatever the size.
+
+Bulk API 2.0 supports no ORDER BY and no LIMIT and promises no order, so a query job reads the whole of a
+keyset query (its `Id > {after} ORDER BY Id LIMIT {limit}` tail removed) and nothing here relies on order.
+Creating a query job writes nothing, so a lost answer is simply asked again (an orphan job only reads).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import csv
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from simple_salesforce.format import format_soql
+
+from sfcleanup import queries
+from sfcleanup.errors import StopRun, TransientExhausted
+from sfcleanup.salesforce.bulk import Polling
+from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.shapes import BulkJobInfo
+
+# An object with at least this many records to read goes through a Bulk API 2.0 query job (create, one poll
+# and a page per PAGE_RECORDS: 3 calls up to 100,000 records); below it keyset pages of 2,000 through REST
+# (1 call per 2,000, and a short page now and then) cost no more calls and no more time. See README "Scale".
+BULK_READ_THRESHOLD = 5000
+# Records per result page: each page is one call, streamed to disk, so its size costs no memory here.
+PAGE_RECORDS = 100_000
+KEYSET_TAIL = " AND Id > {after} ORDER BY Id LIMIT {limit}"
+log = structlog.get_logger("sfcleanup.bulkquery")
+
+
+def whole_query(name: str, run_id: str) -> str:
+    """The keyset query `name` without its keyset tail: every record it pages through, in one statement."""
+    text = queries.template(name)
+    if not text.endswith(KEYSET_TAIL):
+        raise ValueError(f"{name}.soql does not end with the keyset tail {KEYSET_TAIL!r}")
+    rendered: str = format_soql(text.removesuffix(KEYSET_TAIL), run_id=run_id)
+    return rendered
+
+
+def record(row: dict[str, str]) -> dict[str, object]:
+    """A CSV row as the REST API's record: dotted columns nested by relationship, an empty cell a null."""
+    out: dict[str, object] = {}
+    for column, value in row.items():
+        if not value:
+            continue
+        *path, name = column.split(".")
+        target = out
+        for part in path:
+            nested = target.setdefault(part, {})
+            assert isinstance(nested, dict)  # a relationship name is never also a field name
+            target = nested
+        target[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class QueryJob:
+    id: str
+    sobject: str
+
+
+class BulkQueries:
+    def __init__(
+        self,
+        client: SalesforceClient,
+        polling: Polling | None = None,
+        workdir: Path | None = None,
+        page_records: int = PAGE_RECORDS,
+    ) -> None:
+        self._client = client
+        self._polling = polling or Polling()
+        self._workdir = workdir
+        self._page_records = page_records
+
+    def create(self, soql: str, sobject: str) -> QueryJob:
+        body = {"operation": "query", "query": soql, "columnDelimiter": "COMMA", "lineEnding": "LF"}
+        answer = self._client.request(f"bulk query {sobject}", "POST", "jobs/query", json=body)
+        job = QueryJob(str(answer.json()["id"]), sobject)
+        log.info("bulkquery.created", job=job.id, object=sobject)
+        return job
+
+    def _state(self, job: QueryJob) -> BulkJobInfo:
+        answer = self._client.request(f"bulk query job {job.sobject}", "GET", f"jobs/query/{job.id}")
+        return BulkJobInfo.model_validate(answer.json())
+
+    def wait(self, job: QueryJob) -> None:
+        """Poll until the job is complete: at once (it was created a while ago), then backing off."""
+        polling = self._polling
+        deadline = polling.monotonic() + polling.deadline_s
+        pause = polling.first_s
+        while True:
+            info = self._state(job)
+            if info.state == "JobComplete":
+                return
+            if info.state in ("Failed", "Aborted"):
+                raise StopRun(f"the Bulk API query job {job.id} on {job.sobject} ended {info.state}: {info.error}")
+            if polling.monotonic() + pause > deadline:
+                raise TransientExhausted(f"the Bulk API query job {job.id} is still {info.state}; run again")
+            polling.sleep(pause)
+            pause = min(pause * 2, polling.max_s)
+
+    def pages(self, job: QueryJob) -> Iterator[list[dict[str, object]]]:
+        """The job's records page by page, waiting for it first; the next page downloads while the caller
+        works through the current one. Each page is parsed from disk in slices of 2,000 records."""
+        self.wait(job)
+        with (
+            tempfile.TemporaryDirectory(prefix="sfcleanup-bulkquery-", dir=self._workdir) as directory,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfcleanup-bulkquery") as pool,
+        ):
+            number = 0
+
+            def fetch(locator: str | None) -> tuple[Path, str | None]:
+                target = Path(directory) / f"{job.id}-{number}.csv"
+                params = {"maxRecords": str(self._page_records), **({"locator": locator} if locator else {})}
+                what = f"bulk query results {job.sobject}"
+                return target, self._client.download_page(what, f"jobs/query/{job.id}/results", params, target)
+
+            ahead: Future[tuple[Path, str | None]] | None = pool.submit(contextvars.copy_context().run, fetch, None)
+            while ahead is not None:
+                path, locator = ahead.result()
+                number += 1
+                ahead = pool.submit(contextvars.copy_context().run, fetch, locator) if locator else None
+                yield from _slices(path)
+                path.unlink(missing_ok=True)
+
+
+def _slices(path: Path, size: int = 2000) -> Iterator[list[dict[str, object]]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        chunk: list[dict[str, object]] = []
+        for row in csv.DictReader(handle):
+            chunk.append(record(row))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
