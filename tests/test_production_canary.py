@@ -142,6 +142,7 @@ def test_the_canary_reads_back_in_the_call_that_writes_it(
         _assert_canary_reads_back_in_its_call(recorder, sobject)
 
 
+@pytest.mark.slow
 def test_the_canary_costs_a_phase_at_most_one_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same clean-up with and without canary batches (the split made empty): with them, each phase's
     Composite writes are at most one call more, and the whole run at most one call per phase more."""
@@ -255,3 +256,32 @@ def test_canary_over_https(tmp_path: Path) -> None:
     message = json.loads(result.stdout)["runs"][0]["message"]
     assert "sent 'Cancelled', the org holds 'Error'" in message
     assert len(_changed(before, state_snapshot(state), LINE)) == 10
+
+
+def test_canary_rows_retried_on_a_lock_are_read_back_in_the_retry_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Canary lines refused on a row lock are sent again in the lock-retry rounds, and each retry call carries
+    the read-back of its own records: the trigger's rewrite is still caught (exit 3), every canary line written
+    is journaled as a mismatch, and no read-back goes as a call of its own."""
+    faults = FaultProfile(lock_wait_s=0.2, lock_failure_rate=0.4, rewrites=(REWRITE,))
+    org, info = make_org("demo", faults=faults)
+    recorder = Recorder(org)
+    monkeypatch.setattr(org, "handle", recorder)
+    run_id = info.runs["failed_run"]
+    before = org.store.snapshot()
+    # One call at a time: the org's seeded lock faults then fall on the same rows on every run.
+    write = {"route": "composite", "max_in_flight": 1}
+    settings = load_settings(None, journal_dir=tmp_path / "j", write=write)
+    worker = Worker(make_client(org), settings, sleep=brief_sleep)
+    assert worker.apply(worker.prepare([run_id])).exit_code is ExitCode.STOPPED
+    writes = _writes(recorder, LINE)
+    assert len(writes) >= 2
+    for body in writes:
+        assert body["collateSubrequests"] is False
+        assert _read_backs(body) == [values_soql(RULE_BY_OBJECT[LINE], _patched(body, LINE))]
+    assert not any(_is_read_back(q, LINE) for q in recorder.queries())
+    lines = _changed(before, org.store.snapshot(), LINE)
+    entries = [json.loads(x) for x in (tmp_path / "j" / f"{run_id}.jsonl").read_text().splitlines()]
+    notes = [e for e in entries if e["type"] == "note" and e["event"] == "canary.mismatch"]
+    assert lines and {n["id"] for n in notes} == lines
