@@ -3,17 +3,18 @@ what was sent, before it sends the rest.
 
 A trigger, a flow or a validation rule that rewrites the values (or a field that silently does not stick) answers
 "success" to every write; without this step a clean-up would only learn of it from `verify`, after rewriting every
-record of the run. Costs one query per phase (the canary is at most 200 records: one call).
+record of the run. The read-back travels in the canary's own write call (a query after the writes), so the canary
+costs a phase at most one call: the one that could otherwise have carried its records with the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
 from sfcleanup.billing import Rule
-from sfcleanup.changes import Change, ChangeSet, Without
+from sfcleanup.changes import Change, ChangeSet, Values, Without
 from sfcleanup.errors import StopRun
 from sfcleanup.journal import Journal
 from sfcleanup.salesforce.client import SalesforceClient
@@ -47,13 +48,26 @@ def split(changes: ChangeSet, size: int) -> tuple[list[Change], ChangeSet]:
     return canary, Without(changes, [c.id for c in canary])
 
 
-def compare(client: SalesforceClient, rule: Rule, canary: Sequence[Change], failed: Collection[str]) -> list[Mismatch]:
-    """Read back the canary records that were written (not those that failed) and list every field the org does
-    not hold as sent. A record the org no longer shows is a mismatch of its own."""
+def compare(
+    client: SalesforceClient,
+    rule: Rule,
+    canary: Sequence[Change],
+    failed: Collection[str],
+    read_back: Mapping[str, Values | None],
+) -> list[Mismatch]:
+    """List every field of the canary records that were written (not those that failed) the org does not hold as
+    sent. A record the org no longer shows is a mismatch of its own.
+
+    `read_back` holds what the write calls themselves read after writing (`CompositeWriter.apply_and_read_back`);
+    only a record it lacks (confirmed by reading after a lost answer, or its call's query did not answer) is read
+    here, with a query of its own."""
     written = [c for c in canary if c.id not in failed]
     if not written:
         return []
-    stored = current_values(client, rule, [c.id for c in written])
+    stored = dict(read_back)
+    unread = [c.id for c in written if c.id not in stored]
+    if unread:
+        stored.update(current_values(client, rule, unread))
     mismatches = []
     for change in written:
         row = stored.get(change.id)

@@ -164,11 +164,13 @@ class PhaseRunner:
         first, rest = canary.split(changes, self._settings.write.canary_records)
         # Through Composite whatever the phase's route: one call instead of a Bulk API job, and the org's
         # triggers and flows run for both APIs alike.
-        result = CompositeWriter(
+        # Each canary call reads its records back after writing them: no call of its own for the read-back.
+        result, read_back = CompositeWriter(
             self._client, self._settings.write, journal, progress=progress, sleep=self.sleep
-        ).apply(phase.value, rule, MemoryChanges(first))
+        ).apply_and_read_back(phase.value, rule, MemoryChanges(first))
         failed = {f.id for f in result.failures}
-        canary.stop_on_mismatch(journal, phase.value, canary.compare(self._client, rule, first, failed))
+        mismatches = canary.compare(self._client, rule, first, failed, read_back)
+        canary.stop_on_mismatch(journal, phase.value, mismatches)
         if rest:
             result.merge(self._write(phase, rest, journal, progress))
         tally.updated[rule.sobject] = result.updated

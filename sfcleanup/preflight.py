@@ -199,11 +199,9 @@ def estimate_run(plan: RunPlan, write: WriteSettings) -> int:
 
 
 def canary_calls(changes: int, write: WriteSettings) -> int:
-    """What the canary batch adds to a phase: its read-back, and its own Composite call when the phase is larger
-    than it (a phase no larger is the canary alone)."""
-    if not changes:
-        return 0
-    return 1 + (1 if changes > write.canary_records else 0)
+    """What the canary batch adds to a phase: its own Composite call when the phase is larger than it. Its
+    read-back rides in that call (a query after the writes); a phase no larger is the canary alone, one call."""
+    return 1 if changes > write.canary_records else 0
 
 
 def check_budget(limits: Limits, estimate: int, reserve: float) -> dict[str, int]:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from sfcleanup import billing, preflight
+from sfcleanup.config import WriteSettings
 from sfcleanup.errors import BudgetReserveReached, PreflightError
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.models import InvoiceRun
@@ -117,3 +118,13 @@ def test_estimate_counts_composite_calls() -> None:
     assert preflight.estimate_phase_calls(0, per_call=1000) == 0
     assert preflight.estimate_phase_calls(2001, per_call=1000) == 3
     assert preflight.estimate_phase_calls(98_000, per_call=1000, bulk_jobs=3) == 3 * preflight.BULK_CALLS_PER_JOB
+
+
+def test_the_canary_costs_a_phase_one_call_at_most() -> None:
+    """The canary's read-back rides in its own write call: a phase larger than the canary batch pays one call
+    for it (the call that could have carried its records with the rest), a phase no larger pays none."""
+    write = WriteSettings()
+    assert preflight.canary_calls(0, write) == 0
+    assert preflight.canary_calls(write.canary_records, write) == 0
+    assert preflight.canary_calls(write.canary_records + 1, write) == 1
+    assert preflight.canary_calls(98_000, write) == 1

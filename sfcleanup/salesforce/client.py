@@ -94,9 +94,21 @@ class SalesforceClient(Door):
 
     # --- composite ------------------------------------------------------------------------------------
     def _post_composite(
-        self, what: str, subrequests: Sequence[Subrequest], *, write: bool, all_or_none: bool = False
+        self,
+        what: str,
+        subrequests: Sequence[Subrequest],
+        *,
+        write: bool,
+        all_or_none: bool = False,
+        collate: bool = True,
     ) -> list[SubResult]:
-        body = {"allOrNone": all_or_none, "compositeRequest": subrequests}
+        body: dict[str, object] = {"allOrNone": all_or_none, "compositeRequest": subrequests}
+        if not collate:
+            # REST API Developer Guide, "Composite Request Body" (developer.salesforce.com/docs/platform/api-rest/
+            # guide/requests-composite.html), collateSubrequests: "If collation is disabled, then the subrequests
+            # are executed in the order in which they are received"; the default, true from v49, runs unrelated
+            # subrequests in no guaranteed order.
+            body["collateSubrequests"] = False
         answer = self._call(
             what, lambda sf: _restful(sf, "composite", method="POST", json=body, timeout=self._timeout), write=write
         )
@@ -106,12 +118,15 @@ class SalesforceClient(Door):
                 raise self._error(what, result.failure, write=write)
         return results
 
-    def composite(self, subrequests: Sequence[Subrequest], *, all_or_none: bool = False) -> list[SubResult]:
+    def composite(
+        self, subrequests: Sequence[Subrequest], *, all_or_none: bool = False, collate: bool = True
+    ) -> list[SubResult]:
         """One Composite call of writes that are not safe to repeat blindly: a lost answer is AmbiguousWrite.
 
-        The results come back in the order of `subrequests`, matched by referenceId.
+        The results come back in the order of `subrequests`, matched by referenceId. `collate=False` has the org
+        run them in that order too (a query after a write reads what the write left).
         """
-        return self._post_composite("composite", subrequests, write=True, all_or_none=all_or_none)
+        return self._post_composite("composite", subrequests, write=True, all_or_none=all_or_none, collate=collate)
 
     def composite_rounds(
         self, what: str, subrequests: Sequence[Subrequest], *, attempts: int | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 from urllib.parse import urlencode
@@ -16,8 +16,10 @@ from sfcleanup.changes import Values
 from sfcleanup.models import Invoice, InvoiceLine, InvoiceRun, OrderProduct, UsageSummary
 from sfcleanup.plan import RunPlan, RunRecords, plan_records
 from sfcleanup.planstore import PlanStore
+from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.bulkquery import BULK_READ_THRESHOLD, BulkQueries, QueryJob, whole_query
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.shapes import counts_by_value, text_fields
 
 M = TypeVar("M", bound=BaseModel)
@@ -133,11 +135,31 @@ def current_values(client: SalesforceClient, rule: Rule, ids: Sequence[str]) -> 
     rows: dict[str, Values] = {}
     # 200 ids keep the query's URL well under Salesforce's 16,384-byte limit.
     for start in range(0, len(ids), 200):
-        soql = queries.render(
-            "verify_by_ids", fields=", ".join(rule.fields), sobject=rule.sobject, ids=list(ids[start : start + 200])
-        )
+        soql = values_soql(rule, ids[start : start + 200])
         rows.update((str(r["Id"]), text_fields(r, rule.fields)) for r in client.query_all(soql))
     return rows
+
+
+def values_soql(rule: Rule, ids: Sequence[str]) -> str:
+    """`SELECT Id, <the rule's fields> FROM <object> WHERE Id IN (...)`: at most 200 ids (see current_values)."""
+    return queries.render("verify_by_ids", fields=", ".join(rule.fields), sobject=rule.sobject, ids=list(ids))
+
+
+def values_subrequest(api_version: str, rule: Rule, ids: Sequence[str]) -> dict[str, object]:
+    """current_values' query as a Composite subrequest, to ride in the call that writes `ids` (at most 200)."""
+    url = f"/services/data/v{api_version}/query/?" + urlencode({"q": values_soql(rule, ids)})
+    return composite.subrequest("GET", url, 0, prefix="readback")
+
+
+def values_read_back(rule: Rule, answer: SubResult, updated: Collection[str]) -> dict[str, Values | None]:
+    """What `values_subrequest`, run after the writes, found for the records of `updated` (written by those
+    writes): their values, or None for a record the org no longer shows. Empty when the query did not answer
+    whole (a failed subrequest, a further page): the caller reads those records again by itself."""
+    body = answer.body
+    if answer.failure is not None or not isinstance(body, dict) or not body.get("done", True):
+        return {}
+    found = {str(r["Id"]): text_fields(r, rule.fields) for r in body.get("records", [])}
+    return {record_id: found.get(record_id) for record_id in updated}
 
 
 # Which field links each object to its run.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,7 +19,7 @@ import structlog
 
 from sfcleanup import batches
 from sfcleanup.billing import Rule
-from sfcleanup.changes import Change
+from sfcleanup.changes import Change, Values
 from sfcleanup.config import WriteSettings
 from sfcleanup.errors import AmbiguousWrite, TransientExhausted
 from sfcleanup.journal import Journal
@@ -28,7 +29,7 @@ from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.concurrency import Observation, Tuning, shared
-from sfcleanup.salesforce.read import current_values
+from sfcleanup.salesforce.read import current_values, values_read_back, values_subrequest
 from sfcleanup.salesforce.retry import WRITE_RESENDS, sends
 from sfcleanup.salesforce.shapes import SaveResult
 
@@ -107,6 +108,9 @@ class CompositeWriter:
         self._batch = 0
         # Calls in flight: starts at `max_in_flight` and adapts to the org's answers for the whole session.
         self._level = shared(client, "composite", settings.max_in_flight, Tuning(ceiling=IN_FLIGHT_CEILING))
+        # While `apply_and_read_back` runs: the values read back in the calls that wrote them, per record.
+        self._read_back: dict[str, Values | None] | None = None
+        self._read_back_lock = threading.Lock()
 
     def apply(
         self, phase: str, rule: Rule, changes: Iterable[Change], *, one_parent_at_a_time: bool = False
@@ -129,6 +133,19 @@ class CompositeWriter:
             Failure(c.id, c.sobject, "UNABLE_TO_LOCK_ROW", "still locked after every retry round") for c in locked
         )
         return outcome
+
+    def apply_and_read_back(
+        self, phase: str, rule: Rule, changes: Iterable[Change]
+    ) -> tuple[PhaseResult, dict[str, Values | None]]:
+        """`apply` (at most 200 changes: a canary batch), each call carrying, after its writes, a query of its
+        records: the read-back costs no call of its own. Returns, per record a call updated, the values the org
+        held right after (None: no longer shown); a record confirmed after a lost answer, or whose query did not
+        answer, is left out for the caller to read again."""
+        self._read_back = {}
+        try:
+            return self.apply(phase, rule, changes), self._read_back
+        finally:
+            self._read_back = None
 
     def _calls(self, changes: Iterable[Change], per_collection: int, *, one_parent: bool) -> Iterator[batches.Call]:
         if one_parent:
@@ -233,8 +250,18 @@ class CompositeWriter:
                 )
                 for index, collection in enumerate(call)
             ]
+            reading = self._read_back is not None
+            if reading:
+                subrequests.append(
+                    values_subrequest(self._client.api_version, rule, [c.id for col in call for c in col])
+                )
             try:
-                return confirmed + _row_results(call, self._client.composite(subrequests))
+                # A read-back must run after the writes: collateSubrequests false (see client.composite).
+                answers = self._client.composite(subrequests, collate=not reading)
+                results = _row_results(call, answers[: len(call)])
+                if reading:
+                    self._keep_read_back(rule, results, answers[-1])
+                return confirmed + results
             except AmbiguousWrite as exc:
                 log.warning("write.ambiguous", reason=str(exc), records=sum(len(c) for c in call))
                 applied = self._applied(rule, [c for collection in call for c in collection])
@@ -244,6 +271,13 @@ class CompositeWriter:
                 if not call:
                     return confirmed
         raise TransientExhausted("writes kept losing their answers; run again: the journal shows what was applied")
+
+    def _keep_read_back(self, rule: Rule, results: list[RowResult], answer: SubResult) -> None:
+        updated = [r.change.id for r in results if r.outcome is RowOutcome.UPDATED]
+        rows = values_read_back(rule, answer, updated)
+        with self._read_back_lock:
+            if self._read_back is not None:
+                self._read_back.update(rows)
 
     def _applied(self, rule: Rule, changes: list[Change]) -> set[str]:
         """Ids whose fields already hold the after-values: the org applied them before the connection dropped."""
