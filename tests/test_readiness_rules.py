@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfcleanup import queries
+from sfcleanup.errors import ApiError
 from sfcleanup.readiness import (
     RULES,
     InvoiceLineState,
@@ -478,3 +479,17 @@ def test_a_usage_summary_dated_only_by_its_summary_end_date_is_named_so() -> Non
     result = assess([], [record], (scheduler(),), [], available_fields=ALL_FIELDS, today=TODAY)
     (reason,) = [r for r in result.records[0].reasons if r.code == "us_after_target_date"]
     assert reason.message.startswith("Summary End Date (no Next Billing Date) 2026-12-05")
+
+
+class _AnswersWithoutRecords(FakeClient):
+    """Answers every query with a body that has no record list."""
+
+    def get_many(self, what: str, paths: list[str]) -> list[dict[str, Any]]:
+        answers = super().get_many(what, paths)
+        return [{"done": True} for _ in answers] if paths[0].startswith("query/") else answers
+
+
+def test_a_query_answer_without_its_records_raises() -> None:
+    client = _AnswersWithoutRecords(_describes(without=set()), {})
+    with pytest.raises(ApiError, match="readiness records: the org answered a query without its records"):
+        readiness_reader.read(client, order_product_ids=["802000000000001AAA"])  # type: ignore[arg-type]
