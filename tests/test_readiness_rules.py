@@ -3,15 +3,16 @@ missing field, properties over random records, and the reader's queries against 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfcleanup import queries
+from sfcleanup.errors import ApiError
 from sfcleanup.readiness import (
     RULES,
     InvoiceLineState,
@@ -356,17 +357,30 @@ def test_models_read_query_json_with_null_parents() -> None:
 
 
 class FakeClient:
-    """Answers readiness queries from canned records and keeps the SOQL it was sent."""
+    """Answers readiness describes and queries from canned records; keeps the SOQL it was sent and the queries in
+    each Composite call."""
 
     def __init__(self, describes: dict[str, list[str]], records: dict[str, list[dict[str, Any]]]) -> None:
         self.describes = describes
         self.records = records
         self.soql: list[str] = []
+        self.queries_per_call: list[int] = []
 
     api_version = "62.0"
 
     def get_many(self, what: str, paths: list[str]) -> list[dict[str, Any]]:
-        return [{"fields": [{"name": name} for name in self.describes.get(path.split("/")[1], [])]} for path in paths]
+        if not all(path.startswith("query/?") for path in paths):
+            return [
+                {"fields": [{"name": name} for name in self.describes.get(path.split("/")[1], [])]} for path in paths
+            ]
+        self.queries_per_call.append(len(paths))
+        answers = []
+        for path in paths:
+            soql = parse_qs(urlsplit(path).query)["q"][0]
+            self.soql.append(soql)
+            records = self.records.get(soql.split(" FROM ")[1].split()[0], [])
+            answers.append({"totalSize": len(records), "done": True, "records": records})
+        return answers
 
     def composite_rounds(self, what: str, subrequests: list[dict[str, Any]]) -> list[SubResult]:
         """Describes as the Composite call answers them, each matched to its own subrequest."""
@@ -376,11 +390,6 @@ class FakeClient:
             body = {"fields": [{"name": name} for name in self.describes.get(sobject, [])]}
             out.append(SubResult(request["referenceId"], 200, body, None))
         return out
-
-    def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
-        self.soql.append(soql)
-        sobject = soql.split(" FROM ")[1].split()[0]
-        yield self.records.get(sobject, [])
 
 
 def _describes(without: set[str]) -> dict[str, list[str]]:
@@ -406,6 +415,41 @@ def test_reader_trims_the_select_list_to_the_orgs_fields_and_chunks_ids() -> Non
     assert found.order_products[0].charge_type == "Usage"
     assert any("FROM blng__InvoiceScheduler__c" in q for q in client.soql)
     assert any("FROM blng__InvoiceLine__c" in q and "'802000000000001AAA'" in q for q in client.soql)
+    # The three order product queries and the schedulers' share one Composite call, the draft lines another.
+    assert client.queries_per_call == [4, 1]
+
+
+def test_the_reader_sends_at_most_five_queries_a_composite_call() -> None:
+    """1,000 order products and 1,000 usage summaries by id: 10 queries, with the schedulers' 11, in 3 calls."""
+    client = FakeClient(_describes(without=set()), {})
+    products = [f"802{n:012d}AAA" for n in range(1000)]
+    summaries = [f"a0V{n:012d}AAA" for n in range(1000)]
+    available = ALL_FIELDS | {"blng__InvoiceScheduler__c.Id"}
+    readiness_reader.read(
+        client,  # type: ignore[arg-type]
+        order_product_ids=products,
+        usage_summary_ids=summaries,
+        available=available,
+    )
+    assert client.queries_per_call == [5, 5, 1]
+    named = [id_ for q in client.soql for id_ in [*products, *summaries] if f"'{id_}'" in q]
+    assert sorted(named) == sorted([*products, *summaries])  # each id in exactly one query
+
+
+def test_the_longest_readiness_query_stays_under_the_uri_limit() -> None:
+    """Every field selected and the most ids a query takes: the subrequest's URL stays under 16,384 bytes."""
+    ids = [f"a0V{n:012d}AAA" for n in range(readiness_reader.IDS_PER_QUERY)]
+    soqls = [
+        queries.render(f"{stem}_by_ids", fields=readiness_reader.select_list(sobject, ALL_FIELDS), ids=ids)
+        for stem, sobject in (
+            ("readiness_order_products", "OrderItem"),
+            ("readiness_usage_summaries", "blng__UsageSummary__c"),
+        )
+    ]
+    soqls.append(queries.render("readiness_draft_lines", ids=ids[: readiness_reader.LINE_IDS_PER_QUERY]))
+    for soql in soqls:
+        url = f"/services/data/v62.0/{readiness_reader.query_path(soql)}"
+        assert len(url.encode()) < readiness_reader.MAX_URI_BYTES
 
 
 def test_reader_reads_by_run_and_quotes_the_run_id() -> None:
@@ -435,3 +479,17 @@ def test_a_usage_summary_dated_only_by_its_summary_end_date_is_named_so() -> Non
     result = assess([], [record], (scheduler(),), [], available_fields=ALL_FIELDS, today=TODAY)
     (reason,) = [r for r in result.records[0].reasons if r.code == "us_after_target_date"]
     assert reason.message.startswith("Summary End Date (no Next Billing Date) 2026-12-05")
+
+
+class _AnswersWithoutRecords(FakeClient):
+    """Answers every query with a body that has no record list."""
+
+    def get_many(self, what: str, paths: list[str]) -> list[dict[str, Any]]:
+        answers = super().get_many(what, paths)
+        return [{"done": True} for _ in answers] if paths[0].startswith("query/") else answers
+
+
+def test_a_query_answer_without_its_records_raises() -> None:
+    client = _AnswersWithoutRecords(_describes(without=set()), {})
+    with pytest.raises(ApiError, match="readiness records: the org answered a query without its records"):
+        readiness_reader.read(client, order_product_ids=["802000000000001AAA"])  # type: ignore[arg-type]
