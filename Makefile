@@ -1,6 +1,6 @@
 # Two entry points on a fresh machine: `make demo` and `make test`. Each builds .venv by itself.
 # `make test-fast` is the inner loop: lint, types and every test not marked slow (processes, servers, chaos,
-# crash, generated orgs, the fault matrix and anything else over about a second), in under 30 s.
+# crash, generated orgs, the fault matrix and anything else over about a second); about a minute (65 s on 2 cores).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
