@@ -60,14 +60,8 @@ class Preparer:
         self._leases = leases
         self._include_completed = include_completed
         self._clock = clock
-        write = settings.write
         # Large objects are read by Bulk API 2.0 query jobs, polled like ingest jobs under the same settings.
-        polling = Polling(
-            first_s=min(0.5, write.bulk_poll_max_s),
-            max_s=write.bulk_poll_max_s,
-            deadline_s=write.bulk_timeout_s,
-            sleep=sleep,
-        )
+        polling = Polling.of(settings.write, sleep)
         self._bulk = BulkQueries(client, polling)
 
     def readiness(self) -> OrgReadiness:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from sfcleanup.config import WriteSettings
 from sfcleanup.errors import AmbiguousWrite, ApiError, StopRun, TransientExhausted
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.retry import CREATE_RESENDS, sends
@@ -54,6 +55,17 @@ class Polling:
     deadline_s: float = 3600.0
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def of(cls, settings: WriteSettings, sleep: Callable[[float], None]) -> Polling:
+        """Polling as the settings say, for ingest and query jobs alike: from half a second (or less, when the
+        cap is lower) up to `bulk_poll_max_s`, for at most `bulk_timeout_s`."""
+        return cls(
+            first_s=min(0.5, settings.bulk_poll_max_s),
+            max_s=settings.bulk_poll_max_s,
+            deadline_s=settings.bulk_timeout_s,
+            sleep=sleep,
+        )
 
 
 class BulkApi:

@@ -49,13 +49,7 @@ def jobs_for(count: int, settings: WriteSettings) -> int:
 
 
 def bulk_api(client: SalesforceClient, settings: WriteSettings, sleep: Callable[[float], None]) -> BulkApi:
-    polling = Polling(
-        first_s=min(0.5, settings.bulk_poll_max_s),
-        max_s=settings.bulk_poll_max_s,
-        deadline_s=settings.bulk_timeout_s,
-        sleep=sleep,
-    )
-    return BulkApi(client, polling)
+    return BulkApi(client, Polling.of(settings, sleep))
 
 
 def bulk_writer(
