@@ -14,6 +14,7 @@ article 000386264 says to send a statement longer than the 16,384-byte URI limit
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -25,9 +26,12 @@ from sfcleanup.changes import Change
 from sfcleanup.plan import RunPlan
 from sfcleanup.salesforce.api import DescribeApi
 from sfcleanup.salesforce.shapes import query_records
+from sfcleanup.sftime import parse_datetime
 
 IDS_PER_QUERY = 1000
 QUERIES_PER_CALL = 5
+# A datetime as Salesforce writes it: REST answers `...000+0000`, a Bulk API 2.0 query job's CSV `...000Z`.
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})")
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,25 @@ def _compare(change: Change, row: dict[str, object] | None) -> Drifted | None:
     if row is None:
         return Drifted(change.id, change.sobject, "drifted: deleted, or no longer visible, since the plan")
     now = {name: row.get(name) for name in change.before}
-    if now == change.before:
+    changed = [name for name, planned in change.before.items() if not same_value(planned, now[name])]
+    if not changed:
         return None
-    differs = ", ".join(f"{k} {change.before[k]!r} -> {now[k]!r}" for k in change.before if now[k] != change.before[k])
+    differs = ", ".join(f"{k} {change.before[k]!r} -> {now[k]!r}" for k in changed)
     return Drifted(change.id, change.sobject, f"drifted since the plan: {differs}")
+
+
+def same_value(planned: object, current: object) -> bool:
+    """Whether the org still holds the planned value. A plan read through a Bulk API query job holds its
+    datetimes as `...Z`, a re-read through REST answers `...+0000`: the same instant is the same value."""
+    if planned == current:
+        return True
+    both_datetimes = (
+        isinstance(planned, str)
+        and isinstance(current, str)
+        and _DATETIME.fullmatch(planned) is not None
+        and _DATETIME.fullmatch(current) is not None
+    )
+    return both_datetimes and parse_datetime(str(planned)) == parse_datetime(str(current))
 
 
 def find_drift(client: DescribeApi, plan: RunPlan) -> dict[Phase, dict[str, Drifted]]:

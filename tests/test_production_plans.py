@@ -13,16 +13,19 @@ from typing import Any
 import pytest
 
 from sfcleanup import planfile
+from sfcleanup.billing import Phase
 from sfcleanup.cli import main
-from sfcleanup.drift import find_drift
+from sfcleanup.drift import find_drift, same_value
 from sfcleanup.localorg.schema import sobject as schema_object
 from sfcleanup.localorg.seed import ScenarioInfo, seed
 from sfcleanup.localorg.store import Store
 from sfcleanup.preflight import read_runs
+from sfcleanup.salesforce.bulk import Polling
+from sfcleanup.salesforce.bulkquery import BulkQueries
 from sfcleanup.salesforce.local import open_local_org
 from sfcleanup.salesforce.read import plan_streaming
 from tests.oracle import differences, expected_after, journal_consistent, released_too_early
-from tests.support import local_args, make_client, make_org, serve, state_snapshot, worker_env
+from tests.support import brief_sleep, local_args, make_client, make_org, serve, state_snapshot, worker_env
 
 LINE, PRODUCT = "blng__InvoiceLine__c", "OrderItem"
 
@@ -234,3 +237,38 @@ def test_run_needs_run_ids_or_a_plan_not_both(
     assert main(local_args(state, tmp_path, "run", info.runs["failed_run"], "--plan", str(path), "--yes")) == 2
     assert "not both" in capsys.readouterr().err
     assert state_snapshot(state) == before
+
+
+def test_a_plan_read_through_bulk_query_jobs_has_not_drifted_when_nothing_changed() -> None:
+    """A plan whose records came from Bulk API 2.0 query jobs (datetimes as `...Z` in their CSV) is re-read
+    through REST (`...+0000`) just before writing: the same instant is the same value, so nothing drifts; a
+    value that did change still does."""
+    org, info = make_org("scale", records=1_000)
+    client = make_client(org)
+    run = read_runs(client, [info.runs["failed_run"]])[info.runs["failed_run"]]
+    bulk = BulkQueries(client, Polling(first_s=0.001, max_s=0.005, sleep=brief_sleep))
+    plan, _ = plan_streaming(client, run, bulk=bulk, bulk_threshold=1)
+    products = list(plan.changes[Phase.ORDER_PRODUCTS])
+    assert any(str(c.before.get("blng__InvoiceRunStartDate__c", "")).endswith("Z") for c in products)
+    assert find_drift(client, plan) == {phase: {} for phase in plan.changes}
+    moved = next(c for c in products if c.before.get("blng__InvoiceRunStartDate__c"))
+    spec = schema_object(PRODUCT)
+    assert spec is not None
+    org.store.update(spec, moved.id, {"blng__InvoiceRunStartDate__c": "2026-12-01T00:00:00.000+0000"})
+    assert list(find_drift(client, plan)[Phase.ORDER_PRODUCTS]) == [moved.id]
+
+
+@pytest.mark.parametrize(
+    ("planned", "current", "same"),
+    [
+        ("2026-12-02T11:15:26.000Z", "2026-12-02T11:15:26.000+0000", True),
+        ("2026-12-02T11:15:26.000Z", "2026-12-02T11:15:27.000+0000", False),
+        ("2026-12-02T11:15:26Z", "2026-12-02T12:15:26.000+01:00", True),
+        ("Error", "Error", True),
+        ("2026-12-02", "2026-12-02T00:00:00.000+0000", False),
+        (None, "", False),
+        ("Z-12", "Z-12", True),
+    ],
+)
+def test_same_value_compares_datetimes_as_instants(planned: str | None, current: str, same: bool) -> None:
+    assert same_value(planned, current) is same
