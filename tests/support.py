@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,22 @@ def brief_sleep(seconds: float) -> None:
     at the reserve, which made generated cases fail at random.
     """
     time.sleep(min(seconds, 0.005))
+
+
+class Terminal(io.StringIO):
+    """Standard input from a person at a terminal: while the prompt waits, `meanwhile` happens, then they
+    type `answer`."""
+
+    def __init__(self, answer: str, meanwhile: Callable[[], None] = lambda: None) -> None:
+        super().__init__()
+        self._answer, self._meanwhile = answer, meanwhile
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self, size: int | None = -1) -> str:
+        self._meanwhile()
+        return self._answer
 
 
 def make_client(org: LocalOrg, attempts: int = 6) -> SalesforceClient:

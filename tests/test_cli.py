@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from sfcleanup.cli import main
 from sfcleanup.localorg.schema import sobject as schema_object
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
-from tests.support import local_args, state_snapshot
+from tests.support import Terminal, local_args, state_snapshot
 
 
 def test_plan_prints_json_and_writes_nothing(
@@ -173,21 +171,6 @@ def test_sweep_through_the_cli(
     }
 
 
-class _Terminal(io.StringIO):
-    """Standard input from a person at a terminal: while the prompt waits, `meanwhile` happens, then they
-    type `answer`."""
-
-    def __init__(self, answer: str, meanwhile: Callable[[], None]) -> None:
-        super().__init__()
-        self._answer, self._meanwhile = answer, meanwhile
-
-    def isatty(self) -> bool:
-        return True
-
-    def readline(self, size: int | None = -1) -> str:
-        self._meanwhile()
-        return self._answer
-
 
 def _set_run_status(state: Path, run_id: str, status: str) -> None:
     store = Store(state)
@@ -207,7 +190,7 @@ def test_finding_6_interactive_sweep_applies_exactly_the_runs_shown(
     waited."""
     state, info = org_file
     late = info.runs["completed_run"]
-    monkeypatch.setattr(sys, "stdin", _Terminal("y\n", lambda: _set_run_status(state, late, "Failed")))
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n", lambda: _set_run_status(state, late, "Failed")))
     before = state_snapshot(state)
     assert main(local_args(state, tmp_path, "sweep")) == 0
     printed = capsys.readouterr()
@@ -231,7 +214,7 @@ def test_ctrl_c_at_the_prompt_writes_nothing_and_says_so(
     """SIGINT while `run` waits for confirmation exits 2 with one line saying nothing was written, and
     nothing was."""
     state, info = org_file
-    monkeypatch.setattr(sys, "stdin", _Terminal("y\n", lambda: os.kill(os.getpid(), signal.SIGINT)))
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n", lambda: os.kill(os.getpid(), signal.SIGINT)))
     before = state_snapshot(state)
     assert main(local_args(state, tmp_path, "run", info.runs["failed_run"])) == 2
     err = capsys.readouterr().err.strip()

@@ -16,8 +16,7 @@ from sfcleanup.cli import main
 from sfcleanup.lease import Leases
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.salesforce.local import open_local_org
-from tests.support import local_args, make_client, state_snapshot
-from tests.test_cli import _Terminal
+from tests.support import Terminal, local_args, make_client, state_snapshot
 
 SCHEMA = json.loads(jsonout.schema_text())
 RUN_ID = "a1A5g0000000001EAA"
@@ -124,7 +123,7 @@ def test_json_without_yes_never_prompts(
     state, info = org_file
     before = state_snapshot(state)
     asked: list[bool] = []
-    monkeypatch.setattr("sys.stdin", _Terminal("y\n", lambda: asked.append(True)))
+    monkeypatch.setattr("sys.stdin", Terminal("y\n", lambda: asked.append(True)))
     assert main(local_args(state, tmp_path, "run", info.runs["failed_run"], "--json")) == 2
     assert "--yes" in _error(capsys, 2, "config_error")
     assert not asked and state_snapshot(state) == before

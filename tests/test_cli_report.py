@@ -14,8 +14,7 @@ from sfcleanup import jsonout
 from sfcleanup.cli import main
 from sfcleanup.localorg.seed import ScenarioInfo
 from tests.oracle import by_id
-from tests.support import local_args, state_snapshot
-from tests.test_cli import _Terminal
+from tests.support import Terminal, local_args, state_snapshot
 from tests.test_exit_codes import _post_an_invoice_of
 
 
@@ -35,7 +34,7 @@ def with_failures(
     org then refuses its lines: FIELD_CUSTOM_VALIDATION_EXCEPTION), and `report JOURNAL --json` of it."""
     state, info = org_file
     run_id = info.runs["failed_run"]
-    monkeypatch.setattr("sys.stdin", _Terminal("y\n", lambda: _post_an_invoice_of(state, run_id)))
+    monkeypatch.setattr("sys.stdin", Terminal("y\n", lambda: _post_an_invoice_of(state, run_id)))
     assert main(local_args(state, tmp_path, "run", run_id)) == 1
     capsys.readouterr()
     assert main(["report", str(tmp_path / "j" / f"{run_id}.jsonl"), "--json"]) == 0

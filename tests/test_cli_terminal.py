@@ -20,8 +20,7 @@ from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.terminal import ProgressBoard, rate_text
 from sfcleanup.worker import Worker
-from tests.support import local_args, make_client
-from tests.test_cli import _Terminal
+from tests.support import Terminal, local_args, make_client
 from tests.test_exit_codes import _post_an_invoice_of
 
 
@@ -96,7 +95,7 @@ def test_the_prompt_shows_its_choices_on_stderr(
 ) -> None:
     """The question shows `[y/N]`, on stderr, and anything but yes changes nothing."""
     state, info = org_file
-    monkeypatch.setattr("sys.stdin", _Terminal("n\n", lambda: None))
+    monkeypatch.setattr("sys.stdin", Terminal("n\n", lambda: None))
     assert main(local_args(state, tmp_path, "run", info.runs["failed_run"])) == 0
     printed = capsys.readouterr()
     assert re.search(r"Apply [\d,]+ changes to 1 run\(s\)\? \[y/N\]", printed.err)
@@ -119,7 +118,7 @@ def test_summary_of_a_plan_and_of_a_run_with_failures(
     assert f"## Invoice run {run_id}" in planned and "planned" in planned
     assert "| `blng__InvoiceLine__c` | Draft: 400, Error: 200 | Cancelled: 600 | 600 | 2 |" in planned
     assert re.search(r"\[(\w+)\]\(https://\S+/lightning/r/OrderItem/\1/view\) `OrderItem`", planned)
-    monkeypatch.setattr("sys.stdin", _Terminal("y\n", lambda: _post_an_invoice_of(state, run_id)))
+    monkeypatch.setattr("sys.stdin", Terminal("y\n", lambda: _post_an_invoice_of(state, run_id)))
     assert main(local_args(state, tmp_path, "run", run_id, "--summary", str(run_md))) == 1
     done = run_md.read_text()
     assert "**Exit code:** 1 (rows failed)" in done and "cleaned_with_failures" in done

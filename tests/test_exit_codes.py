@@ -24,8 +24,7 @@ from sfcleanup.localorg.schema import sobject as schema_object
 from sfcleanup.localorg.seed import ScenarioInfo, seed
 from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.local import open_local_org
-from tests.support import KeyPair, local_args, make_client, state_snapshot
-from tests.test_cli import _Terminal
+from tests.support import KeyPair, Terminal, local_args, make_client, state_snapshot
 
 INSTANCE = "https://acme.my.salesforce.com"
 RUN_ID = "a1A5g0000000001EAA"
@@ -86,7 +85,7 @@ def test_1_rows_failed(
     """Rows the org refuses (an invoice posted after planning) finish the run with exit 1 and a failures CSV."""
     state, info = org_file
     run_id = info.runs["failed_run"]
-    monkeypatch.setattr("sys.stdin", _Terminal("y\n", lambda: _post_an_invoice_of(state, run_id)))
+    monkeypatch.setattr("sys.stdin", Terminal("y\n", lambda: _post_an_invoice_of(state, run_id)))
     assert main(local_args(state, tmp_path, "run", run_id)) == 1
     csv = next((tmp_path / "j").glob("failures-*.csv")).read_text()
     assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in csv
@@ -113,7 +112,7 @@ def test_1_verify_mismatch(
         finally:
             store.close()
 
-    monkeypatch.setattr("sys.stdin", _Terminal("y\n", straggler))
+    monkeypatch.setattr("sys.stdin", Terminal("y\n", straggler))
     assert main(local_args(state, tmp_path, "run", run_id)) == 1
 
 
@@ -241,7 +240,7 @@ def test_2_json_on_a_terminal_without_yes(
     """`--json` never prompts, even on a terminal: without --yes it refuses with exit 2 and writes nothing."""
     state, info = org_file
     before = state_snapshot(state)
-    monkeypatch.setattr("sys.stdin", _Terminal("y\n", lambda: None))
+    monkeypatch.setattr("sys.stdin", Terminal("y\n", lambda: None))
     assert main(local_args(state, tmp_path, "run", info.runs["failed_run"], "--json")) == 2
     assert "--yes" in capsys.readouterr().err
     assert state_snapshot(state) == before

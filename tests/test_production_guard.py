@@ -3,10 +3,8 @@ refuses another org's journal, and caps on how much one invocation may change (t
 
 from __future__ import annotations
 
-import io
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from sfcleanup.localorg.schema import sobject as schema_object
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.local import open_local_org
-from tests.support import local_args, state_snapshot
+from tests.support import Terminal, local_args, state_snapshot
 
 
 def _org_file(tmp_path: Path, name: str, *, production: bool) -> tuple[Path, ScenarioInfo]:
@@ -36,20 +34,6 @@ def production(tmp_path: Path) -> tuple[Path, ScenarioInfo]:
 def _org_row(state: Path) -> dict[str, object]:
     return state_snapshot(state)["Organization"][0]
 
-
-class _Terminal(io.StringIO):
-    """A person at a terminal: while the prompt waits, `meanwhile` happens, then they type `answer`."""
-
-    def __init__(self, answer: str, meanwhile: Callable[[], None] = lambda: None) -> None:
-        super().__init__()
-        self._answer, self._meanwhile = answer, meanwhile
-
-    def isatty(self) -> bool:
-        return True
-
-    def readline(self, size: int | None = -1) -> str:
-        self._meanwhile()
-        return self._answer
 
 
 def test_plan_names_the_org_and_the_user(
@@ -134,7 +118,7 @@ def test_on_a_terminal_production_asks_for_the_orgs_name(
     state, info = production
     run_id = info.runs["failed_run"]
     before = state_snapshot(state)
-    monkeypatch.setattr(sys, "stdin", _Terminal("y\n"))
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
     assert main(local_args(state, tmp_path, "run", run_id, "--production")) == 0
     assert "Writing to PRODUCTION org Acme" in capsys.readouterr().err
     assert state_snapshot(state) == before
@@ -147,7 +131,7 @@ def test_on_a_terminal_production_asks_for_the_orgs_name(
         finally:
             store.close()
 
-    monkeypatch.setattr(sys, "stdin", _Terminal("Acme\n", delete_one))
+    monkeypatch.setattr(sys, "stdin", Terminal("Acme\n", delete_one))
     assert main(local_args(state, tmp_path, "run", run_id, "--production")) == 1
     org_id = str(_org_row(state)["Id"])
     [csv_file] = (tmp_path / "j").glob("failures-*.csv")
