@@ -177,6 +177,19 @@ ORG_IDENTITY_CALLS = 1
 BULK_CALLS_PER_JOB = 11
 
 
+# Lock retries are counted for a busy org's share of rows refused on a lock (5%): their first round sent again in
+# full calls, and two more rounds of what is left. A more contended org takes more, and the run's own check of the
+# allowance stops it at the reserve.
+LOCK_FAILURE_SHARE = 0.05
+LATER_LOCK_RETRY_ROUNDS = 2
+
+
+def lock_retry_calls(changes: int, per_call: int) -> int:
+    if not changes:
+        return 0
+    return math.ceil(changes * LOCK_FAILURE_SHARE / per_call) + LATER_LOCK_RETRY_ROUNDS
+
+
 def estimate_phase_calls(changes: int, *, per_call: int, bulk_jobs: int = 0) -> int:
     """API calls one phase's writes take: Composite calls, or `bulk_jobs` Bulk jobs (lock retries excluded)."""
     if not changes:
@@ -184,18 +197,21 @@ def estimate_phase_calls(changes: int, *, per_call: int, bulk_jobs: int = 0) -> 
     return BULK_CALLS_PER_JOB * bulk_jobs if bulk_jobs else math.ceil(changes / per_call)
 
 
-def estimate_run(plan: RunPlan, write: WriteSettings) -> int:
-    """API calls one run's clean-up takes: each phase on the route it will take, and the fixed calls."""
+def estimate_run(plan: RunPlan, write: WriteSettings, *, readiness_after: bool = True) -> int:
+    """API calls one run's clean-up takes: each phase on the route it will take with its lock retries, the fixed
+    calls, and the readiness section that ends `run` and `sweep` (read-only) unless it is turned off."""
     if plan.is_empty:
         return 0
     per_call = write.batch_size * write.collections_per_call
     phases = sum(
-        estimate_phase_calls(len(c), per_call=per_call, bulk_jobs=jobs_for(len(c), write)) + canary_calls(len(c), write)
+        estimate_phase_calls(len(c), per_call=per_call, bulk_jobs=jobs_for(len(c), write))
+        + canary_calls(len(c), write)
+        + lock_retry_calls(len(c), per_call)
         for c in plan.changes.values()
     )
     sources = len(plan.changes[Phase.ORDER_PRODUCTS]), len(plan.changes[Phase.USAGE_SUMMARIES])
-    # The readiness section that ends `run` and `sweep` (read-only) is counted too.
-    return phases + FIXED_CALLS_PER_RUN + ORG_IDENTITY_CALLS + readiness_reader.estimated_calls(*sources)
+    readiness = readiness_reader.estimated_calls(*sources) if readiness_after else 0
+    return phases + FIXED_CALLS_PER_RUN + ORG_IDENTITY_CALLS + readiness
 
 
 def canary_calls(changes: int, write: WriteSettings) -> int:

@@ -50,6 +50,7 @@ class Preparer:
         leases: Leases,
         *,
         include_completed: bool = False,
+        readiness_after: bool = True,
         clock: Clock = utc_now,
         progress: ProgressFactory | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -59,6 +60,7 @@ class Preparer:
         self._settings = settings
         self._leases = leases
         self._include_completed = include_completed
+        self._readiness_after = readiness_after
         self._clock = clock
         # Large objects are read by Bulk API 2.0 query jobs, polled like ingest jobs under the same settings.
         polling = Polling.of(settings.write, sleep)
@@ -82,7 +84,8 @@ class Preparer:
         for run in runs:
             planned_at[run.id] = self._clock()
             plans.append(self.plan(run))
-        estimate = sum(preflight.estimate_run(p, self._settings.write) for p in plans)
+        write = self._settings.write
+        estimate = sum(preflight.estimate_run(p, write, readiness_after=self._readiness_after) for p in plans)
         budget = preflight.check_budget(limits, estimate, self._settings.api_reserve)
         return Prepared(readiness, plans, estimate, budget, planned_at)
 

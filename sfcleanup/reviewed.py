@@ -98,7 +98,8 @@ class ReviewedWorker(Worker):
             preparer.check_lease(run)
         plans = planfile.load_plans(header, {run.id: run for run in runs})
         self.reviewed = {plan.run.id: plan for plan in plans}
-        estimate = sum(preflight.estimate_run(p, self.settings.write) + reread_calls(p) for p in plans)
+        write, after = self.settings.write, self.readiness_after
+        estimate = sum(preflight.estimate_run(p, write, readiness_after=after) + reread_calls(p) for p in plans)
         budget = preflight.check_budget(limits, estimate, self.settings.api_reserve)
         now = self._clock()
         return Prepared(readiness, plans, estimate, budget, {plan.run.id: now for plan in plans})

@@ -93,6 +93,7 @@ class Worker:
         interrupts: Interrupts | None = None,
         clock: Clock = utc_now,
         org: OrgIdentity | None = None,
+        readiness_after: bool = True,
     ) -> None:
         # Which org, as whom (orgidentity): in the report and every journal's start entry.
         self.org = org
@@ -111,6 +112,8 @@ class Worker:
         identity = settings.worker_id or default_identity(settings.journal_dir)
         self.leases = Leases(client, identity, settings.lease_timeout_s)
         self.include_completed = include_completed
+        # Whether the read-only readiness section follows the clean-up: its calls are in the estimate only then.
+        self.readiness_after = readiness_after
         self._progress = progress
         self._reading_progress = reading_progress
 
@@ -121,6 +124,7 @@ class Worker:
             self.settings,
             self.leases,
             include_completed=self.include_completed,
+            readiness_after=self.readiness_after,
             clock=self._clock,
             progress=self._reading_progress,
             sleep=self._sleep,

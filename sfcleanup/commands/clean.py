@@ -21,7 +21,7 @@ from sfcleanup.commands.common import (
     summarize,
 )
 from sfcleanup.commands.guard import after_write, apply_if_confirmed, org_of, require_write_allowed, write_options
-from sfcleanup.commands.readiness import readiness_option
+from sfcleanup.commands.readiness import readiness_after, readiness_option
 from sfcleanup.commands.reviewed import run_reviewed, write_plan_file
 from sfcleanup.errors import ConfigError, ExitCode
 from sfcleanup.interrupts import PROCESS
@@ -82,6 +82,7 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
             reading_progress=board.phase if board else None,
             interrupts=PROCESS,
             org=org,
+            readiness_after=readiness_after(args),
         )
         with board.working(f"reading and planning {len(args.run_ids)} run(s)") if board else nullcontext():
             prepared = worker.prepare(args.run_ids)

@@ -38,6 +38,11 @@ def readiness_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def readiness_after(args: argparse.Namespace) -> bool:
+    """Whether the readiness section follows the clean-up (`plan` has no flag: it costs a run with it)."""
+    return not getattr(args, "no_readiness", False)
+
+
 def _csv_path(settings: Settings) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return settings.journal_dir / f"readiness-{stamp}.csv"
@@ -72,7 +77,7 @@ def after_clean(
     It is read-only and comes after the clean-up's outcome is recorded: a failure here is logged and reported,
     never a change to the exit code the clean-up earned."""
     run_ids = [run.id for run in report.runs if run.status in CHECKED]
-    if getattr(args, "no_readiness", False) or not run_ids:
+    if not readiness_after(args) or not run_ids:
         return None
     try:
         results, csv_path = check(client, settings, run_ids)

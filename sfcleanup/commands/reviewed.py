@@ -18,6 +18,7 @@ from sfcleanup.commands.common import (
     settings_from,
 )
 from sfcleanup.commands.guard import after_write, apply_if_confirmed, org_of, require_write_allowed
+from sfcleanup.commands.readiness import readiness_after
 from sfcleanup.config import Settings
 from sfcleanup.errors import ConfigError, ExitCode
 from sfcleanup.interrupts import PROCESS
@@ -72,6 +73,7 @@ def run_reviewed(args: argparse.Namespace, out: Console) -> int:
             progress=board.phase if board else None,
             interrupts=PROCESS,
             org=org,
+            readiness_after=readiness_after(args),
         )
         prepared = worker.prepare_reviewed(header)
         if board:

@@ -20,7 +20,7 @@ from sfcleanup.commands.common import (
     write_artefacts,
 )
 from sfcleanup.commands.guard import confirm_write, org_of, require_write_allowed, write_options
-from sfcleanup.commands.readiness import emit_with_readiness, readiness_option
+from sfcleanup.commands.readiness import emit_with_readiness, readiness_after, readiness_option
 from sfcleanup.errors import ExitCode
 from sfcleanup.interrupts import PROCESS
 from sfcleanup.orgidentity import OrgIdentity
@@ -60,7 +60,15 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
         if not args.dry_run:
             require_write_allowed(org, flag=args.production, settings=settings)
         shown = board.phase if board else None
-        worker = Worker(client, settings, progress=shown, reading_progress=shown, interrupts=PROCESS, org=org)
+        worker = Worker(
+            client,
+            settings,
+            progress=shown,
+            reading_progress=shown,
+            interrupts=PROCESS,
+            org=org,
+            readiness_after=readiness_after(args),
+        )
         if args.dry_run:
             report: Report | None = sweep(worker, options)
         else:
