@@ -23,9 +23,19 @@ class Session:
 CLEAN = Observation(rows=1000, locked=0, seconds_per_row=0.0015)
 
 
-def test_the_level_grows_by_one_after_as_many_clean_calls_as_it_has() -> None:
-    """At 4, four clean calls make 5; five more make 6."""
+def test_the_level_grows_by_one_for_each_clean_call_until_the_first_trouble() -> None:
+    """Slow start: at 4, four clean calls make 8."""
     level = Concurrency(4)
+    for _ in range(4):
+        level.observe(CLEAN)
+    assert level.level == 8
+
+
+def test_after_a_back_off_the_level_grows_by_one_after_as_many_clean_calls_as_it_has() -> None:
+    """At 8, a push-back makes 4; four clean calls then make 5, and five more make 6."""
+    level = Concurrency(8)
+    level.observe(Observation(rows=1000, pushed_back=True))
+    assert level.level == 4
     for _ in range(4):
         level.observe(CLEAN)
     assert level.level == 5
@@ -34,11 +44,36 @@ def test_the_level_grows_by_one_after_as_many_clean_calls_as_it_has() -> None:
     assert level.level == 6
 
 
+def test_saturation_ends_slow_start_without_lowering_the_level() -> None:
+    """Latency per row well above the best seen holds the level and makes growth additive from then on."""
+    level = Concurrency(4)
+    level.observe(CLEAN)
+    assert level.level == 5
+    level.observe(Observation(rows=1000, seconds_per_row=0.003))
+    assert level.level == 5
+    for _ in range(4):
+        level.observe(CLEAN)
+    assert level.level == 5
+    level.observe(CLEAN)
+    assert level.level == 6
+
+
+def test_a_few_locked_rows_in_a_small_call_are_chance_not_contention() -> None:
+    """2 of 15 rows locked is within the tolerated share's spread; 6 of 15, or 20% of 1,000, is contention."""
+    level = Concurrency(8)
+    level.observe(Observation(rows=15, locked=2))
+    assert level.decreases == 0
+    level.observe(Observation(rows=15, locked=6))
+    assert level.decreases == 1
+    level.observe(Observation(rows=1000, locked=200))
+    assert level.decreases == 2
+
+
 def test_lock_failures_above_the_tolerated_share_halve_the_level() -> None:
-    """A call with 20% of its rows locked halves 8 to 4; 5% (the org's everyday rate) does not."""
+    """A call with 20% of its rows locked halves 9 to 4; 5% (the org's everyday rate) does not."""
     level = Concurrency(8)
     level.observe(Observation(rows=1000, locked=50, seconds_per_row=0.0015))
-    assert level.level == 8
+    assert (level.level, level.decreases) == (9, 0)
     level.observe(Observation(rows=1000, locked=200, seconds_per_row=0.0015))
     assert (level.level, level.decreases) == (4, 1)
 
@@ -56,10 +91,10 @@ def test_latency_well_above_the_best_seen_holds_the_level() -> None:
     level = Concurrency(2)
     level.observe(CLEAN)
     level.observe(CLEAN)
-    assert level.level == 3
+    assert level.level == 4
     for _ in range(10):
         level.observe(Observation(rows=1000, seconds_per_row=0.003))
-    assert level.level == 3
+    assert level.level == 4
 
 
 def test_the_level_never_passes_the_documented_limit() -> None:

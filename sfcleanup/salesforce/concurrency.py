@@ -1,11 +1,14 @@
 """How many writes to keep in flight: additive increase, multiplicative decrease, from what the org answers.
 
-The level grows by one for every `level` calls that came back clean (no lock failure above the tolerated share,
-no latency per record well above the best seen, no push-back) and halves on a call with lock failures above the
-tolerated share, or on a push-back: a 503 or a concurrent-request 403, which the door retries but the level
-must not ignore. It never leaves [floor, ceiling]: the ceiling is Salesforce's documented limit of 25 concurrent
-long-running requests (production orgs and sandboxes) unless a lower one is asked for. Which calls may run
-together is not decided here: calls that share a lock point never do, whatever the level (`write._send_all`).
+The level starts slowly and grows fast: one more for every clean call (no lock failures beyond what the tolerated
+share explains, no latency per record well above the best seen, no push-back) until the first sign of trouble,
+as TCP's slow start does; after that, one more for every `level` clean calls. It halves on a call whose lock
+failures the tolerated share cannot explain, or on a push-back: a 503 or a concurrent-request 403, which the
+door retries but the level must not ignore. A level carried over from an earlier phase has left slow start
+already if it met trouble there. It never leaves [floor, ceiling]: the ceiling is Salesforce's documented limit
+of 25 concurrent long-running requests (production orgs and sandboxes) unless a lower one is asked for. Which
+calls may run together is not decided here: calls that share a lock point never do, whatever the level
+(`write._send_all`).
 
 Pure: observations in, a level out. The caller measures time and counts rows; nothing here sleeps or reads a
 clock, so its tests need neither.
@@ -13,6 +16,7 @@ clock, so its tests need neither.
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from dataclasses import dataclass
@@ -37,8 +41,10 @@ class Tuning:
     floor: int = 1
     ceiling: int = CONCURRENT_REQUEST_LIMIT
     # A call whose share of locked rows is above this counts as contention (the org's own lock failures on a
-    # busy org run at a few percent whatever the level; only more than that says the level is too high).
+    # busy org run at a few percent whatever the level; only more than that says the level is too high). A small
+    # call is judged with the binomial spread of that share: 2 of a 15-row retry round is chance, not contention.
     tolerated_lock_share: float = 0.10
+    spread: float = 2.0
     # Latency per row above this multiple of the best seen means the org is saturated: stop growing.
     latency_slack: float = 1.5
     decrease: float = 0.5
@@ -50,6 +56,7 @@ class Concurrency:
         self._level = self._clamp(start)
         # Clean calls seen at the current level: `level` of them earn one more.
         self._clean = 0
+        self._slow_start = True
         self._best: float | None = None
         self.highest = self._level
         self.lowest = self._level
@@ -62,9 +69,17 @@ class Concurrency:
     def _clamp(self, value: int) -> int:
         return min(self._tuning.ceiling, max(self._tuning.floor, value))
 
+    def _contended(self, seen: Observation) -> bool:
+        """More locked rows than the tolerated share explains: above its mean by `spread` standard deviations."""
+        if seen.rows <= 0 or seen.locked <= 0:
+            return False
+        share = self._tuning.tolerated_lock_share
+        expected = seen.rows * share
+        return seen.locked > expected + self._tuning.spread * math.sqrt(expected * (1.0 - share))
+
     def observe(self, seen: Observation) -> None:
         tuning = self._tuning
-        contended = seen.rows > 0 and seen.locked / seen.rows > tuning.tolerated_lock_share
+        contended = self._contended(seen)
         saturated = (
             seen.seconds_per_row is not None
             and self._best is not None
@@ -73,10 +88,13 @@ class Concurrency:
         if seen.pushed_back or contended:
             self._level = self._clamp(int(self._level * tuning.decrease))
             self._clean = 0
+            self._slow_start = False
             self.decreases += 1
-        elif not saturated and seen.rows > 0:
+        elif saturated:
+            self._slow_start = False
+        elif seen.rows > 0:
             self._clean += 1
-            if self._clean >= self._level:
+            if self._slow_start or self._clean >= self._level:
                 self._level = self._clamp(self._level + 1)
                 self._clean = 0
         if seen.seconds_per_row is not None and seen.locked == 0 and not seen.pushed_back:
