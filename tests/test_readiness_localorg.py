@@ -276,3 +276,26 @@ def test_a_query_the_org_refuses_raises_instead_of_reading_fewer_records(
     ids = [*reset["OrderItem"], "not-an-id"]
     with pytest.raises(ApiError, match="readiness records: INVALID_QUERY_FILTER_OPERATOR"):
         reader.read(make_client(org), order_product_ids=ids, usage_summary_ids=reset["blng__UsageSummary__c"])
+
+
+def test_readiness_is_assessed_in_parts_and_agrees_with_assessing_everything_at_once(
+    cleaned: tuple[LocalOrg, ScenarioInfo, dict[str, list[str]]],
+) -> None:
+    """600 reset sources and those still linked to the run: read and assessed a part of at most 500 sources at a
+    time (what is held at once does not grow with the run), in the same calls, with the same records, order,
+    reasons and counts as reading everything first."""
+    org, info, reset = cleaned
+    options: dict[str, Any] = {
+        "run_id": info.runs["failed_run"],
+        "order_product_ids": reset["OrderItem"],
+        "usage_summary_ids": reset["blng__UsageSummary__c"],
+    }
+    today = datetime.now(UTC).date()
+    sizes = [len(part.order_products) + len(part.usage_summaries) for part in reader.parts(make_client(org), **options)]
+    assert len(sizes) >= 2 and max(sizes) <= reader.SOURCES_PER_PART
+    whole_client, parts_client = make_client(org), make_client(org)
+    whole = reader.read(whole_client, **options).assess(today)
+    in_parts = reader.check(parts_client, today=today, **options)
+    assert in_parts == whole
+    assert sum(sizes) == len(whole.records) >= 600
+    assert parts_client.usage.calls == whole_client.usage.calls

@@ -129,3 +129,15 @@ def assess(
     records += [_assess_one(USAGE_SUMMARY, record, rules, context) for record in usage_summaries]
     counts = Counter(code for record in records for code in {reason.code for reason in record.reasons})
     return Readiness(records=tuple(records), counts=dict(sorted(counts.items())), disabled=disabled)
+
+
+def combine(parts: Iterable[Readiness]) -> Readiness:
+    """Readiness of parts assessed apart (the same rules, org and day), as one: records in order, counts summed."""
+    records: list[RecordReadiness] = []
+    counts: Counter[str] = Counter()
+    disabled: tuple[DisabledRule, ...] = ()
+    for part in parts:
+        records += part.records
+        counts.update(part.counts)
+        disabled = part.disabled
+    return Readiness(records=tuple(records), counts=dict(sorted(counts.items())), disabled=disabled)

@@ -22,14 +22,13 @@ from pydantic import BaseModel
 from sfcleanup import queries
 from sfcleanup.errors import ApiError
 from sfcleanup.readiness import fields
-from sfcleanup.readiness.engine import Readiness, assess
+from sfcleanup.readiness.engine import Readiness, assess, combine
 from sfcleanup.readiness.models import InvoiceLineState, InvoiceScheduler, OrderProductState, UsageSummaryState
 from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.shapes import Record, query_records
 
 M = TypeVar("M", bound=BaseModel)
-S = TypeVar("S", OrderProductState, UsageSummaryState)
 
 # Each query travels as a Composite subrequest's URL: 200 ids keep it well under the 16,384-byte limit on a
 # REST URI (MAX_URI_BYTES; tests check the longest); the line query names each id twice.
@@ -125,11 +124,6 @@ def _models(model: type[M], answers: Iterable[list[Record]]) -> list[M]:
     return [model.model_validate(record) for records in answers for record in records]
 
 
-def _unique(records: list[S]) -> list[S]:
-    """Each record once (one named by id may still be linked to the run), in the order first read."""
-    return list({record.id: record for record in records}.values())
-
-
 def source_queries(stem: str, select: str, run_id: str | None, ids: Sequence[str]) -> list[str]:
     """Records named by id (`<stem>_by_ids`, 200 ids a query) and, given a run, those still linked to it
     (`<stem>_by_run`)."""
@@ -150,6 +144,79 @@ def read_draft_lines(client: SalesforceClient, source_ids: Sequence[str]) -> lis
     return _models(InvoiceLineState, query_many(client, "readiness draft lines", soqls))
 
 
+# The draft lines of this many sources fill one Composite call (five queries of 100 ids): sources are assessed
+# in parts of this size, so what is held at once does not grow with the run.
+SOURCES_PER_PART = LINE_IDS_PER_QUERY * QUERIES_PER_CALL
+
+Source = OrderProductState | UsageSummaryState
+
+
+def parts(
+    client: SalesforceClient,
+    *,
+    run_id: str | None = None,
+    order_product_ids: Sequence[str] = (),
+    usage_summary_ids: Sequence[str] = (),
+    available: frozenset[str] | None = None,
+) -> Iterator[ReadinessInput]:
+    """The records of a run (still linked to it, or reset and named by id) with the org's schedulers, in parts
+    of at most SOURCES_PER_PART sources, each with the draft lines that name its sources.
+
+    The calls are those of reading everything at once: the schedulers and the sources five queries to a
+    Composite call, then the draft lines of each part in one call; only a part's records are held at a time.
+    Order products come before usage summaries, each in the order first read; a record read twice (named by
+    id and still linked to the run) is taken once.
+    """
+    known = available if available is not None else available_fields(client)
+    op_select, us_select = select_list(fields.ORDER_PRODUCT, known), select_list(fields.USAGE_SUMMARY, known)
+    kinds: list[type[BaseModel]] = []
+    soqls: list[str] = []
+    for model, found in (
+        (InvoiceScheduler, scheduler_queries(known)),
+        (OrderProductState, source_queries("readiness_order_products", op_select, run_id, order_product_ids)),
+        (UsageSummaryState, source_queries("readiness_usage_summaries", us_select, run_id, usage_summary_ids)),
+    ):
+        kinds += [model] * len(found)
+        soqls += found
+    schedulers: list[InvoiceScheduler] = []
+    pending: list[Source] = []
+    seen: set[str] = set()
+    # The schedulers come first, so they are known before any part is assessed.
+    for start in range(0, len(soqls), QUERIES_PER_CALL):
+        answers = query_many(client, "readiness records", soqls[start : start + QUERIES_PER_CALL])
+        for kind, records in zip(kinds[start : start + QUERIES_PER_CALL], answers, strict=True):
+            if kind is InvoiceScheduler:
+                schedulers += _models(InvoiceScheduler, [records])
+                continue
+            for record in records:
+                source: Source = (
+                    OrderProductState.model_validate(record)
+                    if kind is OrderProductState
+                    else UsageSummaryState.model_validate(record)
+                )
+                if source.id not in seen:
+                    seen.add(source.id)
+                    pending.append(source)
+        while len(pending) >= SOURCES_PER_PART:
+            yield _part(client, pending[:SOURCES_PER_PART], schedulers, known)
+            del pending[:SOURCES_PER_PART]
+    if pending or not seen:
+        yield _part(client, pending, schedulers, known)
+
+
+def _part(
+    client: SalesforceClient, sources: list[Source], schedulers: list[InvoiceScheduler], known: frozenset[str]
+) -> ReadinessInput:
+    lines = read_draft_lines(client, [source.id for source in sources]) if sources else []
+    return ReadinessInput(
+        order_products=tuple(s for s in sources if isinstance(s, OrderProductState)),
+        usage_summaries=tuple(s for s in sources if isinstance(s, UsageSummaryState)),
+        schedulers=tuple(schedulers),
+        lines=tuple(lines),
+        available_fields=known,
+    )
+
+
 def read(
     client: SalesforceClient,
     *,
@@ -158,23 +225,45 @@ def read(
     usage_summary_ids: Sequence[str] = (),
     available: frozenset[str] | None = None,
 ) -> ReadinessInput:
-    """The records of a run (still linked to it, or reset and named by id) and the org's schedulers."""
-    known = available if available is not None else available_fields(client)
-    op_select, us_select = select_list(fields.ORDER_PRODUCT, known), select_list(fields.USAGE_SUMMARY, known)
-    op_queries = source_queries("readiness_order_products", op_select, run_id, order_product_ids)
-    us_queries = source_queries("readiness_usage_summaries", us_select, run_id, usage_summary_ids)
-    # The sources and the schedulers share Composite calls; the draft lines need the sources' ids first.
-    answers = query_many(client, "readiness records", [*op_queries, *us_queries, *scheduler_queries(known)])
-    us_start, schedulers_start = len(op_queries), len(op_queries) + len(us_queries)
-    order_products = _unique(_models(OrderProductState, answers[:us_start]))
-    usage_summaries = _unique(_models(UsageSummaryState, answers[us_start:schedulers_start]))
-    sources = [record.id for record in order_products] + [record.id for record in usage_summaries]
+    """Every part at once (`parts`): for a few records, and for tests that look at what was read."""
+    found = list(
+        parts(
+            client,
+            run_id=run_id,
+            order_product_ids=order_product_ids,
+            usage_summary_ids=usage_summary_ids,
+            available=available,
+        )
+    )
     return ReadinessInput(
-        order_products=tuple(order_products),
-        usage_summaries=tuple(usage_summaries),
-        schedulers=tuple(_models(InvoiceScheduler, answers[schedulers_start:])),
-        lines=tuple(read_draft_lines(client, sources)),
-        available_fields=known,
+        order_products=tuple(r for part in found for r in part.order_products),
+        usage_summaries=tuple(r for part in found for r in part.usage_summaries),
+        schedulers=found[0].schedulers,
+        # A line naming sources of two parts was read with each.
+        lines=tuple({line.id: line for part in found for line in part.lines}.values()),
+        available_fields=found[0].available_fields,
+    )
+
+
+def check(
+    client: SalesforceClient,
+    *,
+    today: date,
+    run_id: str | None = None,
+    order_product_ids: Sequence[str] = (),
+    usage_summary_ids: Sequence[str] = (),
+    available: frozenset[str] | None = None,
+) -> Readiness:
+    """Readiness of a run's sources, assessed part by part as they are read (`parts`): memory stays flat."""
+    return combine(
+        part.assess(today)
+        for part in parts(
+            client,
+            run_id=run_id,
+            order_product_ids=order_product_ids,
+            usage_summary_ids=usage_summary_ids,
+            available=available,
+        )
     )
 
 

@@ -18,7 +18,7 @@ from rich.table import Table
 from sfcleanup import billing
 from sfcleanup.journal import JournalError, read_entries
 from sfcleanup.readiness.engine import Readiness, RecordReadiness
-from sfcleanup.readiness.reader import available_fields, read
+from sfcleanup.readiness.reader import available_fields, check
 from sfcleanup.salesforce.client import SalesforceClient
 
 APPLIED = frozenset({"updated", "confirmed"})
@@ -43,8 +43,9 @@ def check_runs(client: SalesforceClient, journals: Mapping[str, Path], *, today:
     out: dict[str, Readiness] = {}
     for run_id, journal in journals.items():
         products, summaries = reset_sources(journal)
-        found = read(client, run_id=run_id, order_product_ids=products, usage_summary_ids=summaries, available=known)
-        out[run_id] = found.assess(today)
+        out[run_id] = check(
+            client, today=today, run_id=run_id, order_product_ids=products, usage_summary_ids=summaries, available=known
+        )
     return out
 
 
