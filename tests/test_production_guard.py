@@ -53,6 +53,23 @@ def test_plan_names_the_org_and_the_user(
     assert document["org"]["is_sandbox"] is True and document["org"]["username"].startswith("integration@")
 
 
+def test_status_and_config_check_name_the_org_and_the_user(
+    org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`status` starts with the same org line as `plan` and has the `org` object in --json; `config check`
+    lists the org and user it reached as a check of its own."""
+    state, info = org_file
+    organization = _org_row(state)
+    line = f"Org: Acme ({organization['Id']}, Sandbox) as user integration@sfcleanup.local.uat"
+    assert main(local_args(state, tmp_path, "status", info.runs["failed_run"])) == 0
+    assert capsys.readouterr().out.startswith(line)
+    assert main(local_args(state, tmp_path, "status", info.runs["failed_run"], "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["org"]["id"] == organization["Id"]
+    assert main(["config", "check", *local_args(state, tmp_path), "--json"]) == 0
+    checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["org"]["ok"] and checks["org"]["detail"] == line.removeprefix("Org: ")
+
+
 def test_every_journal_start_names_the_org(
     org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

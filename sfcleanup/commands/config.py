@@ -14,6 +14,7 @@ from rich.console import Console
 
 from sfcleanup import billing, preflight
 from sfcleanup.commands.common import configure_logs, connect, connection_options, settings_from
+from sfcleanup.commands.guard import org_of
 from sfcleanup.errors import ConfigError, ExitCode, SfCleanupError
 from sfcleanup.salesforce.shapes import SObjectDescribe, daily_limits
 
@@ -69,6 +70,8 @@ def _checks(args: argparse.Namespace) -> list[_Check]:
         record("login", [str(exc)])
         return checks
     record("login", [], client.instance_url)
+    # The org and user the settings reach, as every plan and prompt names them: the check is of this org.
+    record("org", [], org_of(client).line().removeprefix("Org: "))
     readiness = preflight.check_org(client)
     record("fields, permissions and picklist values", list(readiness.problems))
     if settings.error_logs:

@@ -1,7 +1,7 @@
 """`sfcleanup status RUN_ID`: what is left per object and state, the CleanUp Status and lease, the anomalies.
 
-Read-only: describe, the run, its lease records, one aggregate query per object, and the records needed to
-name the anomalies.
+Read-only: the org and user, describe, the run, its lease records, one aggregate query per object, and the
+records needed to name the anomalies.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rich.table import Table
 
 from sfcleanup import billing, preflight
 from sfcleanup.commands.common import configure_logs, connect, connection_options, settings_from
+from sfcleanup.commands.guard import org_of
 from sfcleanup.errors import PreflightError
 from sfcleanup.lease import Leases
 from sfcleanup.locallock import default_identity
@@ -32,6 +33,8 @@ def run_status(args: argparse.Namespace, out: Console) -> int:
     settings = settings_from(args)
     configure_logs(settings)
     client = connect(settings)
+    # Which org the figures are of: two orgs can hold a run of the same id (a sandbox refreshed from production).
+    org = org_of(client)
     readiness = preflight.check_org(client)
     run_id = preflight.parse_run_ids([args.run_id], readiness.run_key_prefix)[0]
     run = preflight.read_runs(client, [run_id]).get(run_id)
@@ -42,6 +45,7 @@ def run_status(args: argparse.Namespace, out: Console) -> int:
     remaining = remaining_by_status(client, run_id)
     plan, _ = plan_streaming(client, run)
     document: dict[str, Any] = {
+        "org": org.as_json(),
         "id": run.id,
         "name": run.name,
         "run_status": run.status,
@@ -58,6 +62,7 @@ def run_status(args: argparse.Namespace, out: Console) -> int:
     if args.json:
         print(json.dumps(document, indent=2))
         return 0
+    out.print(org.line(), markup=False)
     out.print(f"Invoice run {run.id} ({run.name}): status {run.status}, CleanUp Status {run.cleanup_status or '-'}")
     if holder:
         out.print(f"  being cleaned by {holder.holder}, last seen {holder.last_seen.isoformat()}")
