@@ -177,17 +177,19 @@ ORG_IDENTITY_CALLS = 1
 BULK_CALLS_PER_JOB = 11
 
 
-# Lock retries are counted for a busy org's share of rows refused on a lock (5%): their first round sent again in
-# full calls, and two more rounds of what is left. A more contended org takes more, and the run's own check of the
-# allowance stops it at the reserve.
+# Lock retries are counted for a busy org's share of rows refused on a lock (5%): each round sends again what the
+# round before lost, in full calls, until less than half a row is expected (600 rows: rounds of 30 and 1.5 rows,
+# two calls). A more contended org takes more, and the run's own check of the allowance stops it at the reserve.
 LOCK_FAILURE_SHARE = 0.05
-LATER_LOCK_RETRY_ROUNDS = 2
 
 
 def lock_retry_calls(changes: int, per_call: int) -> int:
-    if not changes:
-        return 0
-    return math.ceil(changes * LOCK_FAILURE_SHARE / per_call) + LATER_LOCK_RETRY_ROUNDS
+    calls = 0
+    left = changes * LOCK_FAILURE_SHARE
+    while left >= 0.5:
+        calls += math.ceil(left / per_call)
+        left *= LOCK_FAILURE_SHARE
+    return calls
 
 
 def estimate_phase_calls(changes: int, *, per_call: int, bulk_jobs: int = 0) -> int:
