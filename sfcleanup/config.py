@@ -103,7 +103,8 @@ class WriteSettings(_Frozen):
     # Composite calls in flight at the start; the level then adapts (up to 25) to the org's answers. Calls in
     # flight never share a lock point (an account).
     max_in_flight: int = Field(default=4, ge=1, le=16)
-    # Bulk API 2.0 polling: pauses grow by half from 0.5 s up to this; a job not done by the deadline stops the run.
+    # Bulk API 2.0 polling: pauses grow by half from 0.5 s up to this (a job showing progress is asked again when
+    # it should be done, its wait slept in slices of this); a job not done by the deadline stops the run.
     bulk_poll_max_s: float = Field(default=5.0, gt=0, le=120)
     bulk_timeout_s: float = Field(default=3600.0, gt=0)
     lock_retry_rounds: int = Field(default=5, ge=0, le=20)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 import responses
@@ -73,3 +75,35 @@ def test_deadline_stops_with_a_resumable_error() -> None:
     with pytest.raises(TransientExhausted, match="resume polling"):
         _api(clock, deadline_s=3.0).wait("7505g0000000001AAA", records=10)
     assert sum(clock.sleeps) <= 3.0
+
+
+@responses.activate
+def test_a_long_job_is_asked_again_when_it_should_be_done_sleeping_in_short_slices() -> None:
+    """A job of 330,000 records that the org processes at 20,000 a second from the first look: seen moving half
+    a second in, it is asked again when the rest should be done (16 s later), and found complete. Three looks,
+    where a look every 5 s took six; the waiting is slept in slices of at most 5 s, so a signal is seen as soon
+    as before."""
+    clock = Clock()
+    start = clock.now
+
+    def answer(request: object) -> tuple[int, dict[str, str], str]:
+        processed = min(330_000, int((clock.now - start) * 20_000))
+        state = "JobComplete" if processed == 330_000 else "InProgress"
+        return 200, {}, json.dumps(_state(state, processed))
+
+    responses.add_callback(responses.GET, JOB, callback=answer)
+    final = _api(clock).wait("7505g0000000001AAA", records=330_000)
+    assert final.state == "JobComplete"
+    assert len(responses.calls) == 3
+    assert max(clock.sleeps) <= 5.0
+    assert clock.now - start == pytest.approx(16.5)
+
+
+@responses.activate
+def test_a_rate_measured_early_never_waits_more_than_a_minute() -> None:
+    """A job whose first progress says it needs an hour more is asked again a minute later."""
+    clock = Clock()
+    for body in (_state("InProgress", 0), _state("InProgress", 1), _state("JobComplete", 100_000)):
+        responses.get(JOB, json=body)
+    _api(clock, deadline_s=7200).wait("7505g0000000001AAA", records=100_000)
+    assert sum(clock.sleeps) == pytest.approx(0.5 + 60.0)

@@ -31,6 +31,8 @@ CLOCK_SLACK = timedelta(seconds=2)
 # Pauses between polls grow by half each time: a job seen done up to a third late rather than up to twice as
 # late (doubling), for a poll or two more on a long job.
 POLL_GROWTH = 1.5
+# The longest a job that reports progress waits for its next look: a rate measured early can be off.
+PACED_WAIT_MAX_S = 60.0
 log = structlog.get_logger("sfcleanup.bulk")
 
 
@@ -179,9 +181,10 @@ class BulkApi:
     def wait(self, job_id: str, records: int | None = None) -> JobState:
         """Poll until the job ends or the deadline passes.
 
-        Pauses grow by half from `first_s` up to `max_s`; once the job reports progress, the next pause is the time
-        the rest should take at the rate seen so far (within the same bounds), so a long job is neither
-        polled needlessly nor read long after it finished.
+        Pauses grow by half from `first_s` up to `max_s`. Once the job reports progress, the org is asked again
+        only when the rest should be done at the rate seen so far (at most PACED_WAIT_MAX_S later): a job of
+        hundreds of thousands of records runs for minutes, and a look every `max_s` cost it dozens of calls.
+        The wait is slept in slices of at most `max_s`, so the worker's pauses still see a signal as often.
         """
         polling = self._polling
         started = polling.monotonic()
@@ -195,14 +198,21 @@ class BulkApi:
             if records and current.processed > 0 and now > started:
                 rate = current.processed / (now - started)
                 left = max(records - current.processed, 0) / rate
-                pause = min(max(left, polling.first_s), polling.max_s)
-            if now + pause > deadline:
+                pause = min(max(left, polling.first_s), max(polling.max_s, PACED_WAIT_MAX_S))
+            if now + min(pause, polling.max_s) > deadline:
                 raise TransientExhausted(
                     f"Bulk API job {job_id} is still {current.state} after {polling.deadline_s:.0f} s; run again to "
                     "resume polling it (the job goes on in the org)"
                 )
-            polling.sleep(pause)
+            self._sleep_in_slices(min(pause, deadline - now))
             pause = min(pause * POLL_GROWTH, polling.max_s)
+
+    def _sleep_in_slices(self, seconds: float) -> None:
+        polling = self._polling
+        while seconds > 0:
+            step = min(seconds, polling.max_s)
+            polling.sleep(step)
+            seconds -= step
 
     def results(self, job_id: str, kind: str, target: Path) -> Path:
         """Stream one result CSV (successfulResults, failedResults, unprocessedrecords) to `target`."""
