@@ -35,6 +35,7 @@ from sfcleanup.journalformat import (
 from sfcleanup.journalread import Record, Stream, lines
 from sfcleanup.lastwritten import Last, LastWritten
 from sfcleanup.outcomes import RowResult
+from sfcleanup.scratch import Sent, Unanswered
 
 JOURNAL_VERSION = FORMAT
 
@@ -51,9 +52,11 @@ class Journal:
         self.run_id = run_id
         self.invocation = uuid.uuid4().hex
         self._clock = clock
-        # What this invocation journaled as pending, per (batch, object, id), until the answer comes: an
-        # outcome row then names only the answer.
-        self._sent: dict[tuple[str, str, str], Change] = {}
+        # What this invocation journaled as pending, per (batch, object) and id, until the answer comes: an
+        # outcome row then names only the answer. A Bulk API phase sends every record before the first answer,
+        # so past a few thousand these wait on disk (`scratch`).
+        self._sent = Unanswered()
+        self._batches: dict[tuple[str, str], int] = {}
         self._fields: dict[tuple[str, str], list[str]] = {}
         self._handle = self.path.open("a", encoding="utf-8")
 
@@ -69,6 +72,7 @@ class Journal:
         if not self._handle.closed:
             self._sync()
             self._handle.close()
+        self._sent.close()
 
     def _entry(self, kind: str, **fields: object) -> dict[str, object]:
         return {
@@ -99,8 +103,9 @@ class Journal:
         lines = []
         for sobject, group in by_object(changes).items():
             fields = self._fields.setdefault((batch, sobject), fields_of(group))
+            number = self._batches.setdefault((batch, sobject), len(self._batches))
             for change in group:
-                self._sent[(batch, sobject, change.id)] = change
+                self._sent.put(number, change.id, (change.id, change.group, change.before, change.after))
             rows = [pending_row(c, fields) for c in group]
             lines.append(self._entry(PENDING_ROWS, phase=phase, batch=batch, object=sobject, fields=fields, rows=rows))
         self._write(lines)
@@ -114,7 +119,9 @@ class Journal:
         lines = []
         for sobject, group in grouped.items():
             fields = self._fields.get((batch, sobject)) or fields_of([r.change for r in group])
-            rows = [outcome_row(r, fields, self._sent.pop((batch, sobject, r.change.id), None)) for r in group]
+            number = self._batches.setdefault((batch, sobject), len(self._batches))
+            sent = self._sent.take(number, (r.change.id for r in group))
+            rows = [outcome_row(r, fields, _change(sobject, sent.pop(r.change.id, None))) for r in group]
             lines.append(self._entry(OUTCOME_ROWS, phase=phase, batch=batch, object=sobject, fields=fields, rows=rows))
         self._write(lines)
 
@@ -135,6 +142,13 @@ class Journal:
         """
         self._sync()
         return LastOutcomes(self.path, self.invocation)
+
+
+def _change(sobject: str, sent: Sent | None) -> Change | None:
+    if sent is None:
+        return None
+    record_id, group, before, after = sent
+    return Change(sobject, str(record_id), str(group), before, after)
 
 
 class LastOutcomes:

@@ -23,7 +23,8 @@ Sent = tuple[object, object, Values, Values]
 
 def scratch_db(schema: str) -> sqlite3.Connection:
     """A new private database on disk, with little cache: what it holds is written once and read once."""
-    db = sqlite3.connect("", isolation_level=None)
+    # Used by one thread at a time, not always the one that opened it (as the plan store).
+    db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
     db.executescript(
         "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA temp_store = FILE; PRAGMA cache_size = -4000;"
         f"{schema}; BEGIN;"

@@ -275,3 +275,19 @@ def test_an_unknown_outcome_is_refused(tmp_path: Path) -> None:
     lines[2] = lines[2].replace('"updated"', '"done"', 1)
     _rewrite(journal, lines)
     assert "is not one a writer journals" in _stream_error(journal)
+
+
+def _written(directory: Path) -> list[dict[str, object]]:
+    journal = _journal(directory)
+    lines = [json.loads(line) for line in _lines(journal)[:-1]]
+    return [{k: v for k, v in line.items() if k not in ("at", "invocation")} for line in lines]
+
+
+def test_the_writer_holding_few_rows_writes_the_same_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer keeps what it sent on disk past a few rows (a Bulk API phase sends all before any answer):
+    its answers still name only the outcome of what it sent, and the values of what it did not."""
+    held = _written(tmp_path / "memory")
+    monkeypatch.setattr("sfcleanup.scratch.HELD", 2)
+    assert _written(tmp_path / "disk") == held
+    answers = [line for line in held if line["type"] == "outcome_rows"]
+    assert [len(row) for line in answers for row in line["rows"]] == [4, 4, 4, 4, 7, 7, 4, 4, 4]  # type: ignore[attr-defined]
