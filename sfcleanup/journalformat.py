@@ -44,7 +44,7 @@ def _pack(values: Values, fields: list[str]) -> list[str | None] | Values:
 
 def unpack(packed: object, fields: list[str]) -> Values:
     if isinstance(packed, list) and len(packed) == len(fields):
-        return dict(zip(fields, packed, strict=True))
+        return dict(zip(fields, packed))  # noqa: B905 (lengths compared above)
     if isinstance(packed, dict):
         return {str(k): None if v is None else str(v) for k, v in packed.items()}
     raise JournalError("a record row does not match its line's fields")
