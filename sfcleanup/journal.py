@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
 from sfcleanup import __version__
 from sfcleanup.changes import Change
 from sfcleanup.clock import Clock, utc_now
-from sfcleanup.entries import RecordEntry, records
 from sfcleanup.journalformat import (
     FORMAT,
     OUTCOME_ROWS,
@@ -33,7 +32,10 @@ from sfcleanup.journalformat import (
 from sfcleanup.journalformat import (
     JournalError as JournalError,  # re-exported: readers catch it from here
 )
+from sfcleanup.journalread import Record, Stream, lines
+from sfcleanup.lastwritten import Last, LastWritten
 from sfcleanup.outcomes import RowResult
+from sfcleanup.scratch import Sent, Unanswered
 
 JOURNAL_VERSION = FORMAT
 
@@ -50,9 +52,11 @@ class Journal:
         self.run_id = run_id
         self.invocation = uuid.uuid4().hex
         self._clock = clock
-        # What this invocation journaled as pending, per (batch, object, id), until the answer comes: an
-        # outcome row then names only the answer.
-        self._sent: dict[tuple[str, str, str], Change] = {}
+        # What this invocation journaled as pending, per (batch, object) and id, until the answer comes: an
+        # outcome row then names only the answer. A Bulk API phase sends every record before the first answer,
+        # so past a few thousand these wait on disk (`scratch`).
+        self._sent = Unanswered()
+        self._batches: dict[tuple[str, str], int] = {}
         self._fields: dict[tuple[str, str], list[str]] = {}
         self._handle = self.path.open("a", encoding="utf-8")
 
@@ -68,6 +72,7 @@ class Journal:
         if not self._handle.closed:
             self._sync()
             self._handle.close()
+        self._sent.close()
 
     def _entry(self, kind: str, **fields: object) -> dict[str, object]:
         return {
@@ -98,8 +103,9 @@ class Journal:
         lines = []
         for sobject, group in by_object(changes).items():
             fields = self._fields.setdefault((batch, sobject), fields_of(group))
+            number = self._batches.setdefault((batch, sobject), len(self._batches))
             for change in group:
-                self._sent[(batch, sobject, change.id)] = change
+                self._sent.put(number, change.id, (change.id, change.group, change.before, change.after))
             rows = [pending_row(c, fields) for c in group]
             lines.append(self._entry(PENDING_ROWS, phase=phase, batch=batch, object=sobject, fields=fields, rows=rows))
         self._write(lines)
@@ -113,7 +119,9 @@ class Journal:
         lines = []
         for sobject, group in grouped.items():
             fields = self._fields.get((batch, sobject)) or fields_of([r.change for r in group])
-            rows = [outcome_row(r, fields, self._sent.pop((batch, sobject, r.change.id), None)) for r in group]
+            number = self._batches.setdefault((batch, sobject), len(self._batches))
+            sent = self._sent.take(number, (r.change.id for r in group))
+            rows = [outcome_row(r, fields, _change(sobject, sent.pop(r.change.id, None))) for r in group]
             lines.append(self._entry(OUTCOME_ROWS, phase=phase, batch=batch, object=sobject, fields=fields, rows=rows))
         self._write(lines)
 
@@ -127,45 +135,45 @@ class Journal:
         """The invocation's result; `reason` says why it stopped, when it did."""
         self._write([self._entry("end", status=status, exit_code=exit_code, counts=counts, reason=reason)])
 
-    def last_outcomes(self) -> dict[tuple[str, str], RecordEntry]:
-        """This invocation's last outcome entry per (object, record id): what the org answered, as journaled.
+    def last_outcomes(self) -> LastOutcomes:
+        """This invocation's last outcome per (object, record id): what the org answered, as journaled.
 
         A run stopped mid-phase loses the writer's own tally; this is the record that survives it.
         """
         self._sync()
-        last: dict[tuple[str, str], RecordEntry] = {}
-        for entry in records(read_entries(self.path, allow_truncated=True), kind="outcome"):
-            if entry.invocation == self.invocation:
-                last[(entry.sobject, entry.id)] = entry
-        return last
+        return LastOutcomes(self.path, self.invocation)
 
 
-REQUIRED_KEYS = frozenset({"type", "run_id", "invocation", "at"})
+def _change(sobject: str, sent: Sent | None) -> Change | None:
+    if sent is None:
+        return None
+    record_id, group, before, after = sent
+    return Change(sobject, str(record_id), str(group), before, after)
+
+
+class LastOutcomes:
+    """An invocation's last outcome per (object, record id), read from its journal as it is iterated, so a
+    run of millions of records is recounted without holding them."""
+
+    def __init__(self, path: Path, invocation: str) -> None:
+        self.path = path
+        self.invocation = invocation
+
+    def items(self) -> Iterator[tuple[tuple[str, str], Last]]:
+        with LastWritten() as written:
+            for entry in Stream(self.path, allow_truncated=True):
+                if isinstance(entry, Record) and entry.type == "outcome" and entry.invocation == self.invocation:
+                    written.add(entry)
+            for last in written:
+                yield (last.sobject, last.id), last
 
 
 def read_entries(path: Path, *, allow_truncated: bool = False) -> list[dict[str, object]]:
-    """Every entry of a journal, checked: one run, known shape, no torn lines unless allowed.
+    """Every entry of a journal, checked: one run, known shape, no torn lines unless allowed (`journalread`).
 
-    A torn last line is what a crash mid-write leaves; it is refused unless `allow_truncated`, because a
-    journal that ends early may not record the last batch's outcome.
+    For readers that go back and forth over the entries; one that summarises a journal reads a `Stream`.
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise JournalError(f"journal {path} cannot be read: {exc.strerror}") from None
-    entries: list[dict[str, object]] = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines) and allow_truncated:
-                break
-            where = "is truncated at its last line" if number == len(lines) else f"has a damaged line {number}"
-            hint = "; pass --allow-truncated to use what it records" if number == len(lines) else ""
-            raise JournalError(f"journal {path} {where}{hint}") from None
-        if not isinstance(entry, dict) or not set(entry) >= REQUIRED_KEYS:
-            raise JournalError(f"{path} line {number} is not an sfcleanup journal entry")
-        entries.append(entry)
+    entries = list(lines(path, allow_truncated=allow_truncated))
     if not entries:
         raise JournalError(f"journal {path} is empty")
     try:

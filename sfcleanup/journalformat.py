@@ -42,9 +42,9 @@ def _pack(values: Values, fields: list[str]) -> list[str | None] | Values:
     return [values[name] for name in fields] if list(values) == fields else dict(values)
 
 
-def _unpack(packed: object, fields: list[str]) -> Values:
+def unpack(packed: object, fields: list[str]) -> Values:
     if isinstance(packed, list) and len(packed) == len(fields):
-        return dict(zip(fields, packed, strict=True))
+        return dict(zip(fields, packed))  # noqa: B905 (lengths compared above)
     if isinstance(packed, dict):
         return {str(k): None if v is None else str(v) for k, v in packed.items()}
     raise JournalError("a record row does not match its line's fields")
@@ -96,7 +96,7 @@ def expand(entries: Iterable[dict[str, object]]) -> Iterator[dict[str, object]]:
 
 def _values(row: list[object], names: list[str]) -> dict[str, object]:
     record_id, group, before, after = row
-    before_values, after_values = _unpack(before, names), _unpack(after, names)
+    before_values, after_values = unpack(before, names), unpack(after, names)
     return {"id": record_id, "group": group or record_id, "before": before_values, "after": after_values}
 
 
@@ -113,10 +113,12 @@ def _pending(
 def _outcome(
     header: dict[str, object], row: list[object], names: list[str], sent: dict[Key, dict[str, object]], key: Key
 ) -> dict[str, object]:
+    # The writer forgets what it sent once answered, so an answer without values names an unanswered row.
+    pending = sent.pop(key, None)
     if len(row) == 7:
         values = _values([row[0], *row[4:]], names)
-    elif len(row) == 4 and key in sent:
-        values = {name: sent[key][name] for name in ("id", "group", "before", "after")}
+    elif len(row) == 4 and pending is not None:
+        values = {name: pending[name] for name in ("id", "group", "before", "after")}
     else:
         raise JournalError(f"the outcome of {row[0]} names no values and follows no pending row of its batch")
     return {**header, "type": "outcome", **values, "outcome": row[1], "code": row[2], "message": row[3]}

@@ -8,42 +8,48 @@ for a clean-up whose process died before printing anything.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from sfcleanup.billing import RULE_BY_OBJECT
-from sfcleanup.entries import RecordEntry, records
 from sfcleanup.errors import ExitCode
-from sfcleanup.outcomes import Failure, RowOutcome
+from sfcleanup.journalread import Record, Stream
+from sfcleanup.lastwritten import Last, LastWritten
+from sfcleanup.outcomes import Failure
 from sfcleanup.report import ObjectCounts, Report, RunOutcome, RunResult
 
 CHANGES_HEADER = ("Id", "Object", "Field", "Before", "After", "Outcome", "Error")
-# Sent, and the journal has no answer: the org may or may not have applied it (the next run reads it back).
-UNANSWERED = "pending"
 CLEANUP_STATUS = "blng__CleanUpStatus__c"
 
 
-@dataclass(frozen=True)
-class Written:
-    """One record's last word in the journal: the values sent and what the org answered (or no answer yet)."""
+@dataclass
+class Told:
+    """What a report needs of a journal, gathered in one pass over it: each record's last word, the last
+    `end` and the last CleanUp Status the run was given."""
 
-    entry: RecordEntry
-    outcome: str
-
-    @property
-    def failed(self) -> bool:
-        # A row still locked when the run ended failed on its locks.
-        return self.outcome in (RowOutcome.FAILED.value, RowOutcome.LOCKED.value)
+    run_id: str
+    written: LastWritten
+    end: dict[str, object] | None = None
+    cleanup: dict[str, object] | None = None
 
 
-def last_written(entries: Iterable[dict[str, object]]) -> dict[tuple[str, str], Written]:
-    """Per (object, id), the last pending or outcome entry over every invocation of the journal."""
-    last: dict[tuple[str, str], Written] = {}
-    for entry in records(entries):
-        outcome = entry.outcome.value if entry.outcome is not None else UNANSWERED
-        last[(entry.sobject, entry.id)] = Written(entry, outcome)
-    return last
+@contextmanager
+def read_journal(journal: Path, *, allow_truncated: bool = False) -> Iterator[Told]:
+    """The journal read once, checked as `journal.read_entries` checks it (raising its JournalError)."""
+    with LastWritten() as written:
+        told = Told("", written)
+        stream = Stream(journal, allow_truncated=allow_truncated)
+        for entry in stream:
+            if isinstance(entry, Record):
+                written.add(entry)
+            elif entry.get("type") == "end":
+                told.end = entry
+            elif entry.get("type") == "run_field" and entry.get("field") == CLEANUP_STATUS:
+                told.cleanup = entry if entry.get("outcome") == "updated" else told.cleanup
+        told.run_id = stream.run_id
+        yield told
 
 
 def changes_path(journal: Path, directory: Path | None = None) -> Path:
@@ -51,52 +57,52 @@ def changes_path(journal: Path, directory: Path | None = None) -> Path:
     return (directory or journal.parent) / f"changes-{journal.name.removesuffix('.jsonl')}.csv"
 
 
-def write_changes_csv(written: dict[tuple[str, str], Written], path: Path) -> Path:
+def write_changes_csv(written: Iterable[Last], path: Path) -> Path:
     """Id, Object, Field, Before, After, Outcome (and the error of a failed row): one row per field written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CHANGES_HEADER)
-        for last in written.values():
-            entry = last.entry
-            error = f"{entry.code}: {entry.message}" if last.failed and entry.code else ""
-            for field, after in entry.after.items():
-                writer.writerow([entry.id, entry.sobject, field, entry.before.get(field), after, last.outcome, error])
+        for last in written:
+            error = f"{last.code}: {last.message}" if last.failed and last.code else ""
+            before, outcome = last.before, last.journaled
+            writer.writerows(
+                [last.id, last.sobject, name, before.get(name), after, outcome, error]
+                for name, after in last.after.items()
+            )
     return path
 
 
-def run_outcome(journal: Path, entries: list[dict[str, object]]) -> RunOutcome:
+def run_outcome(journal: Path, told: Told) -> RunOutcome:
     """The run as its journal tells it: counts, transitions and failures per object, and the last end."""
-    written = last_written(entries)
     objects: dict[str, ObjectCounts] = {}
     transitions: dict[str, dict[str, int]] = {}
     failures = []
-    for (sobject, _), last in written.items():
+    for last in told.written:
+        sobject = last.sobject
         counts = objects.setdefault(sobject, ObjectCounts())
         counts.planned += 1
-        if last.outcome in (RowOutcome.UPDATED.value, RowOutcome.CONFIRMED.value):
+        if last.outcome is not None and last.outcome.applied:
             counts.updated += 1
         if last.failed:
             counts.failed += 1
-            failures.append(Failure(last.entry.id, sobject, last.entry.code or "UNKNOWN", last.entry.message or ""))
+            failures.append(Failure(last.id, sobject, last.code or "UNKNOWN", last.message or ""))
         rule = RULE_BY_OBJECT.get(sobject)
-        field = rule.status_field if rule else next(iter(last.entry.after), "")
-        label = f"{last.entry.before.get(field)} -> {last.entry.after.get(field)}"
+        status = rule.status_field if rule else next(iter(last.after), "")
+        label = f"{last.before.get(status)} -> {last.after.get(status)}"
         by_label = transitions.setdefault(sobject, {})
         by_label[label] = by_label.get(label, 0) + 1
-    ends = [e for e in entries if e.get("type") == "end"]
-    status, code, message = _ended(ends[-1] if ends else None)
-    cleanup = [e for e in entries if e.get("type") == "run_field" and e.get("field") == CLEANUP_STATUS]
-    updated = [e for e in cleanup if e.get("outcome") == "updated"]
+    status, code, message = _ended(told.end)
+    updated = told.cleanup
     return RunOutcome(
-        id=str(entries[0]["run_id"]),
+        id=told.run_id,
         name=None,
         run_status=None,
         status=status,
         objects=objects,
         transitions=transitions,
         failures=failures,
-        cleanup_status=str(updated[-1]["after"]) if updated and updated[-1].get("after") else None,
+        cleanup_status=str(updated["after"]) if updated and updated.get("after") else None,
         journal=str(journal),
         message=message,
         exit_code=code,
@@ -116,5 +122,5 @@ def _ended(end: dict[str, object] | None) -> tuple[RunResult, ExitCode, str | No
     return status, exit_code, str(reason) if reason else None
 
 
-def journal_report(journal: Path, entries: list[dict[str, object]]) -> Report:
-    return Report(mode="journal", runs=[run_outcome(journal, entries)])
+def journal_report(journal: Path, told: Told) -> Report:
+    return Report(mode="journal", runs=[run_outcome(journal, told)])

@@ -17,8 +17,8 @@ from rich.console import Console
 from sfcleanup import jsonout, logs
 from sfcleanup.config import AuthMode, Settings, load_settings
 from sfcleanup.errors import ConfigError
-from sfcleanup.journal import JournalError, read_entries
-from sfcleanup.journalreport import changes_path, last_written, write_changes_csv
+from sfcleanup.journal import JournalError
+from sfcleanup.journalreport import changes_path, read_journal, write_changes_csv
 from sfcleanup.orgidentity import OrgIdentity
 from sfcleanup.report import Report, render, write_failures_csv
 from sfcleanup.salesforce.client import SalesforceClient
@@ -189,11 +189,10 @@ def write_artefacts(report: Report, settings: Settings, org: OrgIdentity | None)
             continue
         journal = Path(run.journal)
         try:
-            entries = read_entries(journal, allow_truncated=True)
+            with read_journal(journal, allow_truncated=True) as told:
+                run.changes_csv = str(write_changes_csv(told.written, changes_path(journal)))
         except JournalError as exc:
             run.message = (run.message + "; " if run.message else "") + f"no changes CSV: {exc}"
-            continue
-        run.changes_csv = str(write_changes_csv(last_written(entries), changes_path(journal)))
 
 
 def failures_path(settings: Settings, org: OrgIdentity | None) -> Path:

@@ -11,8 +11,8 @@ from rich.console import Console
 
 from sfcleanup import jsonout
 from sfcleanup.errors import ConfigError, ExitCode
-from sfcleanup.journal import JournalError, read_entries
-from sfcleanup.journalreport import changes_path, journal_report, last_written, write_changes_csv
+from sfcleanup.journal import JournalError
+from sfcleanup.journalreport import Told, changes_path, journal_report, read_journal, write_changes_csv
 from sfcleanup.report import render, write_failures_csv
 from sfcleanup.summary import markdown, write_summary
 
@@ -32,14 +32,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def report_journal(args: argparse.Namespace, out: Console) -> int:
     try:
-        entries = read_entries(args.journal, allow_truncated=args.allow_truncated)
+        with read_journal(args.journal, allow_truncated=args.allow_truncated) as told:
+            return _report(args, out, told)
     except JournalError as exc:
         raise ConfigError(str(exc)) from None
-    report = journal_report(args.journal, entries)
+
+
+def _report(args: argparse.Namespace, out: Console, told: Told) -> int:
+    report = journal_report(args.journal, told)
     if args.csv:
         run = report.runs[0]
         failures = args.journal.parent / f"failures-{args.journal.name.removesuffix('.jsonl')}.csv"
-        written = write_changes_csv(last_written(entries), changes_path(args.journal))
+        written = write_changes_csv(told.written, changes_path(args.journal))
         write_failures_csv(report, failures)
         if not args.json:
             out.print(f"Changes CSV: {written}")

@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sfcleanup import billing
-from sfcleanup.journal import JournalError, read_entries
+from sfcleanup.journal import JournalError
+from sfcleanup.journalread import Record, Stream
 from sfcleanup.readiness.engine import Readiness, RecordReadiness
 from sfcleanup.readiness.reader import available_fields, check
 from sfcleanup.salesforce.client import SalesforceClient
@@ -26,14 +27,13 @@ APPLIED = frozenset({"updated", "confirmed"})
 
 def reset_sources(journal: Path) -> tuple[list[str], list[str]]:
     """Order products and usage summaries a run's journal shows as reset: (order product ids, usage summary ids)."""
+    found: dict[str, set[str]] = {billing.ORDER_PRODUCT: set(), billing.USAGE_SUMMARY: set()}
     try:
-        entries = read_entries(journal, allow_truncated=True)
+        for entry in Stream(journal, allow_truncated=True):
+            if isinstance(entry, Record) and entry.type == "outcome" and entry.outcome in APPLIED:
+                found.get(entry.sobject, set()).add(entry.id)
     except (JournalError, OSError):
         return [], []
-    found: dict[str, set[str]] = {billing.ORDER_PRODUCT: set(), billing.USAGE_SUMMARY: set()}
-    for entry in entries:
-        if entry.get("type") == "outcome" and entry.get("outcome") in APPLIED and entry.get("object") in found:
-            found[str(entry["object"])].add(str(entry["id"]))
     return sorted(found[billing.ORDER_PRODUCT]), sorted(found[billing.USAGE_SUMMARY])
 
 
