@@ -139,6 +139,21 @@ def test_large_objects_split_into_jobs_on_disjoint_accounts(tmp_path: Path) -> N
     assert sorted(accounts) == ["invoice_lines-bulk-1", "invoice_lines-bulk-2"]
     first, second = accounts.values()
     assert first and second and not first & second
+    # Each job's rows are journaled as pending before the job is created, and the next job's only once this
+    # one is uploaded: the order of one thread doing one job after the other.
+    batch_of = {e["job"]: e["batch"] for e in entries if e.get("event") == "bulk.job" and e["state"] == "created"}
+    steps: list[str] = []
+    for entry in entries:
+        if entry["type"] == "pending" and str(entry["batch"]).startswith("invoice_lines-bulk-"):
+            step = f"pending {entry['batch']}"
+        elif entry.get("event") == "bulk.job" and entry["state"] in ("created", "uploaded"):
+            step = f"{entry['state']} {batch_of[entry['job']]}"
+        else:
+            continue
+        if not steps or steps[-1] != step:
+            steps.append(step)
+    lines = [s for s in steps if "invoice_lines" in s]
+    assert lines == [f"{step} invoice_lines-bulk-{n}" for n in (1, 2) for step in ("pending", "created", "uploaded")]
 
 
 @pytest.mark.slow
