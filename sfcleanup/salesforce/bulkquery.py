@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import csv
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,20 +45,32 @@ def whole_query(name: str, run_id: str) -> str:
     return rendered
 
 
+class Columns:
+    """A result file's header, each column split once into where its cells go in a REST-shaped record."""
+
+    def __init__(self, header: Sequence[str]) -> None:
+        self._flat = [(index, column) for index, column in enumerate(header) if "." not in column]
+        self._nested = [(index, column.split(".")) for index, column in enumerate(header) if "." in column]
+
+    def record(self, cells: Sequence[str]) -> dict[str, object]:
+        """One row as the REST API's record: dotted columns nested by relationship, an empty cell a null."""
+        out: dict[str, object] = {name: cells[index] for index, name in self._flat if cells[index]}
+        for index, (*path, name) in self._nested:
+            value = cells[index]
+            if not value:
+                continue
+            target = out
+            for part in path:
+                nested = target.setdefault(part, {})
+                assert isinstance(nested, dict)  # a relationship name is never also a field name
+                target = nested
+            target[name] = value
+        return out
+
+
 def record(row: dict[str, str]) -> dict[str, object]:
-    """A CSV row as the REST API's record: dotted columns nested by relationship, an empty cell a null."""
-    out: dict[str, object] = {}
-    for column, value in row.items():
-        if not value:
-            continue
-        *path, name = column.split(".")
-        target = out
-        for part in path:
-            nested = target.setdefault(part, {})
-            assert isinstance(nested, dict)  # a relationship name is never also a field name
-            target = nested
-        target[name] = value
-    return out
+    """A CSV row (column to cell) as the REST API's record (see Columns.record)."""
+    return Columns(list(row)).record(list(row.values()))
 
 
 @dataclass(frozen=True)
@@ -128,15 +140,23 @@ class BulkQueries:
                 path, locator = ahead.result()
                 number += 1
                 ahead = pool.submit(contextvars.copy_context().run, fetch, locator) if locator else None
-                yield from _slices(path)
+                yield from read_slices(path)
                 path.unlink(missing_ok=True)
 
 
-def _slices(path: Path, size: int = 2000) -> Iterator[list[dict[str, object]]]:
+def read_slices(path: Path, size: int = 2000) -> Iterator[list[dict[str, object]]]:
     with path.open(newline="", encoding="utf-8") as handle:
+        rows = csv.reader(handle)
+        header = next(rows, [])
+        columns = Columns(header)
         chunk: list[dict[str, object]] = []
-        for row in csv.DictReader(handle):
-            chunk.append(record(row))
+        for cells in rows:
+            if not cells:
+                continue
+            if len(cells) < len(header):
+                # As csv.DictReader reads a short row: the missing cells are empty.
+                cells += [""] * (len(header) - len(cells))
+            chunk.append(columns.record(cells))
             if len(chunk) >= size:
                 yield chunk
                 chunk = []
