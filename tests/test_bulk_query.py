@@ -135,3 +135,19 @@ def test_query_job_results_come_in_no_particular_order() -> None:
     ids = [str(row["Id"]) for page in bulk.pages(job) for row in page]
     assert len(ids) > 50 and len(set(ids)) == len(ids)
     assert ids != sorted(ids)
+
+
+def test_pages_downloaded_ahead_are_the_pages_and_leave_nothing_behind(tmp_path: Path) -> None:
+    """Results downloaded ahead read as the same records as results downloaded when asked for, page after page;
+    and leaving with a job unread (the planner stopped) removes every file, the unread job's first page too."""
+    org, _ = make_org("demo")
+    client = make_client(org)
+    bulk = BulkQueries(client, page_records=50, workdir=tmp_path)
+    soql = "SELECT Id, blng__InvoiceRunProcessingStatus__c FROM OrderItem"
+    first, second, unread = (bulk.create(soql, "OrderItem") for _ in range(3))
+    directly = sorted(str(row["Id"]) for page in bulk.pages(first) for row in page)
+    with bulk.ahead([first, second, unread]) as pages:
+        ahead = sorted(str(row["Id"]) for page in pages(first) for row in page)
+        assert sorted(str(row["Id"]) for page in pages(second) for row in page) == ahead
+    assert ahead == directly and len(ahead) > 50
+    assert list(tmp_path.iterdir()) == []
