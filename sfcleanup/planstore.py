@@ -37,8 +37,9 @@ class _Codec:
         text = self._texts.get(key)
         if text is None:
             text = json.dumps(values, separators=(",", ":"))
-            # Only text and nulls: 1, 1.0 and True are equal keys but different JSON.
-            if len(self._texts) < CACHE_AT_MOST and all(v is None or type(v) is str for _, v in key):
+            # Only text (a status enum too: equal to its text, and written as it) and nulls: 1, 1.0 and True
+            # are equal keys but different JSON.
+            if len(self._texts) < CACHE_AT_MOST and all(v is None or isinstance(v, str) for _, v in key):
                 self._texts[key] = text
         return text
 
