@@ -24,7 +24,7 @@ from sfcleanup.errors import ApiError
 from sfcleanup.journal import Journal
 from sfcleanup.outcomes import Failure, JobFailure, PhaseResult, RowOutcome, RowResult
 from sfcleanup.salesforce.bulk import BulkApi
-from sfcleanup.salesforce.bulkfiles import chunks, groups_of, result_kinds, rows_of, write_csv
+from sfcleanup.salesforce.bulkfiles import chunks, column_of, groups_of, result_kinds, rows_of, write_csv
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.concurrency import Observation, Tuning, shared
@@ -208,8 +208,8 @@ class BulkWriter:
             kind: self._api.results(job, kind, self._workdir / f"{job}-{kind}.csv")
             for kind in result_kinds(final, records)
         }
-        for rows in chunks(rows_of(files, "successfulResults")):
-            done = [c for c in (lookup(r["sf__Id"]) for r in rows) if c is not None]
+        for ids in chunks(column_of(files, "successfulResults", "sf__Id")):
+            done = [c for c in map(lookup, ids) if c is not None]
             self._journal.outcomes(phase, batch, [RowResult(c, RowOutcome.UPDATED) for c in done])
             outcome.updated += len(done)
             self._progress(len(done))
