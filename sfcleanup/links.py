@@ -92,13 +92,18 @@ class Path:
     invoice: Link | None
 
     def links(self) -> tuple[Link, ...]:
-        return tuple(link for link in (self.line, self.invoice) if link is not None)
+        line, invoice = self.line, self.invoice
+        if line is None:
+            return () if invoice is None else (invoice,)
+        return (line,) if invoice is None else (line, invoice)
 
 
 def worst(links: tuple[Link, ...]) -> tuple[Reach, Link | None]:
     """The most binding verdict among `links`, and the link that gives it (None when there are no links)."""
     found: Link | None = None
+    most = Reach.DONE
     for link in links:
-        if found is None or link.reach > found.reach:
-            found = link
-    return (found.reach, found) if found is not None else (Reach.DONE, None)
+        reach = link.reach
+        if found is None or reach > most:
+            found, most = link, reach
+    return most, found

@@ -166,15 +166,16 @@ class Planner:
 
     def _bind(self, source_id: str, path: Path) -> None:
         """Record what one path from a source to an invoice asks of the source."""
-        reach, link = links.worst(path.links())
+        on_path = path.links()
+        reach, link = links.worst(on_path)
         if link is None:
             return
         if reach >= Reach.OPEN:
             held = self._bound.get(source_id)
-            if held is None or link.reach > held.reach:
+            if held is None or reach > held.reach:
                 self._bound[source_id] = link
             return
-        for planned in path.links():
+        for planned in on_path:
             if planned.reach is Reach.PLANNED:
                 self._sink.depend(source_id, planned.id)
 

@@ -16,10 +16,40 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from sfcleanup.billing import RULE_BY_PHASE, Phase
-from sfcleanup.changes import Change
+from sfcleanup.changes import Change, Values
 
 FLUSH_EVERY = 5000
 FETCH = 2000
+# A plan's values repeat (a handful of statuses, one run, one start date): each distinct one is encoded and
+# decoded once. Past this many distinct values, the rest are encoded and decoded one by one.
+CACHE_AT_MOST = 4096
+
+
+class _Codec:
+    """Values to JSON text and back, each distinct value converted once; decoded values are fresh dicts."""
+
+    def __init__(self) -> None:
+        self._texts: dict[tuple[tuple[str, str | None], ...], str] = {}
+        self._values: dict[str, Values] = {}
+
+    def dumps(self, values: Values) -> str:
+        key = tuple(values.items())
+        text = self._texts.get(key)
+        if text is None:
+            text = json.dumps(values, separators=(",", ":"))
+            # Only text (a status enum too: equal to its text, and written as it) and nulls: 1, 1.0 and True
+            # are equal keys but different JSON.
+            if len(self._texts) < CACHE_AT_MOST and all(v is None or isinstance(v, str) for _, v in key):
+                self._texts[key] = text
+        return text
+
+    def loads(self, text: str) -> Values:
+        values = self._values.get(text)
+        if values is None:
+            values = json.loads(text)
+            if len(self._values) < CACHE_AT_MOST:
+                self._values[text] = values
+        return dict(values)
 
 
 class PlanStore:
@@ -39,6 +69,7 @@ class PlanStore:
         self._conn.execute("CREATE TABLE deps (record TEXT, dep TEXT)")
         self._pending: list[tuple[str, ...]] = []
         self._pending_deps: list[tuple[str, str]] = []
+        self._codec = _Codec()
         # The directory goes when the store does, even if nobody calls close().
         self._cleanup = weakref.finalize(self, _remove, self._conn, self.directory)
 
@@ -52,8 +83,8 @@ class PlanStore:
                 change.group,
                 str(change.before.get(status_field)),
                 str(change.after.get(status_field)),
-                json.dumps(change.before, separators=(",", ":")),
-                json.dumps(change.after, separators=(",", ":")),
+                self._codec.dumps(change.before),
+                self._codec.dumps(change.after),
             )
         )
         if len(self._pending) >= FLUSH_EVERY:
@@ -109,9 +140,10 @@ class PlanStore:
         cursor = self._conn.execute(
             "SELECT sobject, id, grp, before, after FROM changes WHERE phase = ? ORDER BY grp, id", (phase.value,)
         )
+        loads = self._codec.loads
         while rows := cursor.fetchmany(FETCH):
             for sobject, record_id, group, before, after in rows:
-                yield Change(sobject, record_id, group, json.loads(before), json.loads(after))
+                yield Change(sobject, record_id, group, loads(before), loads(after))
 
     def get(self, phase: Phase, record_id: str) -> Change | None:
         row = self._conn.execute(
@@ -119,7 +151,7 @@ class PlanStore:
         ).fetchone()
         if row is None:
             return None
-        return Change(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]))
+        return Change(row[0], row[1], row[2], self._codec.loads(row[3]), self._codec.loads(row[4]))
 
     def transitions(self, phase: Phase) -> dict[str, int]:
         rows = self._conn.execute(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import pytest
 
 from sfcleanup import preflight
@@ -10,7 +13,7 @@ from sfcleanup.errors import ApiError
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.bulk.jobs import QueryJob
 from sfcleanup.plan import RunPlan
-from sfcleanup.salesforce.bulkquery import BULK_READ_THRESHOLD, BulkQueries, record, whole_query
+from sfcleanup.salesforce.bulkquery import BULK_READ_THRESHOLD, BulkQueries, read_slices, record, whole_query
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.read import plan_streaming
 from tests.support import make_client, make_org
@@ -84,6 +87,26 @@ def test_a_csv_row_becomes_the_record_rest_would_return() -> None:
     assert record(row) == {"Id": "a1", "blng__Invoice__r": {"blng__InvoiceStatus__c": "Draft"}}
 
 
+def test_a_result_file_reads_as_its_rows_read_one_by_one(tmp_path: Path) -> None:
+    """A page read from disk in slices gives, row for row, the records its rows give one by one as
+    csv.DictReader reads them: blank lines skipped, a short row's missing cells empty."""
+    path = tmp_path / "page.csv"
+    path.write_text(
+        "Id,blng__Invoice__r.blng__InvoiceStatus__c,blng__Invoice__r.blng__Account__c,X\n"
+        'a1,Draft,001A,"x, quoted"\n'
+        "a2,,001B,\n"
+        "\n"
+        "a3,Posted\n"
+        "a4,Draft,001C,y\n",
+        encoding="utf-8",
+    )
+    with path.open(newline="", encoding="utf-8") as handle:
+        expected = [record({k: v or "" for k, v in row.items()}) for row in csv.DictReader(handle)]
+    assert [r for chunk in read_slices(path, size=3) for r in chunk] == expected
+    assert [len(chunk) for chunk in read_slices(path, size=3)] == [3, 1]
+    assert expected[2] == {"Id": "a3", "blng__Invoice__r": {"blng__InvoiceStatus__c": "Posted"}}
+
+
 def test_a_whole_query_has_no_keyset_tail() -> None:
     """The query job reads the whole keyset query: no Id bound, no ORDER BY, no LIMIT (Bulk API 2.0 has none)."""
     soql = whole_query("invoice_lines", "a1A000000000001AAA")
@@ -112,3 +135,19 @@ def test_query_job_results_come_in_no_particular_order() -> None:
     ids = [str(row["Id"]) for page in bulk.pages(job) for row in page]
     assert len(ids) > 50 and len(set(ids)) == len(ids)
     assert ids != sorted(ids)
+
+
+def test_pages_downloaded_ahead_are_the_pages_and_leave_nothing_behind(tmp_path: Path) -> None:
+    """Results downloaded ahead read as the same records as results downloaded when asked for, page after page;
+    and leaving with a job unread (the planner stopped) removes every file, the unread job's first page too."""
+    org, _ = make_org("demo")
+    client = make_client(org)
+    bulk = BulkQueries(client, page_records=50, workdir=tmp_path)
+    soql = "SELECT Id, blng__InvoiceRunProcessingStatus__c FROM OrderItem"
+    first, second, unread = (bulk.create(soql, "OrderItem") for _ in range(3))
+    directly = sorted(str(row["Id"]) for page in bulk.pages(first) for row in page)
+    with bulk.ahead([first, second, unread]) as pages:
+        ahead = sorted(str(row["Id"]) for page in pages(first) for row in page)
+        assert sorted(str(row["Id"]) for page in pages(second) for row in page) == ahead
+    assert ahead == directly and len(ahead) > 50
+    assert list(tmp_path.iterdir()) == []

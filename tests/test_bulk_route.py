@@ -17,7 +17,7 @@ from sfcleanup.localorg.faults import FaultProfile, LatencyModel
 from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.store import Store
 from sfcleanup.report import Report
-from sfcleanup.salesforce import bulkwrite
+from sfcleanup.salesforce import bulkfiles, bulkwrite
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after, journal_consistent, journal_entries
 from tests.support import make_client, make_org
@@ -139,6 +139,21 @@ def test_large_objects_split_into_jobs_on_disjoint_accounts(tmp_path: Path) -> N
     assert sorted(accounts) == ["invoice_lines-bulk-1", "invoice_lines-bulk-2"]
     first, second = accounts.values()
     assert first and second and not first & second
+    # Each job's rows are journaled as pending before the job is created, and the next job's only once this
+    # one is uploaded: the order of one thread doing one job after the other.
+    batch_of = {e["job"]: e["batch"] for e in entries if e.get("event") == "bulk.job" and e["state"] == "created"}
+    steps: list[str] = []
+    for entry in entries:
+        if entry["type"] == "pending" and str(entry["batch"]).startswith("invoice_lines-bulk-"):
+            step = f"pending {entry['batch']}"
+        elif entry.get("event") == "bulk.job" and entry["state"] in ("created", "uploaded"):
+            step = f"{entry['state']} {batch_of[entry['job']]}"
+        else:
+            continue
+        if not steps or steps[-1] != step:
+            steps.append(step)
+    lines = [s for s in steps if "invoice_lines" in s]
+    assert lines == [f"{step} invoice_lines-bulk-{n}" for n in (1, 2) for step in ("pending", "created", "uploaded")]
 
 
 @pytest.mark.slow
@@ -159,3 +174,17 @@ def test_a_jobs_batches_end_at_account_boundaries_so_they_never_wait_for_each_ot
     assert differences(expected_after(before, run_id), org.store.snapshot(), skip={run_id}) == []
     assert org.stats.get("bulk_batches") > 2 * len(_ingest_jobs(org))
     assert org.stats.get("lock_waits") == org.stats.get("lock_failures") == 0
+
+
+def test_a_result_column_reads_as_the_rows_read_one_by_one(tmp_path: Path) -> None:
+    """A column of a result file, read without a dict a row, is what csv.DictReader's rows give: blank lines
+    skipped, a short row's missing cell empty, a quoted cell whole; a file without the column refuses a row."""
+    path = tmp_path / "successfulResults.csv"
+    path.write_text('"sf__Id","sf__Created",Id\n"a1",false,a1\n\n"a,2",false\na3\n', encoding="utf-8")
+    files = {"successfulResults": path}
+    expected = [row["sf__Id"] for row in bulkfiles.rows_of(files, "successfulResults")]
+    assert list(bulkfiles.column_of(files, "successfulResults", "sf__Id")) == expected == ["a1", "a,2", "a3"]
+    assert list(bulkfiles.column_of(files, "successfulResults", "Id")) == ["a1", "", ""]
+    assert list(bulkfiles.column_of(files, "failedResults", "sf__Id")) == []
+    with pytest.raises(KeyError):
+        list(bulkfiles.column_of(files, "successfulResults", "sf__Error"))

@@ -59,3 +59,22 @@ def result_kinds(final: JobState, records: int | None) -> list[str]:
 
 def rows_of(files: dict[str, Path], kind: str) -> Iterator[dict[str, str]]:
     return read_rows(files[kind]) if kind in files else iter(())
+
+
+def column_of(files: dict[str, Path], kind: str, column: str) -> Iterator[str]:
+    """One column of a result file, row by row: what `rows_of` gives as row[column], read without a dict a row
+    (a blank line is no row; a short row's missing cell is empty)."""
+    if kind not in files:
+        return
+    with files[kind].open(newline="", encoding="utf-8") as handle:
+        rows = csv.reader(handle)
+        header = next(rows, None)
+        if header is None:
+            return
+        index = header.index(column) if column in header else None
+        for cells in rows:
+            if not cells:
+                continue
+            if index is None:
+                raise KeyError(column)
+            yield cells[index] if index < len(cells) else ""

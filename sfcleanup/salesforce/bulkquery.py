@@ -9,10 +9,11 @@ Creating a query job writes nothing, so a lost answer is simply asked again (an 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import csv
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ BULK_READ_THRESHOLD = 5000
 PAGE_RECORDS = 100_000
 KEYSET_TAIL = " AND Id > {after} ORDER BY Id LIMIT {limit}"
 log = structlog.get_logger("sfcleanup.bulkquery")
+# Records as the REST API gives them, a slice of a page at a time; a page downloaded, and the next one's locator.
+Page = list[dict[str, object]]
+Downloaded = tuple[Path, str | None]
 
 
 def whole_query(name: str, run_id: str) -> str:
@@ -45,20 +49,32 @@ def whole_query(name: str, run_id: str) -> str:
     return rendered
 
 
+class Columns:
+    """A result file's header, each column split once into where its cells go in a REST-shaped record."""
+
+    def __init__(self, header: Sequence[str]) -> None:
+        self._flat = [(index, column) for index, column in enumerate(header) if "." not in column]
+        self._nested = [(index, column.split(".")) for index, column in enumerate(header) if "." in column]
+
+    def record(self, cells: Sequence[str]) -> dict[str, object]:
+        """One row as the REST API's record: dotted columns nested by relationship, an empty cell a null."""
+        out: dict[str, object] = {name: cells[index] for index, name in self._flat if cells[index]}
+        for index, (*path, name) in self._nested:
+            value = cells[index]
+            if not value:
+                continue
+            target = out
+            for part in path:
+                nested = target.setdefault(part, {})
+                assert isinstance(nested, dict)  # a relationship name is never also a field name
+                target = nested
+            target[name] = value
+        return out
+
+
 def record(row: dict[str, str]) -> dict[str, object]:
-    """A CSV row as the REST API's record: dotted columns nested by relationship, an empty cell a null."""
-    out: dict[str, object] = {}
-    for column, value in row.items():
-        if not value:
-            continue
-        *path, name = column.split(".")
-        target = out
-        for part in path:
-            nested = target.setdefault(part, {})
-            assert isinstance(nested, dict)  # a relationship name is never also a field name
-            target = nested
-        target[name] = value
-    return out
+    """A CSV row (column to cell) as the REST API's record (see Columns.record)."""
+    return Columns(list(row)).record(list(row.values()))
 
 
 @dataclass(frozen=True)
@@ -107,36 +123,69 @@ class BulkQueries:
             polling.sleep(pause)
             pause = min(pause * 2, polling.max_s)
 
-    def pages(self, job: QueryJob) -> Iterator[list[dict[str, object]]]:
+    def pages(self, job: QueryJob) -> Iterator[Page]:
         """The job's records page by page, waiting for it first; the next page downloads while the caller
         works through the current one. Each page is parsed from disk in slices of 2,000 records."""
-        self.wait(job)
+        with tempfile.TemporaryDirectory(prefix="sfcleanup-bulkquery-", dir=self._workdir) as directory:
+            yield from self._pages(job, Path(directory), None)
+
+    @contextlib.contextmanager
+    def ahead(self, jobs: Sequence[QueryJob]) -> Iterator[Callable[[QueryJob], Iterator[Page]]]:
+        """`pages` for `jobs`, whose first pages download from now on, one after the other in the order given,
+        while the caller works on something else: the org prepares the next object's records while the
+        planner is busy with the one before. Each job's pages are to be read at most once."""
         with (
-            tempfile.TemporaryDirectory(prefix="sfcleanup-bulkquery-", dir=self._workdir) as directory,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfcleanup-bulkquery") as pool,
+            tempfile.TemporaryDirectory(prefix="sfcleanup-bulkquery-", dir=self._workdir) as name,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfcleanup-bulkquery-ahead") as pool,
         ):
+            directory = Path(name)
+            firsts = {job: pool.submit(contextvars.copy_context().run, self._first, job, directory) for job in jobs}
+            try:
+                yield lambda job: self._pages(job, directory, firsts.pop(job))
+            finally:
+                # Downloads nobody will read are not started; the one under way ends before its directory goes.
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _pages(self, job: QueryJob, directory: Path, first: Future[Downloaded] | None) -> Iterator[Page]:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfcleanup-bulkquery") as pool:
+            ahead: Future[Downloaded] | None = first
+            if ahead is None:
+                ahead = pool.submit(contextvars.copy_context().run, self._first, job, directory)
             number = 0
-
-            def fetch(locator: str | None) -> tuple[Path, str | None]:
-                target = Path(directory) / f"{job.id}-{number}.csv"
-                params = {"maxRecords": str(self._page_records), **({"locator": locator} if locator else {})}
-                what = f"bulk query results {job.sobject}"
-                return target, self._client.download_page(what, f"jobs/query/{job.id}/results", params, target)
-
-            ahead: Future[tuple[Path, str | None]] | None = pool.submit(contextvars.copy_context().run, fetch, None)
             while ahead is not None:
                 path, locator = ahead.result()
                 number += 1
-                ahead = pool.submit(contextvars.copy_context().run, fetch, locator) if locator else None
-                yield from _slices(path)
+                ahead = None
+                if locator:
+                    ahead = pool.submit(contextvars.copy_context().run, self._fetch, job, directory, number, locator)
+                yield from read_slices(path)
                 path.unlink(missing_ok=True)
 
+    def _first(self, job: QueryJob, directory: Path) -> Downloaded:
+        self.wait(job)
+        return self._fetch(job, directory, 0, None)
 
-def _slices(path: Path, size: int = 2000) -> Iterator[list[dict[str, object]]]:
+    def _fetch(self, job: QueryJob, directory: Path, number: int, locator: str | None) -> Downloaded:
+        """Page `number` of the job's results to a file, and the locator of the next page (None: no more)."""
+        target = directory / f"{job.id}-{number}.csv"
+        params = {"maxRecords": str(self._page_records), **({"locator": locator} if locator else {})}
+        what = f"bulk query results {job.sobject}"
+        return target, self._client.download_page(what, f"jobs/query/{job.id}/results", params, target)
+
+
+def read_slices(path: Path, size: int = 2000) -> Iterator[Page]:
     with path.open(newline="", encoding="utf-8") as handle:
-        chunk: list[dict[str, object]] = []
-        for row in csv.DictReader(handle):
-            chunk.append(record(row))
+        rows = csv.reader(handle)
+        header = next(rows, [])
+        columns = Columns(header)
+        chunk: Page = []
+        for cells in rows:
+            if not cells:
+                continue
+            if len(cells) < len(header):
+                # As csv.DictReader reads a short row: the missing cells are empty.
+                cells += [""] * (len(header) - len(cells))
+            chunk.append(columns.record(cells))
             if len(chunk) >= size:
                 yield chunk
                 chunk = []

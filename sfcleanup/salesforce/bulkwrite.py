@@ -8,7 +8,10 @@ worker finishes reading that job instead of creating a second one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -21,7 +24,7 @@ from sfcleanup.errors import ApiError
 from sfcleanup.journal import Journal
 from sfcleanup.outcomes import Failure, JobFailure, PhaseResult, RowOutcome, RowResult
 from sfcleanup.salesforce.bulk import BulkApi
-from sfcleanup.salesforce.bulkfiles import chunks, groups_of, result_kinds, rows_of, write_csv
+from sfcleanup.salesforce.bulkfiles import chunks, column_of, groups_of, result_kinds, rows_of, write_csv
 from sfcleanup.salesforce.classify import RowVerdict, classify_row
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.concurrency import Observation, Tuning, shared
@@ -39,6 +42,15 @@ MAX_DEFERRED_TAIL = 200
 LOST = "lost"
 log = structlog.get_logger("sfcleanup.bulkwrite")
 Lookup = Callable[[str], Change | None]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One job's share of a phase: its batch name, its CSV file, and its changes by id (to read results by)."""
+
+    batch: str
+    path: Path
+    changes: dict[str, Change]
 
 
 def bulk_jobs_for(records: int, most: int, minimum: int = MIN_RECORDS_PER_JOB) -> int:
@@ -84,30 +96,20 @@ class BulkWriter:
         jobs = bulk_jobs_for(len(changes), level.level, self._settings.bulk_min_records_per_job)
         pushbacks = self._client.usage.pushbacks
         deferred: list[Change] = []
-        submitted = []
-        # Each file is submitted as soon as it is written, so the org works on it while the next one is cut.
-        for batch, csv_path, count in self._write_parts(phase, rule, changes, jobs, deferred):
-            job = self._api.create_job(rule.sobject)
-            self._journal.note(
-                "bulk.job", state="created", job=job, phase=phase, batch=batch, object=rule.sobject, records=count
-            )
-            self._api.upload(job, csv_path)
-            self._api.close(job)
-            self._journal.note("bulk.job", state="uploaded", job=job)
-            log.info("bulk.job_submitted", job=job, object=rule.sobject, records=count)
-            submitted.append((job, batch, csv_path, count))
+        submitted = self._submit_all(phase, rule, self._parts(phase, changes, rule, jobs, deferred))
         outcome = PhaseResult()
         locked: list[Change] = []
         leftover: list[Change] = []
         # The jobs run at once in the org; reading them one after the other waits only as long as the slowest.
-        for job, batch, csv_path, count in submitted:
-            done, job_locked, job_leftover = self.collect(phase, rule, job, batch, changes.get, records=count)
+        for part, job in submitted:
+            count = len(part.changes)
+            done, job_locked, job_leftover = self.collect(phase, rule, job, part.batch, part.changes.get, records=count)
             pushed_back = self._client.usage.pushbacks > pushbacks
             level.observe(Observation(count, len(job_locked), pushed_back=pushed_back))
             outcome.merge(done)
             locked += job_locked
             leftover += job_leftover
-            csv_path.unlink(missing_ok=True)
+            part.path.unlink(missing_ok=True)
         log.info("bulk.concurrency", phase=phase, jobs=len(submitted), next_level=level.level, backoffs=level.decreases)
         if deferred or locked or leftover:
             # Through Composite, in one pass: the tails of accounts cut at batch boundaries (the jobs are done,
@@ -117,9 +119,39 @@ class BulkWriter:
             outcome.merge(self._composite().apply(phase, rule, [*deferred, *locked, *leftover]))
         return outcome
 
-    def _write_parts(
-        self, phase: str, rule: Rule, changes: ChangeSet, jobs: int, deferred: list[Change]
-    ) -> Iterator[tuple[str, Path, int]]:
+    def _submit_all(self, phase: str, rule: Rule, parts: Iterator[Part]) -> list[tuple[Part, str]]:
+        """Each part journaled as pending, then created, uploaded and closed as a job, in order.
+
+        The job calls run on a thread of their own while the next part's file is cut and written here, so the
+        org starts on a job as soon as it can. The journal is written by one thread at a time, in the same
+        order as one thread would: a part is journaled as pending only once the job before it is submitted.
+        """
+        submitted: list[tuple[Part, str]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfcleanup-bulk") as pool:
+            sending: Future[tuple[Part, str]] | None = None
+            for part in parts:
+                if sending is not None:
+                    submitted.append(sending.result())
+                for chunk in chunks(iter(part.changes.values())):
+                    self._journal.pending(phase, part.batch, chunk)
+                sending = pool.submit(contextvars.copy_context().run, self._submit, phase, rule, part)
+            if sending is not None:
+                submitted.append(sending.result())
+        return submitted
+
+    def _submit(self, phase: str, rule: Rule, part: Part) -> tuple[Part, str]:
+        count = len(part.changes)
+        job = self._api.create_job(rule.sobject)
+        self._journal.note(
+            "bulk.job", state="created", job=job, phase=phase, batch=part.batch, object=rule.sobject, records=count
+        )
+        self._api.upload(job, part.path)
+        self._api.close(job)
+        self._journal.note("bulk.job", state="uploaded", job=job)
+        log.info("bulk.job_submitted", job=job, object=rule.sobject, records=count)
+        return part, job
+
+    def _parts(self, phase: str, changes: ChangeSet, rule: Rule, jobs: int, deferred: list[Change]) -> Iterator[Part]:
         """Cut the changes into `jobs` CSV files of about equal size, each ending at an account boundary.
 
         Within a file, every 10,000-record batch ends at an account boundary too: an account that would cross
@@ -132,31 +164,20 @@ class BulkWriter:
         for index in range(jobs):
             batch = f"{phase}-bulk-{index + 1}" if jobs > 1 else f"{phase}-bulk"
             path = self._workdir / f"{self._journal.run_id}-{batch}.csv"
-
-            def part(last: bool) -> Iterator[Change]:
-                nonlocal pending_group
-                size = 0
-                while pending_group is not None and (last or size < target):
-                    group = pending_group
-                    room = BATCH_RECORDS - size % BATCH_RECORDS
-                    if room < len(group) <= room + MAX_DEFERRED_TAIL:
-                        deferred.extend(group[room:])
-                        group = group[:room]
-                    size += len(group)
-                    yield from group
-                    pending_group = next(groups, None)
-
-            count = write_csv(path, rule, self._journaled(phase, batch, part(index == jobs - 1)))
-            if count:
-                yield batch, path, count
-            else:
-                path.unlink(missing_ok=True)
-
-    def _journaled(self, phase: str, batch: str, changes: Iterable[Change]) -> Iterator[Change]:
-        """Pass the changes through, journaling them as pending 2,000 at a time."""
-        for chunk in chunks(iter(changes)):
-            self._journal.pending(phase, batch, chunk)
-            yield from chunk
+            members: dict[str, Change] = {}
+            size = 0
+            while pending_group is not None and (index == jobs - 1 or size < target):
+                group = pending_group
+                room = BATCH_RECORDS - size % BATCH_RECORDS
+                if room < len(group) <= room + MAX_DEFERRED_TAIL:
+                    deferred.extend(group[room:])
+                    group = group[:room]
+                size += len(group)
+                members.update((c.id, c) for c in group)
+                pending_group = next(groups, None)
+            if members:
+                write_csv(path, rule, members.values())
+                yield Part(batch, path, members)
 
     def lost(self, job: str, phase: str, batch: str, error: ApiError) -> None:
         """Give up on a journaled job the org no longer shows; the run is planned again from the org."""
@@ -187,8 +208,8 @@ class BulkWriter:
             kind: self._api.results(job, kind, self._workdir / f"{job}-{kind}.csv")
             for kind in result_kinds(final, records)
         }
-        for rows in chunks(rows_of(files, "successfulResults")):
-            done = [c for c in (lookup(r["sf__Id"]) for r in rows) if c is not None]
+        for ids in chunks(column_of(files, "successfulResults", "sf__Id")):
+            done = [c for c in map(lookup, ids) if c is not None]
             self._journal.outcomes(phase, batch, [RowResult(c, RowOutcome.UPDATED) for c in done])
             outcome.updated += len(done)
             self._progress(len(done))

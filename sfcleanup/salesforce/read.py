@@ -112,19 +112,22 @@ def plan_streaming(
     bulk = bulk or BulkQueries(client)
     jobs = bulk_reads(client, run.id, bulk, bulk_threshold)
 
-    def stream(query: str, model: type[M]) -> Iterator[M]:
-        job = jobs.get(query)
-        pages = bulk.pages(job) if job else keyset_pages(client, query, run.id, page_size=batch_size)
-        return _records(pages, model, read, on_page)
+    # The query jobs' results download in the order the planner reads them, each while it plans the one before.
+    with bulk.ahead(list(jobs.values())) as bulk_pages:
 
-    records = RunRecords(
-        invoices=stream("invoices", Invoice),
-        lines=stream("invoice_lines", InvoiceLine),
-        usage_summary_lines=stream("usage_summary_lines", InvoiceLine),
-        usage_summaries=stream("usage_summaries", UsageSummary),
-        order_products=stream("order_products", OrderProduct),
-    )
-    anomalies = plan_records(run, records, store)
+        def stream(query: str, model: type[M]) -> Iterator[M]:
+            job = jobs.get(query)
+            pages = bulk_pages(job) if job else keyset_pages(client, query, run.id, page_size=batch_size)
+            return _records(pages, model, read, on_page)
+
+        records = RunRecords(
+            invoices=stream("invoices", Invoice),
+            lines=stream("invoice_lines", InvoiceLine),
+            usage_summary_lines=stream("usage_summary_lines", InvoiceLine),
+            usage_summaries=stream("usage_summaries", UsageSummary),
+            order_products=stream("order_products", OrderProduct),
+        )
+        anomalies = plan_records(run, records, store)
     store.seal()
     changes = {phase: store.changes(phase) for phase in Phase}
     return RunPlan(run, changes, anomalies, dependencies=store), read[0]
