@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sfcleanup import ids
@@ -25,6 +25,26 @@ LOCK_PARENTS: dict[str, tuple[FieldSpec, ...]] = {spec.name: spec.lock_parents f
 # asked for with the object its id's prefix names, so a hit never answers for another object.
 _CACHED_SPECS: dict[str, SObjectSpec] = {spec.key_prefix: spec for spec in schema.SOBJECTS if spec.lock_parents}
 _CHAIN_CHANGED = "_localorg_lock_chain_changed"
+# Ids per `WHERE Id IN` query: well under SQLite's limit on bound parameters (999 before 3.32).
+_IN_CHUNK = 500
+# What the walk learns of one record from its row: its id in 18 characters, whether the row exists, and its lead
+# (`_lead`). `_ParentRows` holds them for records read ahead, by (object name, id as given).
+_Read = tuple[str, bool, tuple[SObjectSpec, str] | None]
+_ParentRows = dict[tuple[str, str], _Read]
+
+
+def _parents_of(spec: SObjectSpec) -> tuple[FieldSpec, ...]:
+    parents = LOCK_PARENTS.get(spec.name)
+    return spec.lock_parents if parents is None else parents  # None: an object outside the schema
+
+
+def _lead(parents: tuple[FieldSpec, ...], row: Sequence[Any]) -> tuple[SObjectSpec, str] | None:
+    """The first lock parent that is set, as (its object, its id); None when none is set or its object is unknown."""
+    for field, value in zip(parents, row, strict=True):
+        if value:
+            parent_spec = schema.sobject(field.reference_to or "")
+            return None if parent_spec is None else (parent_spec, str(value))
+    return None
 
 
 class LockChains:
@@ -92,26 +112,59 @@ class LockChains:
                 self._check_other_connections()
             return self._chain(spec, record_id)[0]
 
-    def _chain(self, spec: SObjectSpec, record_id: str) -> tuple[tuple[str, ...], bool]:
+    @property
+    def generation(self) -> int:
+        """Moves whenever something that can change a chain changes (or every chain was dropped)."""
+        return self._chain_generation
+
+    def chains(self, wanted: Sequence[tuple[SObjectSpec, str]]) -> tuple[dict[tuple[str, str], tuple[str, ...]], int]:
+        """`chain` of many records at once, keyed by (object name, id as given), and the `generation` read at.
+
+        One look at other connections and one query per object and ancestor level (`WHERE Id IN`), instead of
+        both for every record: a Bulk API batch asks for 10,000. All under one hold of the store lock, so the
+        chains answer as of one moment, as `chain` answers for one record. Once `generation` has moved, a chain
+        may have changed since: the caller reads it again before relying on it.
+        """
+        with self.lock:
+            if self._data_version is not None:
+                self._check_other_connections()
+            generation = self._chain_generation
+            rows = self._parent_rows(wanted)
+            out: dict[tuple[str, str], tuple[str, ...]] = {}
+            for spec, record_id in wanted:
+                key = (spec.name, record_id)
+                if key not in out:
+                    out[key] = self._chain(spec, record_id, rows, generation)[0]
+            return out, generation
+
+    def _chain(
+        self, spec: SObjectSpec, record_id: str, rows: _ParentRows | None = None, generation: int | None = None
+    ) -> tuple[tuple[str, ...], bool]:
         """One record's chain, and whether it is stable: cached, or unable to change (no lock parents).
 
-        The caller holds the store lock.
+        The caller holds the store lock. `rows` holds lock-parent columns already read (`_parent_rows`) and
+        `generation` the generation they were read at.
         """
         cacheable = _CACHED_SPECS.get(record_id[:3]) is spec
         if cacheable:
             cached = self._chains.get(record_id)
             if cached is not None:
                 return cached, True
-        generation = self._chain_generation
-        lookup = ids.to18(record_id)
-        parents = LOCK_PARENTS.get(spec.name)
-        if parents is None:  # an object outside the schema
-            parents = spec.lock_parents
-        if not parents:
-            # Nothing to read: the record alone, whether or not it exists, and nothing can change that.
-            return (record_id,), True
-        row = self.conn.execute(self._parents_sql_for(spec, parents), (lookup,)).fetchone()
-        if row is None:
+        if generation is None:
+            generation = self._chain_generation
+        read = rows.get((spec.name, record_id)) if rows is not None else None
+        if read is None:
+            lookup = ids.to18(record_id)
+            parents = _parents_of(spec)
+            if not parents:
+                # Nothing to read: the record alone, whether or not it exists, and nothing can change that.
+                return (record_id,), True
+            row = self.conn.execute(self._parents_sql_for(spec, parents), (lookup,)).fetchone()
+            exists = row is not None
+            lead = _lead(parents, row) if row is not None else None
+        else:
+            lookup, exists, lead = read
+        if not exists:
             # A missing row ends the chain, but a record may be inserted with this id later: never cached.
             return (record_id,), False
         # Only 18-character ids are cached: the triggers report the stored (18-character) id, so an entry under
@@ -119,19 +172,65 @@ class LockChains:
         cacheable = cacheable and lookup == record_id
         # The first lock parent that is set leads on; none set (or an unknown object) ends the chain here, which
         # then depends on this row alone, and the update trigger watches it.
-        lead = next(((f, v) for f, v in zip(parents, row, strict=True) if v), None)
-        parent_spec = schema.sobject(lead[0].reference_to or "") if lead is not None else None
-        if lead is None or parent_spec is None:
+        if lead is None:
             chain: tuple[str, ...] = (record_id,)
             parent_id = None
         else:
-            parent_id = str(lead[1])
-            parent_chain, parent_stable = self._chain(parent_spec, parent_id)
+            parent_spec, parent_id = lead
+            parent_chain, parent_stable = self._chain(parent_spec, parent_id, rows, generation)
             chain = (record_id, *parent_chain)
             cacheable = cacheable and parent_stable
         if not cacheable:
             return chain, False
         return chain, self._remember_chain(record_id, chain, parent_id, generation)
+
+    def _parent_rows(self, wanted: Sequence[tuple[SObjectSpec, str]]) -> _ParentRows:
+        """What `_chain` would read of every record it walks for `wanted`, ancestors included, read a level at a
+        time with one query per object. Cached chains and objects without lock parents need no row."""
+        rows: _ParentRows = {}
+        level: Iterable[tuple[SObjectSpec, str]] = wanted
+        while True:
+            unread: dict[str, tuple[SObjectSpec, tuple[FieldSpec, ...], dict[str, list[str]]]] = {}
+            for spec, record_id in level:
+                if (spec.name, record_id) in rows or (
+                    _CACHED_SPECS.get(record_id[:3]) is spec and record_id in self._chains
+                ):
+                    continue
+                parents = _parents_of(spec)
+                if not parents:
+                    continue
+                try:
+                    lookup = ids.to18(record_id)
+                except ids.InvalidId:
+                    continue  # the walk raises it, as it does for one record
+                unread.setdefault(spec.name, (spec, parents, {}))[2].setdefault(lookup, []).append(record_id)
+            if not unread:
+                return rows
+            leads: list[tuple[SObjectSpec, str]] = []
+            for spec, parents, spellings in unread.values():
+                found = self._read_parents(spec, parents, sorted(spellings))
+                for lookup, given in spellings.items():
+                    row = found.get(lookup)
+                    lead = _lead(parents, row) if row is not None else None
+                    for record_id in given:
+                        rows[(spec.name, record_id)] = (lookup, row is not None, lead)
+                    if lead is not None:
+                        leads.append(lead)
+            level = leads
+
+    def _read_parents(
+        self, spec: SObjectSpec, parents: tuple[FieldSpec, ...], lookups: list[str]
+    ) -> dict[str, tuple[Any, ...]]:
+        """The lock-parent columns of these records (18-character ids) that have a row, by id."""
+        columns = ", ".join(quote(f.name) for f in parents)
+        found: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(lookups), _IN_CHUNK):
+            chunk = lookups[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT Id, {columns} FROM {quote(spec.name)} WHERE Id IN ({marks})"
+            for row in self.conn.execute(sql, chunk):
+                found[row[0]] = tuple(row)[1:]
+        return found
 
     def _parents_sql_for(self, spec: SObjectSpec, parents: tuple[FieldSpec, ...]) -> str:
         sql = self._parents_sql.get(spec.name)
@@ -194,5 +293,34 @@ class LockChains:
             if not keep_journal:
                 self._chains_in_transaction.clear()
         # A savepoint rolled back inside a longer transaction: the outer one may still roll back as a whole, so
-        # the journal stays until the outermost transaction ends.
-        self.forget(cached)
+        # the journal stays until the outermost transaction ends. Nothing cached inside: nothing to drop, and the
+        # generation stays, so chains read together elsewhere are not read again for nothing.
+        if cached:
+            self.forget(cached)
+
+
+class ChainBatch:
+    """The lock chains of one request's rows, read together (`LockChains.chains`) before the rows lock them.
+
+    `wanted` lists the records in the order the request will lock them. When the chains' generation moves before a
+    record is locked (a request this one waited for may have re-parented a record, then committed and let go), the
+    chains still to be locked are read again, so each row locks what reading its chain at that moment would.
+    """
+
+    def __init__(self, source: LockChains, wanted: Sequence[tuple[SObjectSpec, str]]) -> None:
+        self._source = source
+        self._wanted = list(wanted)
+        self._first: dict[tuple[str, str], int] = {}
+        for index, (spec, record_id) in enumerate(self._wanted):
+            self._first.setdefault((spec.name, record_id), index)
+        self._chains, self._generation = source.chains(self._wanted)
+
+    def keys(self, spec: SObjectSpec, record_id: str) -> list[str]:
+        """What a write to the record locks, as `LockChains.chain` would answer now."""
+        key = (spec.name, record_id)
+        index = self._first.get(key)
+        if index is None:  # not announced: read on its own
+            return list(self._source.chain(spec, record_id))
+        if self._source.generation != self._generation:
+            self._chains, self._generation = self._source.chains(self._wanted[index:])
+        return list(self._chains[key])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any
 
 from sfcleanup import ids
 from sfcleanup.localorg import idgen, schema
-from sfcleanup.localorg.chains import LockChains
+from sfcleanup.localorg.chains import ChainBatch, LockChains
 from sfcleanup.localorg.faults import FieldRewrite
 from sfcleanup.localorg.schema import FieldSpec, FieldType, SObjectSpec
 from sfcleanup.localorg.sql import quote as quote  # re-exported: callers quote identifiers as the store does
@@ -209,6 +209,10 @@ class Store:
     def lock_chain(self, spec: SObjectSpec, record_id: str) -> tuple[str, ...]:
         """The record and every master-detail (or locking lookup) ancestor, nearest first: what a write locks."""
         return self.chains.chain(spec, record_id)
+
+    def lock_chains(self, wanted: Sequence[tuple[SObjectSpec, str]]) -> ChainBatch:
+        """`lock_chain` of many records, read together; `wanted` in the order they will be locked."""
+        return ChainBatch(self.chains, wanted)
 
     def forget_all_lock_chains(self) -> None:
         """Drop every cached lock chain; the next write to each record walks its chain again."""

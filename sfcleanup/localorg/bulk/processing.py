@@ -26,6 +26,7 @@ from sfcleanup.localorg.bulk.jobs import (
     JobState,
 )
 from sfcleanup.localorg.bulk.results import Results, abandon, open_upload, upload_records
+from sfcleanup.localorg.chains import ChainBatch
 from sfcleanup.localorg.context import Org, RequestContext
 from sfcleanup.localorg.records import RowError, RowFailure
 from sfcleanup.localorg.schema import SObjectSpec
@@ -192,6 +193,8 @@ class _Row:
     error: RowError | None = None
     apply: Apply | None = None
     created: bool = False
+    # What the row locks before it is written, in order: the record, or a new child's master-detail parents.
+    locks: tuple[tuple[SObjectSpec, str], ...] = ()
 
 
 def _process_batch(
@@ -207,8 +210,12 @@ def _process_batch(
             if rate > 0 and rng.random() < rate:
                 skipped.append(cells)
             else:
-                rows.append(_plan(org, ctx, job, names, cells))
+                rows.append(_plan(org, job, names, cells))
         out.unprocessed(skipped)
+        # Every row's lock chain read at once, then the rows locked one by one in upload order, as before.
+        chains = org.store.lock_chains([target for row in rows for target in row.locks])
+        for row in rows:
+            row.error = row.error or _lock(org, ctx, row.locks, chains)
         with org.store.transaction():
             for row in rows:
                 _apply(row)
@@ -258,7 +265,7 @@ def _payload(names: list[str], cells: list[str]) -> dict[str, Any]:
     return {name: None if cell == NULL_VALUE else cell for name, cell in zip(names, cells, strict=True) if cell}
 
 
-def _plan(org: Org, ctx: RequestContext, job: IngestJob, names: list[str], cells: list[str]) -> _Row:
+def _plan(org: Org, job: IngestJob, names: list[str], cells: list[str]) -> _Row:
     row = _Row(cells)
     if len(cells) != len(names):
         row.error = RowError("INVALID_INPUT", f"The row has {len(cells)} columns; the header has {len(names)}")
@@ -268,7 +275,7 @@ def _plan(org: Org, ctx: RequestContext, job: IngestJob, names: list[str], cells
     if job.operation == "insert" or (job.operation == "upsert" and payload.get("Id") is None):
         if job.operation == "upsert":
             payload.pop("Id", None)
-        row.error = _lock_parents(org, ctx, spec, payload)
+        row.locks = _parents(spec, payload)
         row.apply = lambda: (records.create(spec, payload, store), True)
         return row
     if payload.get("Id") is None:
@@ -280,9 +287,19 @@ def _plan(org: Org, ctx: RequestContext, job: IngestJob, names: list[str], cells
         row.error = failure.error
         return row
     row.record_id = record_id
-    row.error = org.lock_row(ctx, spec, record_id)
+    row.locks = ((spec, record_id),)
     row.apply = _writer(job.operation, spec, record_id, payload, store)
     return row
+
+
+def _lock(
+    org: Org, ctx: RequestContext, targets: tuple[tuple[SObjectSpec, str], ...], chains: ChainBatch
+) -> RowError | None:
+    for spec, record_id in targets:
+        error = org.lock_row(ctx, spec, record_id, chains)
+        if error is not None:
+            return error
+    return None
 
 
 def _writer(operation: str, spec: SObjectSpec, record_id: str, payload: dict[str, Any], store: Store) -> Apply:
@@ -300,8 +317,9 @@ def _writer(operation: str, spec: SObjectSpec, record_id: str, payload: dict[str
     return update if operation in ("update", "upsert") else delete
 
 
-def _lock_parents(org: Org, ctx: RequestContext, spec: SObjectSpec, payload: dict[str, Any]) -> RowError | None:
+def _parents(spec: SObjectSpec, payload: dict[str, Any]) -> tuple[tuple[SObjectSpec, str], ...]:
     """A new child locks its master-detail parents, as an update of an existing child does."""
+    found: list[tuple[SObjectSpec, str]] = []
     for parent_field in spec.lock_parents:
         value = payload.get(parent_field.name)
         parent_spec = schema.sobject(parent_field.reference_to or "")
@@ -311,7 +329,5 @@ def _lock_parents(org: Org, ctx: RequestContext, spec: SObjectSpec, payload: dic
             parent_id = records.check_id(parent_spec, value)
         except RowFailure:
             continue  # the write itself reports the malformed reference
-        error = org.lock_row(ctx, parent_spec, parent_id)
-        if error is not None:
-            return error
-    return None
+        found.append((parent_spec, parent_id))
+    return tuple(found)
