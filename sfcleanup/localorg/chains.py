@@ -17,7 +17,7 @@ from typing import Any
 from sfcleanup import ids
 from sfcleanup.localorg import schema
 from sfcleanup.localorg.schema import FieldSpec, SObjectSpec
-from sfcleanup.localorg.sql import quote
+from sfcleanup.localorg.sql import id_chunks, quote
 
 # SObjectSpec.lock_parents is a property that rebuilds its tuple on every call; the write path asks per row.
 LOCK_PARENTS: dict[str, tuple[FieldSpec, ...]] = {spec.name: spec.lock_parents for spec in schema.SOBJECTS}
@@ -25,8 +25,6 @@ LOCK_PARENTS: dict[str, tuple[FieldSpec, ...]] = {spec.name: spec.lock_parents f
 # asked for with the object its id's prefix names, so a hit never answers for another object.
 _CACHED_SPECS: dict[str, SObjectSpec] = {spec.key_prefix: spec for spec in schema.SOBJECTS if spec.lock_parents}
 _CHAIN_CHANGED = "_localorg_lock_chain_changed"
-# Ids per `WHERE Id IN` query: well under SQLite's limit on bound parameters (999 before 3.32).
-_IN_CHUNK = 500
 # What the walk learns of one record from its row: its id in 18 characters, whether the row exists, and its lead
 # (`_lead`). `_ParentRows` holds them for records read ahead, by (object name, id as given).
 _Read = tuple[str, bool, tuple[SObjectSpec, str] | None]
@@ -224,11 +222,8 @@ class LockChains:
         """The lock-parent columns of these records (18-character ids) that have a row, by id."""
         columns = ", ".join(quote(f.name) for f in parents)
         found: dict[str, tuple[Any, ...]] = {}
-        for start in range(0, len(lookups), _IN_CHUNK):
-            chunk = lookups[start : start + _IN_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT Id, {columns} FROM {quote(spec.name)} WHERE Id IN ({marks})"
-            for row in self.conn.execute(sql, chunk):
+        for where, chunk in id_chunks(lookups):
+            for row in self.conn.execute(f"SELECT Id, {columns} FROM {quote(spec.name)} WHERE {where}", chunk):
                 found[row[0]] = tuple(row)[1:]
         return found
 
@@ -309,18 +304,20 @@ class ChainBatch:
 
     def __init__(self, source: LockChains, wanted: Sequence[tuple[SObjectSpec, str]]) -> None:
         self._source = source
-        self._wanted = list(wanted)
-        self._first: dict[tuple[str, str], int] = {}
-        for index, (spec, record_id) in enumerate(self._wanted):
-            self._first.setdefault((spec.name, record_id), index)
-        self._chains, self._generation = source.chains(self._wanted)
+        # Two flat lists, not the pairs: fewer objects for the garbage collector while the request holds them.
+        self._specs = [spec for spec, _ in wanted]
+        self._ids = [record_id for _, record_id in wanted]
+        self._asked = 0
+        self._chains, self._generation = source.chains(wanted)
 
     def keys(self, spec: SObjectSpec, record_id: str) -> list[str]:
         """What a write to the record locks, as `LockChains.chain` would answer now."""
-        key = (spec.name, record_id)
-        index = self._first.get(key)
-        if index is None:  # not announced: read on its own
-            return list(self._source.chain(spec, record_id))
         if self._source.generation != self._generation:
-            self._chains, self._generation = self._source.chains(self._wanted[index:])
-        return list(self._chains[key])
+            # From the first record not yet asked for: records are asked for in `wanted` order, or not at all.
+            rest = list(zip(self._specs[self._asked :], self._ids[self._asked :], strict=True))
+            self._chains, self._generation = self._source.chains(rest)
+        self._asked += 1
+        found = self._chains.get((spec.name, record_id))
+        if found is None:  # not announced, or asked for out of order: read on its own
+            return list(self._source.chain(spec, record_id))
+        return list(found)
