@@ -121,7 +121,9 @@ class LockChains:
         One look at other connections and one query per object and ancestor level (`WHERE Id IN`), instead of
         both for every record: a Bulk API batch asks for 10,000. All under one hold of the store lock, so the
         chains answer as of one moment, as `chain` answers for one record. Once `generation` has moved, a chain
-        may have changed since: the caller reads it again before relying on it.
+        may have changed since: the caller reads it again before relying on it. Only stable chains are answered
+        (see `_chain`): one that rests on a missing row changes, unwatched, when a record with that id is
+        inserted, so the caller reads it on its own when it locks it.
         """
         with self.lock:
             if self._data_version is not None:
@@ -132,7 +134,9 @@ class LockChains:
             for spec, record_id in wanted:
                 key = (spec.name, record_id)
                 if key not in out:
-                    out[key] = self._chain(spec, record_id, rows, generation)[0]
+                    chain, stable = self._chain(spec, record_id, rows, generation)
+                    if stable:
+                        out[key] = chain
             return out, generation
 
     def _chain(
@@ -318,6 +322,6 @@ class ChainBatch:
             self._chains, self._generation = self._source.chains(rest)
         self._asked += 1
         found = self._chains.get((spec.name, record_id))
-        if found is None:  # not announced, or asked for out of order: read on its own
+        if found is None:  # unstable, not announced, or asked for out of order: read on its own
             return list(self._source.chain(spec, record_id))
         return list(found)
