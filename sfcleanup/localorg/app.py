@@ -17,6 +17,7 @@ from typing import Any
 
 from sfcleanup.localorg import records
 from sfcleanup.localorg.bulk.jobs import BulkState, Job
+from sfcleanup.localorg.chains import ChainBatch
 from sfcleanup.localorg.context import (
     LATEST_VERSION,
     LISTED_VERSIONS,
@@ -126,12 +127,17 @@ class LocalOrg:
         return max(0, self.profile.daily_api_limit - self.api_used)
 
     # --- record locks ---------------------------------------------------------------------------------
-    def lock_row(self, ctx: RequestContext, spec: SObjectSpec, record_id: str) -> RowError | None:
-        """Lock a record and its parents for this request, or say why the row cannot be written."""
+    def lock_row(
+        self, ctx: RequestContext, spec: SObjectSpec, record_id: str, chains: ChainBatch | None = None
+    ) -> RowError | None:
+        """Lock a record and its parents for this request, or say why the row cannot be written.
+
+        `chains`: the request's lock chains read together (`Store.lock_chains`), when it locks many rows.
+        """
         if self.faults.draw(self.profile.lock_failure_rate):
             self.stats.add("lock_failures")
             return _unable_to_lock(record_id)
-        keys = records.lock_keys(spec, record_id, self.store)
+        keys = records.lock_keys(spec, record_id, self.store) if chains is None else chains.keys(spec, record_id)
         # One wait budget per request, as Salesforce fails a DML statement after one lock timeout. Waiting the
         # full lock_wait_s again for every row made N children of a locked parent wait N times as long, and the
         # later rows succeeded once the holder let go, so one request came back half failed, half applied.

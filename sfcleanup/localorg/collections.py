@@ -1,20 +1,21 @@
 """sObject Collections: create, update and delete up to 200 records in one call.
 
-Rows are locked first (waiting outside the database lock, as other requests must be able to finish), then
-applied in one transaction. With allOrNone, one failed row rolls back all of them.
+Rows are locked first (waiting outside the database lock, as other requests must be able to finish; their lock
+chains read together), then applied in one transaction. With allOrNone, one failed row rolls back all of them.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sfcleanup import ids
 from sfcleanup.localorg import records, schema
 from sfcleanup.localorg.context import Org, RequestContext
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
-from sfcleanup.localorg.records import RowError, RowFailure
+from sfcleanup.localorg.records import BatchReads, RowError, RowFailure
 from sfcleanup.localorg.schema import SObjectSpec
 
 MAX_RECORDS = 200
@@ -54,23 +55,44 @@ def _record_type(record: Any) -> SObjectSpec:
     return spec
 
 
-Apply = Callable[[], str | None]
+Write = Callable[[BatchReads], str | None]
 
 
-def _apply_all(
-    org: Org,
-    ctx: RequestContext,
-    planned: list[tuple[str | None, RowError | None, Apply | None]],
-    all_or_none: bool,
-) -> list[dict[str, Any]]:
-    """Run each row's write in one transaction; returns the row results in request order."""
+@dataclass(slots=True)
+class _Planned:
+    """One row of the request: its id, what stops it, what it writes, and whether it locks its record first."""
+
+    record_id: str | None
+    error: RowError | None = None
+    spec: SObjectSpec | None = None
+    write: Write | None = None
+    locks: bool = False
+
+
+def _lock_all(org: Org, ctx: RequestContext, planned: list[_Planned]) -> None:
+    """Lock each row that writes an existing record, in request order; their lock chains are read together."""
+    targets = [(row.spec, row.record_id) for row in planned if row.locks and row.spec and row.record_id]
+    chains = org.store.lock_chains(targets)
+    for row in planned:
+        if row.locks and row.error is None and row.spec is not None and row.record_id is not None:
+            row.error = org.lock_row(ctx, row.spec, row.record_id, chains)
+
+
+def _apply_all(org: Org, ctx: RequestContext, planned: list[_Planned], all_or_none: bool) -> list[dict[str, Any]]:
+    """Lock the rows (waiting outside the database lock), then run each row's write in one transaction; returns
+    the row results in request order."""
+    _lock_all(org, ctx, planned)
     results: list[tuple[str | None, RowError | None]] = []
     try:
         with org.store.transaction():
-            for record_id, error, apply in planned:
-                if error is None and apply is not None:
+            reads = BatchReads(
+                org.store, [(row.spec, row.record_id) for row in planned if row.spec and row.write and not row.error]
+            )
+            for row in planned:
+                record_id, error = row.record_id, row.error
+                if error is None and row.write is not None:
                     try:
-                        record_id = apply()
+                        record_id = row.write(reads)
                     except RowFailure as failure:
                         error = failure.error
                 results.append((record_id, error))
@@ -92,49 +114,44 @@ def _body(req: HttpRequest) -> tuple[list[Any], bool]:
     return rows, bool(payload.get("allOrNone", False))
 
 
-def _locked(
-    org: Org, ctx: RequestContext, spec: SObjectSpec, record_id: str, write: Callable[[], None]
-) -> tuple[str | None, RowError | None, Apply | None]:
-    """Lock the row (and its parents) now; the write runs later, inside the request's transaction."""
-    lock_error = org.lock_row(ctx, spec, record_id)
-    if lock_error is not None:
-        return record_id, lock_error, None
-
-    def apply() -> str:
-        write()
-        return record_id
-
-    return record_id, None, apply
-
-
-def _plan_update(org: Org, ctx: RequestContext, record: Any) -> tuple[str | None, RowError | None, Apply | None]:
+def _plan_update(org: Org, record: Any) -> _Planned:
     try:
         spec = _record_type(record)
         record_id = records.check_id(spec, record.get("id", record.get("Id")))
     except RowFailure as failure:
-        return None, failure.error, None
-    return _locked(org, ctx, spec, record_id, lambda: records.update(spec, record_id, record, org.store))
+        return _Planned(None, failure.error)
+
+    def write(reads: BatchReads) -> str:
+        records.update(spec, record_id, record, org.store, reads)
+        return record_id
+
+    return _Planned(record_id, spec=spec, write=write, locks=True)
 
 
-def _plan_create(record: Any, org: Org) -> tuple[str | None, RowError | None, Apply | None]:
+def _plan_create(record: Any, org: Org) -> _Planned:
     try:
         spec = _record_type(record)
     except RowFailure as failure:
-        return None, failure.error, None
+        return _Planned(None, failure.error)
     if record.get("id") or record.get("Id"):
-        return None, RowError("INVALID_FIELD", "cannot specify Id in an insert call", ("Id",)), None
-    return None, None, lambda: records.create(spec, record, org.store)
+        return _Planned(None, RowError("INVALID_FIELD", "cannot specify Id in an insert call", ("Id",)))
+    return _Planned(None, spec=spec, write=lambda reads: records.create(spec, record, org.store, reads))
 
 
-def _plan_delete(org: Org, ctx: RequestContext, raw_id: str) -> tuple[str | None, RowError | None, Apply | None]:
+def _plan_delete(org: Org, raw_id: str) -> _Planned:
     spec = schema.BY_PREFIX.get(raw_id[:3])
     if spec is None:
-        return None, RowError("MALFORMED_ID", f"malformed id {raw_id}", ()), None
+        return _Planned(None, RowError("MALFORMED_ID", f"malformed id {raw_id}", ()))
     try:
         record_id = records.check_id(spec, raw_id)
     except RowFailure as failure:
-        return None, failure.error, None
-    return _locked(org, ctx, spec, record_id, lambda: records.delete(spec, record_id, org.store))
+        return _Planned(None, failure.error)
+
+    def write(reads: BatchReads) -> str:
+        records.delete(spec, record_id, org.store, reads)
+        return record_id
+
+    return _Planned(record_id, spec=spec, write=write, locks=True)
 
 
 def _duplicates(raw_ids: list[Any]) -> set[str]:
@@ -151,8 +168,8 @@ def _duplicates(raw_ids: list[Any]) -> set[str]:
     return repeated
 
 
-def _duplicate(record_id: str) -> tuple[str | None, RowError | None, Apply | None]:
-    return record_id, RowError("DUPLICATE_VALUE", f"Duplicate id in list: {record_id}"), None
+def _duplicate(record_id: str) -> _Planned:
+    return _Planned(record_id, RowError("DUPLICATE_VALUE", f"Duplicate id in list: {record_id}"))
 
 
 def _row_id(record: Any) -> Any:
@@ -169,17 +186,14 @@ def collections(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match
         all_or_none = (req.param("allOrNone") or "false").lower() == "true"
         repeated = _duplicates(raw_ids)
         planned = [
-            _duplicate(ids.to18(raw_id)) if _in(raw_id, repeated) else _plan_delete(org, ctx, raw_id)
-            for raw_id in raw_ids
+            _duplicate(ids.to18(raw_id)) if _in(raw_id, repeated) else _plan_delete(org, raw_id) for raw_id in raw_ids
         ]
         return HttpResponse.json(200, _apply_all(org, ctx, planned, all_or_none))
     rows, all_or_none = _body(req)
     if req.method == "PATCH":
         repeated = _duplicates([_row_id(record) for record in rows])
         planned = [
-            _duplicate(ids.to18(str(_row_id(record))))
-            if _in(_row_id(record), repeated)
-            else _plan_update(org, ctx, record)
+            _duplicate(ids.to18(str(_row_id(record)))) if _in(_row_id(record), repeated) else _plan_update(org, record)
             for record in rows
         ]
     else:

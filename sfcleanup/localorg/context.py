@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sfcleanup.localorg.bulk.jobs import BulkState
+from sfcleanup.localorg.chains import ChainBatch
 from sfcleanup.localorg.faults import FaultInjector, FaultProfile
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse, error_body
 from sfcleanup.localorg.locators import QueryLocators
@@ -77,7 +78,9 @@ class Org(Protocol):
 
     def issue_token(self) -> str: ...
 
-    def lock_row(self, ctx: RequestContext, spec: SObjectSpec, record_id: str) -> RowError | None: ...
+    def lock_row(
+        self, ctx: RequestContext, spec: SObjectSpec, record_id: str, chains: ChainBatch | None = None
+    ) -> RowError | None: ...
 
     def wrote(self, ctx: RequestContext, count: int = 1) -> None: ...
 

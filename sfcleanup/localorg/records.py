@@ -7,9 +7,9 @@ and the Billing package's own guard (a Posted invoice and its lines are frozen) 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sfcleanup import ids
 from sfcleanup.localorg import schema
@@ -18,6 +18,15 @@ from sfcleanup.localorg.store import Store
 from sfcleanup.sftime import normalise_date, normalise_datetime
 
 POSTED_STATES = frozenset({"Posted"})
+
+
+class Reader(Protocol):
+    """What checking a write reads: the org's active picklist values and a few fields of other records. A `Store`,
+    or the `BatchReads` of a transaction that writes many records."""
+
+    def picklist(self, spec: SObjectSpec, field: FieldSpec) -> tuple[str, ...]: ...
+
+    def get_fields(self, spec: SObjectSpec, record_id: str, fields: tuple[str, ...]) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ def fail(status_code: str, message: str, *fields: str) -> RowFailure:
     return RowFailure(RowError(status_code, message, tuple(fields)))
 
 
-def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Store) -> Any:
+def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Reader) -> Any:
     if value is None:
         if not field.nillable:
             raise fail("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{field.name}]", field.name)
@@ -97,7 +106,7 @@ def _coerce(spec: SObjectSpec, field: FieldSpec, value: Any, store: Store) -> An
             raise _bad_type(field, value)
 
 
-def _multipicklist(spec: SObjectSpec, field: FieldSpec, value: str, store: Store) -> str:
+def _multipicklist(spec: SObjectSpec, field: FieldSpec, value: str, store: Reader) -> str:
     """Values separated by ";", each one of the field's active values; stored once each, in the field's own
     order, whatever order they were written in (a multi-select picklist is a set of values)."""
     active = store.picklist(spec, field)
@@ -117,7 +126,7 @@ def _bad_type(field: FieldSpec, value: Any) -> RowFailure:
     return fail("INVALID_TYPE_ON_FIELD_IN_RECORD", f"{field.label}: value not of required type: {value}", field.name)
 
 
-def _coerce_reference(field: FieldSpec, value: Any, store: Store) -> str:
+def _coerce_reference(field: FieldSpec, value: Any, store: Reader) -> str:
     text = str(value)
     target = schema.sobject(field.reference_to or "")
     try:
@@ -132,7 +141,7 @@ def _coerce_reference(field: FieldSpec, value: Any, store: Store) -> str:
     return full
 
 
-def coerce_values(spec: SObjectSpec, payload: Mapping[str, Any], store: Store, *, creating: bool) -> dict[str, Any]:
+def coerce_values(spec: SObjectSpec, payload: Mapping[str, Any], store: Reader, *, creating: bool) -> dict[str, Any]:
     """Validate a write payload; returns canonical field name -> stored value, or raises RowFailure."""
     out: dict[str, Any] = {}
     for key, value in payload.items():
@@ -172,7 +181,7 @@ _GUARD_READS: dict[str, tuple[str, ...]] = {
 _INVOICE_STATUS = ("blng__InvoiceStatus__c",)
 
 
-def _package_guard(spec: SObjectSpec, current: Mapping[str, Any], store: Store) -> None:
+def _package_guard(spec: SObjectSpec, current: Mapping[str, Any], store: Reader) -> None:
     """The Billing package's validation: a posted invoice and the lines on it cannot be changed."""
     if spec.name == "blng__Invoice__c" and current.get("blng__InvoiceStatus__c") in POSTED_STATES:
         raise fail("FIELD_CUSTOM_VALIDATION_EXCEPTION", "A posted invoice can't be modified.")
@@ -211,17 +220,20 @@ def _live(current: dict[str, Any] | None) -> dict[str, Any]:
     return current
 
 
-def create(spec: SObjectSpec, payload: Mapping[str, Any], store: Store) -> str:
-    return store.insert(spec, coerce_values(spec, payload, store, creating=True))
+def create(spec: SObjectSpec, payload: Mapping[str, Any], store: Store, reads: BatchReads | None = None) -> str:
+    return store.insert(spec, coerce_values(spec, payload, reads or store, creating=True))
 
 
-def update(spec: SObjectSpec, record_id: str, payload: Mapping[str, Any], store: Store) -> None:
-    current = _written(spec, record_id, store)
-    values = coerce_values(spec, payload, store, creating=False)
-    _package_guard(spec, current, store)
+def update(
+    spec: SObjectSpec, record_id: str, payload: Mapping[str, Any], store: Store, reads: BatchReads | None = None
+) -> None:
+    """`reads`: what the request's transaction read ahead for its writes, when it writes many records."""
+    current, rowid = (_written(spec, record_id, store), None) if reads is None else reads.current(spec, record_id)
+    values = coerce_values(spec, payload, reads or store, creating=False)
+    _package_guard(spec, current, reads or store)
     if store.rewrites:
         _rewrite(spec, values, store)
-    store.update(spec, record_id, values)
+    store.update(spec, record_id, values, rowid=rowid)
 
 
 def _rewrite(spec: SObjectSpec, values: dict[str, Any], store: Store) -> None:
@@ -234,10 +246,57 @@ def _rewrite(spec: SObjectSpec, values: dict[str, Any], store: Store) -> None:
             values[field.name] = _coerce(spec, field, rewrite.value, store)
 
 
-def delete(spec: SObjectSpec, record_id: str, store: Store) -> None:
-    current = _written(spec, record_id, store)
-    _package_guard(spec, current, store)
+def delete(spec: SObjectSpec, record_id: str, store: Store, reads: BatchReads | None = None) -> None:
+    current = _written(spec, record_id, store) if reads is None else reads.current(spec, record_id)[0]
+    _package_guard(spec, current, reads or store)
     store.mark_deleted(spec, record_id)
+
+
+class BatchReads:
+    """What the checks of one transaction's many writes read, read ahead or read once.
+
+    Made inside the transaction, before its first write, from the records it will write (`writes`: (object, id),
+    or (object, None) for an insert). Each written record's own fields (`_GUARD_READS`) are read in one query per
+    object and serve its first write only: a record written twice is read again, after the first write, as is a
+    record that had no row (an insert of the same transaction may have made it since). A record the checks look up
+    in an object the transaction does not write (a line's invoice, a reference's target) is read once: only this
+    transaction could change it while it runs, and it does not.
+    """
+
+    def __init__(self, store: Store, writes: Iterable[tuple[SObjectSpec, str | None]]) -> None:
+        self._store = store
+        by_object: dict[str, tuple[SObjectSpec, list[str]]] = {}
+        for spec, record_id in writes:
+            listed = by_object.setdefault(spec.name, (spec, []))[1]
+            if record_id is not None:
+                listed.append(record_id)
+        self._written = frozenset(by_object)
+        self._current: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for name, (spec, record_ids) in by_object.items():
+            if record_ids:
+                rows = store.get_many(spec, record_ids, _GUARD_READS.get(name, _DELETED_ONLY))
+                self._current.update(((name, record_id), row) for record_id, row in rows.items())
+        self._looked_up: dict[tuple[str, str, tuple[str, ...]], dict[str, Any] | None] = {}
+
+    def current(self, spec: SObjectSpec, record_id: str) -> tuple[dict[str, Any], int | None]:
+        """`_written`: the record's checked fields, or the row failure of writing it; and its `_rowid` when it was
+        read ahead (a record written again is found by its id)."""
+        found = self._current.pop((spec.name, record_id), None)
+        if found is None:
+            return _written(spec, record_id, self._store), None
+        fields = _GUARD_READS.get(spec.name, _DELETED_ONLY)
+        return _live(dict(zip(fields, found[1:], strict=True))), int(found[0])
+
+    def picklist(self, spec: SObjectSpec, field: FieldSpec) -> tuple[str, ...]:
+        return self._store.picklist(spec, field)
+
+    def get_fields(self, spec: SObjectSpec, record_id: str, fields: tuple[str, ...]) -> dict[str, Any] | None:
+        if spec.name in self._written:
+            return self._store.get_fields(spec, record_id, fields)
+        key = (spec.name, record_id, fields)
+        if key not in self._looked_up:
+            self._looked_up[key] = self._store.get_fields(spec, record_id, fields)
+        return self._looked_up[key]
 
 
 def lock_keys(spec: SObjectSpec, record_id: str, store: Store) -> list[str]:

@@ -8,9 +8,8 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from typing import Any
 
 from sfcleanup.localorg import records, schema
@@ -26,8 +25,9 @@ from sfcleanup.localorg.bulk.jobs import (
     JobState,
 )
 from sfcleanup.localorg.bulk.results import Results, abandon, open_upload, upload_records
+from sfcleanup.localorg.chains import ChainBatch
 from sfcleanup.localorg.context import Org, RequestContext
-from sfcleanup.localorg.records import RowError, RowFailure
+from sfcleanup.localorg.records import BatchReads, RowError, RowFailure
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.sql import quote
 from sfcleanup.localorg.store import Store
@@ -107,7 +107,8 @@ def _process_batches(
     crashes: list[BaseException] = []
     timed_out = False
     number = 0
-    while batch := list(itertools.islice(rows, BATCH_RECORDS)):
+    # Tuples: the garbage collector stops tracking a tuple of strings, and a job holds up to four batches.
+    while batch := [tuple(cells) for cells in itertools.islice(rows, BATCH_RECORDS)]:
         with org.bulk.lock:
             aborted = job.state is JobState.ABORTED
         if aborted or (fail_after is not None and number >= fail_after):
@@ -145,7 +146,7 @@ def _batch_thread(
     org: Org,
     job: IngestJob,
     header: list[str],
-    batch: list[list[str]],
+    batch: list[Cells],
     out: Results,
     rng: random.Random,
     slots: threading.BoundedSemaphore,
@@ -180,72 +181,113 @@ def _header_problem(spec: SObjectSpec, header: list[str]) -> str | None:
     return None
 
 
-Apply = Callable[[], tuple[str, bool]]
+Cells = tuple[str, ...]
+Targets = tuple[tuple[SObjectSpec, str], ...]
 
 
-@dataclass
-class _Row:
-    """One record of a batch: what it is, what stops it, and the write to run in the batch's transaction."""
+class _Rows:
+    """The records of one batch, a column per field: what each is, what stops it, what it writes.
 
-    cells: list[str]
-    record_id: str | None = None
-    error: RowError | None = None
-    apply: Apply | None = None
-    created: bool = False
+    Columns rather than an object per row: a batch holds 10,000 rows while it waits for locks, the store and its
+    latency, and each object a row adds is one more for every full garbage collection to scan meanwhile (lists
+    are one object each, and a dict or tuple of strings is not tracked at all).
+    """
+
+    __slots__ = ("cells", "created", "errors", "parents", "payloads", "record_ids")
+
+    def __init__(self, cells: list[Cells]) -> None:
+        self.cells = cells
+        count = len(cells)
+        self.record_ids: list[str | None] = [None] * count  # None until written for a new record
+        self.errors: list[RowError | None] = [None] * count
+        # The canonical fields to write, once the row passed the checks planning makes; None: nothing to write.
+        self.payloads: list[dict[str, Any] | None] = [None] * count
+        self.created: list[bool] = [False] * count
+        # What a new record locks before it is written, by row: its master-detail parents, in order. A row that
+        # writes an existing record locks that record (`_locks`).
+        self.parents: dict[int, Targets] = {}
 
 
 def _process_batch(
-    org: Org, job: IngestJob, header: list[str], batch: list[list[str]], out: Results, rng: random.Random
+    org: Org, job: IngestJob, header: list[str], batch: list[Cells], out: Results, rng: random.Random
 ) -> None:
     ctx = RequestContext(owner=next(org.bulk.batch_owners), version=job.api_version)
     names = [_canonical(job.sobject, name) for name in header]
-    rows: list[_Row] = []
+    rate = org.profile.bulk_unprocessed_rate
+    if rate > 0:
+        skipped = [rng.random() < rate for _ in batch]
+        out.unprocessed(cells for cells, skip in zip(batch, skipped, strict=True) if skip)
+        batch = [cells for cells, skip in zip(batch, skipped, strict=True) if not skip]
+    rows = _Rows(batch)
     try:
-        skipped: list[list[str]] = []
-        rate = org.profile.bulk_unprocessed_rate
-        for cells in batch:
-            if rate > 0 and rng.random() < rate:
-                skipped.append(cells)
-            else:
-                rows.append(_plan(org, ctx, job, names, cells))
-        out.unprocessed(skipped)
+        for index in range(len(batch)):
+            _plan(job, names, rows, index)
+        _lock_rows(org, ctx, job, rows)
         with org.store.transaction():
-            for row in rows:
-                _apply(row)
+            writes = ((job.sobject, rows.record_ids[i]) for i in range(len(batch)) if _applies(rows, i))
+            reads = BatchReads(org.store, writes)
+            for index in range(len(batch)):
+                _apply(job, org.store, rows, index, reads)
         # Outside the store lock, so other requests proceed; inside the row locks, which a real batch holds.
-        if rows and org.profile.latency.bulk_ms_per_record > 0:
-            org.sleep(len(rows) * org.profile.latency.bulk_ms_per_record / 1000.0)
+        if batch and org.profile.latency.bulk_ms_per_record > 0:
+            org.sleep(len(batch) * org.profile.latency.bulk_ms_per_record / 1000.0)
     finally:
         org.locks.release_all(ctx.owner)
     # Result files list rows in no particular order: Salesforce writes them as its parallel batches finish.
-    rng.shuffle(rows)
-    _record(org, job, rows, out)
+    order = list(range(len(batch)))
+    rng.shuffle(order)
+    _record(org, job, rows, order, out)
 
 
-def _apply(row: _Row) -> None:
-    if row.error is not None or row.apply is None:
+def _lock_rows(org: Org, ctx: RequestContext, job: IngestJob, rows: _Rows) -> None:
+    """Every row's lock chain read at once, then the rows locked one by one in upload order."""
+    count = range(len(rows.cells))
+    chains = org.store.lock_chains([target for index in count for target in _locks(job, rows, index)])
+    for index in count:
+        if rows.errors[index] is None:
+            rows.errors[index] = _lock(org, ctx, _locks(job, rows, index), chains)
+
+
+def _applies(rows: _Rows, index: int) -> bool:
+    return rows.errors[index] is None and rows.payloads[index] is not None
+
+
+def _apply(job: IngestJob, store: Store, rows: _Rows, index: int, reads: BatchReads) -> None:
+    payload = rows.payloads[index]
+    if rows.errors[index] is not None or payload is None:
         return
+    spec, record_id = job.sobject, rows.record_ids[index]
     try:
-        row.record_id, row.created = row.apply()
+        if record_id is None:
+            rows.record_ids[index] = records.create(spec, payload, store, reads)
+            rows.created[index] = True
+        elif job.operation in ("update", "upsert"):
+            records.update(spec, record_id, payload, store, reads)
+        else:
+            records.delete(spec, record_id, store, reads)
+            if job.operation == "hardDelete":
+                # A hard delete skips the recycle bin: the row is gone, not marked IsDeleted.
+                store.conn.execute(f"DELETE FROM {quote(spec.name)} WHERE Id = ?", (record_id,))
     except RowFailure as failure:
-        row.error = failure.error
+        rows.errors[index] = failure.error
 
 
-def _record(org: Org, job: IngestJob, rows: list[_Row], out: Results) -> None:
+def _record(org: Org, job: IngestJob, rows: _Rows, order: list[int], out: Results) -> None:
     failed = 0
     with out.lock:
-        for row in rows:
-            if row.error is None:
-                out.success(row.record_id or "", row.created, row.cells)
+        for index in order:
+            error = rows.errors[index]
+            if error is None:
+                out.success(rows.record_ids[index] or "", rows.created[index], rows.cells[index])
             else:
                 failed += 1
-                out.failure(row.record_id, row.error, row.cells)
+                out.failure(rows.record_ids[index], error, rows.cells[index])
     with org.bulk.lock:
-        job.processed += len(rows)
+        job.processed += len(order)
         job.failed += failed
-    org.stats.add("bulk_records", len(rows))
+    org.stats.add("bulk_records", len(order))
     org.stats.add("bulk_batches")
-    org.stats.add("records_written", len(rows) - failed)
+    org.stats.add("records_written", len(order) - failed)
 
 
 def _canonical(spec: SObjectSpec, name: str) -> str:
@@ -253,55 +295,54 @@ def _canonical(spec: SObjectSpec, name: str) -> str:
     return found.name if found is not None else name
 
 
-def _payload(names: list[str], cells: list[str]) -> dict[str, Any]:
+def _payload(names: list[str], cells: Cells) -> dict[str, Any]:
     """An empty cell leaves the field as it is; `#N/A` sets it to null."""
     return {name: None if cell == NULL_VALUE else cell for name, cell in zip(names, cells, strict=True) if cell}
 
 
-def _plan(org: Org, ctx: RequestContext, job: IngestJob, names: list[str], cells: list[str]) -> _Row:
-    row = _Row(cells)
+def _plan(job: IngestJob, names: list[str], rows: _Rows, index: int) -> None:
+    cells = rows.cells[index]
     if len(cells) != len(names):
-        row.error = RowError("INVALID_INPUT", f"The row has {len(cells)} columns; the header has {len(names)}")
-        return row
+        rows.errors[index] = RowError("INVALID_INPUT", f"The row has {len(cells)} columns; the header has {len(names)}")
+        return
     payload = _payload(names, cells)
-    spec, store = job.sobject, org.store
+    spec = job.sobject
     if job.operation == "insert" or (job.operation == "upsert" and payload.get("Id") is None):
         if job.operation == "upsert":
             payload.pop("Id", None)
-        row.error = _lock_parents(org, ctx, spec, payload)
-        row.apply = lambda: (records.create(spec, payload, store), True)
-        return row
+        rows.parents[index] = _parents(spec, payload)
+        rows.payloads[index] = payload
+        return
     if payload.get("Id") is None:
-        row.error = RowError("MISSING_ARGUMENT", f"Id not specified in an {job.operation} call")
-        return row
+        rows.errors[index] = RowError("MISSING_ARGUMENT", f"Id not specified in an {job.operation} call")
+        return
     try:
-        record_id = records.check_id(spec, payload["Id"])
+        rows.record_ids[index] = records.check_id(spec, payload["Id"])
     except RowFailure as failure:
-        row.error = failure.error
-        return row
-    row.record_id = record_id
-    row.error = org.lock_row(ctx, spec, record_id)
-    row.apply = _writer(job.operation, spec, record_id, payload, store)
-    return row
+        rows.errors[index] = failure.error
+        return
+    rows.payloads[index] = payload
 
 
-def _writer(operation: str, spec: SObjectSpec, record_id: str, payload: dict[str, Any], store: Store) -> Apply:
-    def update() -> tuple[str, bool]:
-        records.update(spec, record_id, payload, store)
-        return record_id, False
-
-    def delete() -> tuple[str, bool]:
-        records.delete(spec, record_id, store)
-        if operation == "hardDelete":
-            # A hard delete skips the recycle bin: the row is gone, not marked IsDeleted.
-            store.conn.execute(f"DELETE FROM {quote(spec.name)} WHERE Id = ?", (record_id,))
-        return record_id, False
-
-    return update if operation in ("update", "upsert") else delete
+def _locks(job: IngestJob, rows: _Rows, index: int) -> Targets:
+    """What the row locks before it is written, in order: the record, or a new record's master-detail parents."""
+    if rows.errors[index] is not None:
+        return ()
+    record_id = rows.record_ids[index]
+    return rows.parents.get(index, ()) if record_id is None else ((job.sobject, record_id),)
 
 
-def _lock_parents(org: Org, ctx: RequestContext, spec: SObjectSpec, payload: dict[str, Any]) -> RowError | None:
+def _lock(org: Org, ctx: RequestContext, targets: Targets, chains: ChainBatch) -> RowError | None:
+    for spec, record_id in targets:
+        error = org.lock_row(ctx, spec, record_id, chains)
+        if error is not None:
+            return error
+    return None
+
+
+def _parents(spec: SObjectSpec, payload: dict[str, Any]) -> Targets:
     """A new child locks its master-detail parents, as an update of an existing child does."""
+    found: list[tuple[SObjectSpec, str]] = []
     for parent_field in spec.lock_parents:
         value = payload.get(parent_field.name)
         parent_spec = schema.sobject(parent_field.reference_to or "")
@@ -311,7 +352,5 @@ def _lock_parents(org: Org, ctx: RequestContext, spec: SObjectSpec, payload: dic
             parent_id = records.check_id(parent_spec, value)
         except RowFailure:
             continue  # the write itself reports the malformed reference
-        error = org.lock_row(ctx, parent_spec, parent_id)
-        if error is not None:
-            return error
-    return None
+        found.append((parent_spec, parent_id))
+    return tuple(found)

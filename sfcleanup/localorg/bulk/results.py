@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from typing import IO
 
@@ -32,13 +32,13 @@ class Results:
         self._files[1].write(delimiter.join(['"sf__Id"', '"sf__Error"', *names]) + eol)
         self._unprocessed.writerow(header)
 
-    def success(self, record_id: str, created: bool, cells: list[str]) -> None:
+    def success(self, record_id: str, created: bool, cells: Sequence[str]) -> None:
         self._success.writerow([record_id, "true" if created else "false", *cells])
 
-    def failure(self, record_id: str | None, error: RowError, cells: list[str]) -> None:
+    def failure(self, record_id: str | None, error: RowError, cells: Sequence[str]) -> None:
         self._failed.writerow([record_id or "", error_text(error), *cells])
 
-    def unprocessed(self, rows: Iterable[list[str]]) -> None:
+    def unprocessed(self, rows: Iterable[Sequence[str]]) -> None:
         with self.lock:
             self._unprocessed.writerows(rows)
 
