@@ -33,6 +33,10 @@ class ChangeSet(Protocol):
 
     def get(self, record_id: str) -> Change | None: ...
 
+    def get_many(self, record_ids: Sequence[str]) -> dict[str, Change]:
+        """The changes of those of `record_ids` that are in the set, by id."""
+        ...
+
     def transitions(self, status_field: str) -> dict[str, int]: ...
 
 
@@ -58,6 +62,9 @@ class MemoryChanges:
 
     def get(self, record_id: str) -> Change | None:
         return self._by_id.get(record_id)
+
+    def get_many(self, record_ids: Sequence[str]) -> dict[str, Change]:
+        return {i: self._by_id[i] for i in record_ids if i in self._by_id}
 
     def transitions(self, status_field: str) -> dict[str, int]:
         counts = Counter(f"{c.before[status_field]} -> {c.after[status_field]}" for c in self._changes)
@@ -95,6 +102,9 @@ class Without:
 
     def get(self, record_id: str) -> Change | None:
         return None if record_id in self._held else self._changes.get(record_id)
+
+    def get_many(self, record_ids: Sequence[str]) -> dict[str, Change]:
+        return self._changes.get_many([i for i in record_ids if i not in self._held])
 
     def transitions(self, status_field: str) -> dict[str, int]:
         counts = Counter(f"{c.before[status_field]} -> {c.after[status_field]}" for c in self)

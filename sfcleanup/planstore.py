@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import tempfile
 import weakref
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from sfcleanup.billing import RULE_BY_PHASE, Phase
@@ -20,6 +20,8 @@ from sfcleanup.changes import Change, Values
 
 FLUSH_EVERY = 5000
 FETCH = 2000
+# Ids a lookup asks for in one query: well under SQLite's limit on host parameters (32,766 since 3.32).
+GET_MANY = 500
 # A plan's values repeat (a handful of statuses, one run, one start date): each distinct one is encoded and
 # decoded once. Past this many distinct values, the rest are encoded and decoded one by one.
 CACHE_AT_MOST = 4096
@@ -153,6 +155,20 @@ class PlanStore:
             return None
         return Change(row[0], row[1], row[2], self._codec.loads(row[3]), self._codec.loads(row[4]))
 
+    def get_many(self, phase: Phase, record_ids: Sequence[str]) -> dict[str, Change]:
+        """The changes of `phase` among `record_ids`, by id: one query per GET_MANY ids."""
+        found: dict[str, Change] = {}
+        loads = self._codec.loads
+        for start in range(0, len(record_ids), GET_MANY):
+            chunk = list(record_ids[start : start + GET_MANY])
+            marks = ",".join("?" * len(chunk))
+            # Only placeholders are built here; the ids travel as parameters.
+            sql = f"SELECT sobject, id, grp, before, after FROM changes WHERE phase = ? AND id IN ({marks})"  # noqa: S608
+            rows = self._conn.execute(sql, (phase.value, *chunk))
+            for sobject, record_id, group, before, after in rows:
+                found[record_id] = Change(sobject, record_id, group, loads(before), loads(after))
+        return found
+
     def transitions(self, phase: Phase) -> dict[str, int]:
         rows = self._conn.execute(
             "SELECT status_before || ' -> ' || status_after, COUNT(*) FROM changes WHERE phase = ? GROUP BY 1 "
@@ -189,6 +205,9 @@ class StoredChanges:
 
     def get(self, record_id: str) -> Change | None:
         return self._store.get(self._phase, record_id)
+
+    def get_many(self, record_ids: Sequence[str]) -> dict[str, Change]:
+        return self._store.get_many(self._phase, record_ids)
 
     def transitions(self, status_field: str) -> dict[str, int]:
         return self._store.transitions(self._phase)

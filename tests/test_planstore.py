@@ -29,3 +29,25 @@ def test_changes_come_back_equal_and_each_with_values_of_its_own() -> None:
     assert store.get(Phase.INVOICE_LINES, put[1].id) == put[1]
     assert store.get(Phase.INVOICE_LINES, put[0].id) == put[0]
     store.close()
+
+
+def test_a_lookup_of_many_ids_finds_exactly_the_phases_changes_among_them() -> None:
+    """1,200 ids asked at once (more than one query's worth), some of another phase or of none: each change of
+    the phase among them comes back by id, as `get` gives it; the rest are left out."""
+    store = PlanStore()
+    lines = [
+        Change("blng__InvoiceLine__c", f"a0L{i:015d}", f"001{i % 7}", {"s": "Error"}, {"s": "Cancelled"})
+        for i in range(1000)
+    ]
+    others = [
+        Change("blng__Invoice__c", f"a0I{i:015d}", "001X", {"s": "Draft"}, {"s": "Cancelled"}) for i in range(100)
+    ]
+    for change in lines:
+        store.add(Phase.INVOICE_LINES, change)
+    for change in others:
+        store.add(Phase.INVOICES, change)
+    store.seal()
+    asked = [c.id for c in lines[::2]] + [c.id for c in others] + [f"a0Z{i:015d}" for i in range(200)]
+    found = store.get_many(Phase.INVOICE_LINES, asked)
+    assert found == {c.id: c for c in lines[::2]}
+    assert all(found[i] == store.get(Phase.INVOICE_LINES, i) for i in list(found)[:5])

@@ -8,10 +8,7 @@ worker finishes reading that job instead of creating a second one.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import structlog
@@ -41,16 +38,8 @@ MAX_DEFERRED_TAIL = 200
 # Journal state of a job the org no longer has (deleted, or unreadable): finished, outcome unknown.
 LOST = "lost"
 log = structlog.get_logger("sfcleanup.bulkwrite")
-Lookup = Callable[[str], Change | None]
-
-
-@dataclass(frozen=True)
-class Part:
-    """One job's share of a phase: its batch name, its CSV file, and its changes by id (to read results by)."""
-
-    batch: str
-    path: Path
-    changes: dict[str, Change]
+# The changes of these ids, of those a job carries: a job's result rows are looked up a few thousand at a time.
+Lookup = Callable[[Sequence[str]], dict[str, Change]]
 
 
 def bulk_jobs_for(records: int, most: int, minimum: int = MIN_RECORDS_PER_JOB) -> int:
@@ -96,20 +85,24 @@ class BulkWriter:
         jobs = bulk_jobs_for(len(changes), level.level, self._settings.bulk_min_records_per_job)
         pushbacks = self._client.usage.pushbacks
         deferred: list[Change] = []
-        submitted = self._submit_all(phase, rule, self._parts(phase, changes, rule, jobs, deferred))
+        # Each file is submitted as soon as it is written, so the org works on it while the next one is cut.
+        # The changes stream from the plan to the file and the journal: none are held, however large the phase.
+        submitted = [
+            (self._submit(phase, rule, batch, path, count), batch, path, count)
+            for batch, path, count in self._write_parts(phase, rule, changes, jobs, deferred)
+        ]
         outcome = PhaseResult()
         locked: list[Change] = []
         leftover: list[Change] = []
         # The jobs run at once in the org; reading them one after the other waits only as long as the slowest.
-        for part, job in submitted:
-            count = len(part.changes)
-            done, job_locked, job_leftover = self.collect(phase, rule, job, part.batch, part.changes.get, records=count)
+        for job, batch, path, count in submitted:
+            done, job_locked, job_leftover = self.collect(phase, rule, job, batch, changes.get_many, records=count)
             pushed_back = self._client.usage.pushbacks > pushbacks
             level.observe(Observation(count, len(job_locked), pushed_back=pushed_back))
             outcome.merge(done)
             locked += job_locked
             leftover += job_leftover
-            part.path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         log.info("bulk.concurrency", phase=phase, jobs=len(submitted), next_level=level.level, backoffs=level.decreases)
         if deferred or locked or leftover:
             # Through Composite, in one pass: the tails of accounts cut at batch boundaries (the jobs are done,
@@ -119,39 +112,20 @@ class BulkWriter:
             outcome.merge(self._composite().apply(phase, rule, [*deferred, *locked, *leftover]))
         return outcome
 
-    def _submit_all(self, phase: str, rule: Rule, parts: Iterator[Part]) -> list[tuple[Part, str]]:
-        """Each part journaled as pending, then created, uploaded and closed as a job, in order.
-
-        The job calls run on a thread of their own while the next part's file is cut and written here, so the
-        org starts on a job as soon as it can. The journal is written by one thread at a time, in the same
-        order as one thread would: a part is journaled as pending only once the job before it is submitted.
-        """
-        submitted: list[tuple[Part, str]] = []
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfcleanup-bulk") as pool:
-            sending: Future[tuple[Part, str]] | None = None
-            for part in parts:
-                if sending is not None:
-                    submitted.append(sending.result())
-                for chunk in chunks(iter(part.changes.values())):
-                    self._journal.pending(phase, part.batch, chunk)
-                sending = pool.submit(contextvars.copy_context().run, self._submit, phase, rule, part)
-            if sending is not None:
-                submitted.append(sending.result())
-        return submitted
-
-    def _submit(self, phase: str, rule: Rule, part: Part) -> tuple[Part, str]:
-        count = len(part.changes)
+    def _submit(self, phase: str, rule: Rule, batch: str, path: Path, count: int) -> str:
         job = self._api.create_job(rule.sobject)
         self._journal.note(
-            "bulk.job", state="created", job=job, phase=phase, batch=part.batch, object=rule.sobject, records=count
+            "bulk.job", state="created", job=job, phase=phase, batch=batch, object=rule.sobject, records=count
         )
-        self._api.upload(job, part.path)
+        self._api.upload(job, path)
         self._api.close(job)
         self._journal.note("bulk.job", state="uploaded", job=job)
         log.info("bulk.job_submitted", job=job, object=rule.sobject, records=count)
-        return part, job
+        return job
 
-    def _parts(self, phase: str, changes: ChangeSet, rule: Rule, jobs: int, deferred: list[Change]) -> Iterator[Part]:
+    def _write_parts(
+        self, phase: str, rule: Rule, changes: ChangeSet, jobs: int, deferred: list[Change]
+    ) -> Iterator[tuple[str, Path, int]]:
         """Cut the changes into `jobs` CSV files of about equal size, each ending at an account boundary.
 
         Within a file, every 10,000-record batch ends at an account boundary too: an account that would cross
@@ -164,20 +138,31 @@ class BulkWriter:
         for index in range(jobs):
             batch = f"{phase}-bulk-{index + 1}" if jobs > 1 else f"{phase}-bulk"
             path = self._workdir / f"{self._journal.run_id}-{batch}.csv"
-            members: dict[str, Change] = {}
-            size = 0
-            while pending_group is not None and (index == jobs - 1 or size < target):
-                group = pending_group
-                room = BATCH_RECORDS - size % BATCH_RECORDS
-                if room < len(group) <= room + MAX_DEFERRED_TAIL:
-                    deferred.extend(group[room:])
-                    group = group[:room]
-                size += len(group)
-                members.update((c.id, c) for c in group)
-                pending_group = next(groups, None)
-            if members:
-                write_csv(path, rule, members.values())
-                yield Part(batch, path, members)
+
+            def part(last: bool) -> Iterator[Change]:
+                nonlocal pending_group
+                size = 0
+                while pending_group is not None and (last or size < target):
+                    group = pending_group
+                    room = BATCH_RECORDS - size % BATCH_RECORDS
+                    if room < len(group) <= room + MAX_DEFERRED_TAIL:
+                        deferred.extend(group[room:])
+                        group = group[:room]
+                    size += len(group)
+                    yield from group
+                    pending_group = next(groups, None)
+
+            count = write_csv(path, rule, self._journaled(phase, batch, part(index == jobs - 1)))
+            if count:
+                yield batch, path, count
+            else:
+                path.unlink(missing_ok=True)
+
+    def _journaled(self, phase: str, batch: str, changes: Iterable[Change]) -> Iterator[Change]:
+        """Pass the changes through, journaling them as pending 2,000 at a time."""
+        for chunk in chunks(iter(changes)):
+            self._journal.pending(phase, batch, chunk)
+            yield from chunk
 
     def lost(self, job: str, phase: str, batch: str, error: ApiError) -> None:
         """Give up on a journaled job the org no longer shows; the run is planned again from the org."""
@@ -209,14 +194,16 @@ class BulkWriter:
             for kind in result_kinds(final, records)
         }
         for ids in chunks(column_of(files, "successfulResults", "sf__Id")):
-            done = [c for c in map(lookup, ids) if c is not None]
+            found = lookup(ids)
+            done = [found[i] for i in ids if i in found]
             self._journal.outcomes(phase, batch, [RowResult(c, RowOutcome.UPDATED) for c in done])
             outcome.updated += len(done)
             self._progress(len(done))
         for rows in chunks(rows_of(files, "failedResults")):
             results: list[RowResult] = []
+            found = lookup([row.get("sf__Id") or row.get("Id") or "" for row in rows])
             for row in rows:
-                change = lookup(row.get("sf__Id") or row.get("Id") or "")
+                change = found.get(row.get("sf__Id") or row.get("Id") or "")
                 if change is None:
                     continue
                 code, _, message = (row.get("sf__Error") or "UNKNOWN:").partition(":")
@@ -229,7 +216,8 @@ class BulkWriter:
                     results.append(RowResult(change, RowOutcome.FAILED, code, message))
             self._journal.outcomes(phase, batch, results)
         for rows in chunks(rows_of(files, "unprocessedrecords")):
-            leftover += [c for c in (lookup(r.get("Id", "")) for r in rows) if c is not None]
+            found = lookup([r.get("Id", "") for r in rows])
+            leftover += [found[i] for i in (r.get("Id", "") for r in rows) if i in found]
         if leftover:
             self._journal.note("bulk.unprocessed", job=job, records=len(leftover))
         for path in files.values():
@@ -270,7 +258,14 @@ def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[st
             log.info("bulk.resume", job=job, state=state.state)
             if state.state == "Open":
                 api.abort(job)
-            writer.collect(phase, rule, job, batch, pending.get)
+            writer.collect(phase, rule, job, batch, _lookup_in(pending))
         except ApiError as exc:
             writer.lost(job, phase, batch, exc)
     return len(jobs)
+
+
+def _lookup_in(known: dict[str, Change]) -> Lookup:
+    def lookup(record_ids: Sequence[str]) -> dict[str, Change]:
+        return {i: known[i] for i in record_ids if i in known}
+
+    return lookup
