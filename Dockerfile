@@ -21,7 +21,8 @@
 # docs/runbook.md).
 #
 # The plan of the run being cleaned is kept in a temporary SQLite file (about 1.1 KB per order product or usage
-# summary: 1.1 GB for a million); the container's /tmp must have that room (TMPDIR moves it).
+# summary: 1.1 GB for a million), and the journal's readers and writer spill what they track per record to
+# another (at most about the journal's size); the container's /tmp must have that room (TMPDIR moves it).
 #
 # The base image is named by tag. Pin it by digest for production builds, with the digest your registry gives
 # for the tag on the day you build (`docker buildx imagetools inspect python:3.11-slim`):
