@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,16 +27,56 @@ from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.seed import ScenarioInfo, seed
 from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.local import local_connector
+from sfcleanup.salesforce.local import local_connector, open_local_org
 from sfcleanup.salesforce.retry import no_wait_policy
 
 
 def make_org(
     scenario: str = "demo", faults: FaultProfile | None = None, **seed_options: int
 ) -> tuple[LocalOrg, ScenarioInfo]:
-    store = Store()
-    info = seed(store, scenario, **seed_options)  # type: ignore[arg-type]
+    if scenario == "demo" and not seed_options:
+        store, info = _demo_store()
+    else:
+        store = Store()
+        info = seed(store, scenario, **seed_options)  # type: ignore[arg-type]
     return LocalOrg(store, faults=faults or FaultProfile(lock_wait_s=0.2)), info
+
+
+# Seeding the demo org costs more than many tests that use it: it is seeded once per test process and each test
+# gets a copy. The seed is deterministic (same records, ids and values), so a copy is the org seeding would give,
+# with dates counted from when the template was seeded rather than a few seconds later.
+_DEMO: tuple[Store, ScenarioInfo] | None = None
+_STATE_FILES: dict[bool, tuple[Path, ScenarioInfo]] = {}
+_TEMPLATE_DIR: tempfile.TemporaryDirectory[str] | None = None
+
+
+def _demo_store() -> tuple[Store, ScenarioInfo]:
+    """A fresh in-memory store holding the demo scenario, copied from this process's template."""
+    global _DEMO
+    if _DEMO is None:
+        template = Store()
+        _DEMO = template, seed(template, "demo")
+    template, info = _DEMO
+    store = Store()
+    with template.lock, store.lock:
+        template.conn.backup(store.conn)
+    return store, copy.deepcopy(info)
+
+
+def seeded_state(state: Path, *, production: bool = False) -> ScenarioInfo:
+    """Write at `state` the file `open_local_org(state, production=production)` would seed, from a template."""
+    global _TEMPLATE_DIR
+    if production not in _STATE_FILES:
+        if _TEMPLATE_DIR is None:
+            _TEMPLATE_DIR = tempfile.TemporaryDirectory(prefix="sfcleanup-templates-")
+        template = Path(_TEMPLATE_DIR.name) / f"demo-{'production' if production else 'sandbox'}.sqlite3"
+        org, info = open_local_org(template, production=production)
+        org.store.close()  # the last connection to close checkpoints the WAL: the one file holds everything
+        assert info is not None and not Path(f"{template}-wal").exists()
+        _STATE_FILES[production] = template, info
+    template, info = _STATE_FILES[production]
+    shutil.copyfile(template, state)
+    return copy.deepcopy(info)
 
 
 def brief_sleep(seconds: float) -> None:

@@ -12,9 +12,8 @@ from sfcleanup.cli import main
 from sfcleanup.localorg import schema
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
-from sfcleanup.salesforce.local import open_local_org
 from tests.oracle import VOLATILE, by_id
-from tests.support import state_snapshot
+from tests.support import seeded_state, state_snapshot
 
 SOURCES = ("OrderItem", "blng__UsageSummary__c")
 INVOICES = ("blng__Invoice__c", "blng__InvoiceLine__c")
@@ -24,10 +23,8 @@ INVOICES = ("blng__Invoice__c", "blng__InvoiceLine__c")
 def cleaned(tmp_path: Path) -> tuple[Path, ScenarioInfo, dict[str, list[dict[str, object]]], Path]:
     """A persisted demo org whose failed run has been cleaned, with its before-snapshot and journal."""
     state = tmp_path / "org.sqlite3"
-    org, info = open_local_org(state)
-    assert info is not None
-    before = org.store.snapshot()
-    org.store.close()
+    info = seeded_state(state)
+    before = state_snapshot(state)
     run_id = info.runs["failed_run"]
     assert main(["run", run_id, "--yes", *_org(state, tmp_path)]) == 0
     return state, info, before, tmp_path / "j" / f"{run_id}.jsonl"
