@@ -8,12 +8,13 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def make_org(
     scenario: str = "demo", faults: FaultProfile | None = None, **seed_options: int
 ) -> tuple[LocalOrg, ScenarioInfo]:
     if scenario == "demo" and not seed_options:
-        store, info = _demo_store()
+        store, info = demo_store()
     else:
         store = Store()
         info = seed(store, scenario, **seed_options)  # type: ignore[arg-type]
@@ -50,17 +51,21 @@ _STATE_FILES: dict[bool, tuple[Path, ScenarioInfo]] = {}
 _TEMPLATE_DIR: tempfile.TemporaryDirectory[str] | None = None
 
 
-def _demo_store() -> tuple[Store, ScenarioInfo]:
+def demo_store() -> tuple[Store, ScenarioInfo]:
     """A fresh in-memory store holding the demo scenario, copied from this process's template."""
     global _DEMO
     if _DEMO is None:
         template = Store()
         _DEMO = template, seed(template, "demo")
     template, info = _DEMO
+    return _copy_store(template), copy.deepcopy(info)
+
+
+def _copy_store(source: Store) -> Store:
     store = Store()
-    with template.lock, store.lock:
-        template.conn.backup(store.conn)
-    return store, copy.deepcopy(info)
+    with source.lock, store.lock:
+        source.conn.backup(store.conn)
+    return store
 
 
 def seeded_state(state: Path, *, production: bool = False) -> ScenarioInfo:
@@ -77,6 +82,17 @@ def seeded_state(state: Path, *, production: bool = False) -> ScenarioInfo:
     template, info = _STATE_FILES[production]
     shutil.copyfile(template, state)
     return copy.deepcopy(info)
+
+
+def copy_state(source: Path, target: Path) -> None:
+    """Copy a state file as its connections see it, including what its write-ahead log holds."""
+    with closing(sqlite3.connect(source)) as reading, closing(sqlite3.connect(target)) as writing:
+        reading.backup(writing)
+
+
+def copy_org(org: LocalOrg) -> LocalOrg:
+    """A new in-memory org, as `make_org` makes one, holding a copy of every row `org` holds."""
+    return LocalOrg(_copy_store(org.store), faults=FaultProfile(lock_wait_s=0.2))
 
 
 def brief_sleep(seconds: float) -> None:
