@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -45,19 +45,21 @@ def make_org(
 
 # Seeding the demo org costs more than many tests that use it: it is seeded once per test process and each test
 # gets a copy. The seed is deterministic (same records, ids and values), so a copy is the org seeding would give,
-# with dates counted from when the template was seeded rather than a few seconds later.
-_DEMO: tuple[Store, ScenarioInfo] | None = None
-_STATE_FILES: dict[bool, tuple[Path, ScenarioInfo]] = {}
+# with times counted from when the template was seeded rather than a few seconds later. Its dates are counted
+# from the day it was seeded, so a session that runs past midnight (UTC) seeds the templates again.
+_DEMO: dict[date, tuple[Store, ScenarioInfo]] = {}
+_STATE_FILES: dict[tuple[date, bool], tuple[Path, ScenarioInfo]] = {}
 _TEMPLATE_DIR: tempfile.TemporaryDirectory[str] | None = None
 
 
 def demo_store() -> tuple[Store, ScenarioInfo]:
     """A fresh in-memory store holding the demo scenario, copied from this process's template."""
-    global _DEMO
-    if _DEMO is None:
+    today = datetime.now(UTC).date()
+    if today not in _DEMO:
         template = Store()
-        _DEMO = template, seed(template, "demo")
-    template, info = _DEMO
+        _DEMO.clear()
+        _DEMO[today] = template, seed(template, "demo")
+    template, info = _DEMO[today]
     return _copy_store(template), copy.deepcopy(info)
 
 
@@ -71,15 +73,17 @@ def _copy_store(source: Store) -> Store:
 def seeded_state(state: Path, *, production: bool = False) -> ScenarioInfo:
     """Write at `state` the file `open_local_org(state, production=production)` would seed, from a template."""
     global _TEMPLATE_DIR
-    if production not in _STATE_FILES:
+    key = datetime.now(UTC).date(), production
+    if key not in _STATE_FILES:
         if _TEMPLATE_DIR is None:
             _TEMPLATE_DIR = tempfile.TemporaryDirectory(prefix="sfcleanup-templates-")
-        template = Path(_TEMPLATE_DIR.name) / f"demo-{'production' if production else 'sandbox'}.sqlite3"
+        name = f"demo-{key[0].isoformat()}-{'production' if production else 'sandbox'}.sqlite3"
+        template = Path(_TEMPLATE_DIR.name) / name
         org, info = open_local_org(template, production=production)
         org.store.close()  # the last connection to close checkpoints the WAL: the one file holds everything
         assert info is not None and not Path(f"{template}-wal").exists()
-        _STATE_FILES[production] = template, info
-    template, info = _STATE_FILES[production]
+        _STATE_FILES[key] = template, info
+    template, info = _STATE_FILES[key]
     shutil.copyfile(template, state)
     return copy.deepcopy(info)
 
