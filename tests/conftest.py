@@ -12,8 +12,7 @@ from sfcleanup import logs
 from sfcleanup.config import Settings, load_settings
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.seed import ScenarioInfo
-from sfcleanup.salesforce.local import open_local_org
-from tests.support import make_org
+from tests.support import make_org, seeded_state
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +34,14 @@ def _forget_secrets() -> Iterator[None]:
     logs.forget_secrets()
 
 
+@pytest.fixture(autouse=True)
+def _no_terminal_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich and the CLI size their output from COLUMNS and LINES, which a terminal or a test runner's worker
+    process may have set: every test starts without them, as when piped, and sets what it needs."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 @pytest.fixture
 def demo() -> tuple[LocalOrg, ScenarioInfo]:
     return make_org("demo")
@@ -49,7 +56,4 @@ def settings(tmp_path: Path) -> Settings:
 def org_file(tmp_path: Path) -> tuple[Path, ScenarioInfo]:
     """The demo org kept in a state file, for commands run through the CLI."""
     state = tmp_path / "org.sqlite3"
-    org, info = open_local_org(state)
-    org.store.close()
-    assert info is not None
-    return state, info
+    return state, seeded_state(state)

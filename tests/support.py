@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from contextlib import closing, contextmanager
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -24,16 +28,75 @@ from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.seed import ScenarioInfo, seed
 from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.local import local_connector
+from sfcleanup.salesforce.local import local_connector, open_local_org
 from sfcleanup.salesforce.retry import no_wait_policy
 
 
 def make_org(
     scenario: str = "demo", faults: FaultProfile | None = None, **seed_options: int
 ) -> tuple[LocalOrg, ScenarioInfo]:
-    store = Store()
-    info = seed(store, scenario, **seed_options)  # type: ignore[arg-type]
+    if scenario == "demo" and not seed_options:
+        store, info = demo_store()
+    else:
+        store = Store()
+        info = seed(store, scenario, **seed_options)  # type: ignore[arg-type]
     return LocalOrg(store, faults=faults or FaultProfile(lock_wait_s=0.2)), info
+
+
+# Seeding the demo org costs more than many tests that use it: it is seeded once per test process and each test
+# gets a copy. The seed is deterministic (same records, ids and values), so a copy is the org seeding would give,
+# with times counted from when the template was seeded rather than a few seconds later. Its dates are counted
+# from the day it was seeded, so a session that runs past midnight (UTC) seeds the templates again.
+_DEMO: dict[date, tuple[Store, ScenarioInfo]] = {}
+_STATE_FILES: dict[tuple[date, bool], tuple[Path, ScenarioInfo]] = {}
+_TEMPLATE_DIR: tempfile.TemporaryDirectory[str] | None = None
+
+
+def demo_store() -> tuple[Store, ScenarioInfo]:
+    """A fresh in-memory store holding the demo scenario, copied from this process's template."""
+    today = datetime.now(UTC).date()
+    if today not in _DEMO:
+        template = Store()
+        _DEMO.clear()
+        _DEMO[today] = template, seed(template, "demo")
+    template, info = _DEMO[today]
+    return _copy_store(template), copy.deepcopy(info)
+
+
+def _copy_store(source: Store) -> Store:
+    store = Store()
+    with source.lock, store.lock:
+        source.conn.backup(store.conn)
+    return store
+
+
+def seeded_state(state: Path, *, production: bool = False) -> ScenarioInfo:
+    """Write at `state` the file `open_local_org(state, production=production)` would seed, from a template."""
+    global _TEMPLATE_DIR
+    key = datetime.now(UTC).date(), production
+    if key not in _STATE_FILES:
+        if _TEMPLATE_DIR is None:
+            _TEMPLATE_DIR = tempfile.TemporaryDirectory(prefix="sfcleanup-templates-")
+        name = f"demo-{key[0].isoformat()}-{'production' if production else 'sandbox'}.sqlite3"
+        template = Path(_TEMPLATE_DIR.name) / name
+        org, info = open_local_org(template, production=production)
+        org.store.close()  # the last connection to close checkpoints the WAL: the one file holds everything
+        assert info is not None and not Path(f"{template}-wal").exists()
+        _STATE_FILES[key] = template, info
+    template, info = _STATE_FILES[key]
+    shutil.copyfile(template, state)
+    return copy.deepcopy(info)
+
+
+def copy_state(source: Path, target: Path) -> None:
+    """Copy a state file as its connections see it, including what its write-ahead log holds."""
+    with closing(sqlite3.connect(source)) as reading, closing(sqlite3.connect(target)) as writing:
+        reading.backup(writing)
+
+
+def copy_org(org: LocalOrg) -> LocalOrg:
+    """A new in-memory org, as `make_org` makes one, holding a copy of every row `org` holds."""
+    return LocalOrg(_copy_store(org.store), faults=FaultProfile(lock_wait_s=0.2))
 
 
 def brief_sleep(seconds: float) -> None:

@@ -11,14 +11,13 @@ import pytest
 from sfcleanup.cli import main
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.https import LocalOrgServer
-from sfcleanup.localorg.seed import ScenarioInfo, seed
-from sfcleanup.localorg.store import Store
+from sfcleanup.localorg.seed import ScenarioInfo
+from tests.support import demo_store
 
 
 @pytest.fixture
 def served() -> Iterator[tuple[LocalOrgServer, ScenarioInfo]]:
-    store = Store()
-    info = seed(store, "demo")
+    store, info = demo_store()
     with LocalOrgServer(LocalOrg(store)) as server:
         yield server, info
 

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
+import io
 import json
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -12,9 +16,8 @@ import pytest
 
 from sfcleanup import jsonout
 from sfcleanup.cli import main
-from sfcleanup.localorg.seed import ScenarioInfo
 from tests.oracle import by_id
-from tests.support import Terminal, local_args, state_snapshot
+from tests.support import Terminal, copy_state, local_args, seeded_state, state_snapshot
 from tests.test_exit_codes import _post_an_invoice_of
 
 
@@ -23,22 +26,33 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.fixture(scope="module")
+def with_failures_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, object]]:
+    """The clean-up `with_failures` gives each test a copy of, made once: its folder (state file and journal
+    folder), the run's id and the report."""
+    folder = tmp_path_factory.mktemp("with_failures")
+    state = folder / "org.sqlite3"
+    run_id = seeded_state(state).runs["failed_run"]
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stdout(io.StringIO()) as out:
+        monkeypatch.setattr("sys.stdin", Terminal("y\n", lambda: _post_an_invoice_of(state, run_id)))
+        assert main(local_args(state, folder, "run", run_id)) == 1
+        out.seek(0)
+        out.truncate()
+        assert main(["report", str(folder / "j" / f"{run_id}.jsonl"), "--json"]) == 0
+    return folder, run_id, json.loads(out.getvalue())
+
+
 @pytest.fixture
 def with_failures(
-    org_file: tuple[Path, ScenarioInfo],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    with_failures_once: tuple[Path, str, dict[str, object]], tmp_path: Path
 ) -> tuple[Path, str, dict[str, object]]:
     """The demo's failed run cleaned after one of its draft invoices was posted while the prompt waited (the
     org then refuses its lines: FIELD_CUSTOM_VALIDATION_EXCEPTION), and `report JOURNAL --json` of it."""
-    state, info = org_file
-    run_id = info.runs["failed_run"]
-    monkeypatch.setattr("sys.stdin", Terminal("y\n", lambda: _post_an_invoice_of(state, run_id)))
-    assert main(local_args(state, tmp_path, "run", run_id)) == 1
-    capsys.readouterr()
-    assert main(["report", str(tmp_path / "j" / f"{run_id}.jsonl"), "--json"]) == 0
-    return state, run_id, json.loads(capsys.readouterr().out)
+    folder, run_id, report = with_failures_once
+    state = tmp_path / "org.sqlite3"
+    copy_state(folder / "org.sqlite3", state)
+    shutil.copytree(folder / "j", tmp_path / "j")
+    return state, run_id, copy.deepcopy(report)
 
 
 def test_changes_csv_beside_the_failures_csv_matches_the_org(

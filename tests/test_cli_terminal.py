@@ -76,6 +76,7 @@ def test_piped_tables_keep_api_names_and_transitions_whole(
 ) -> None:
     """Piped, a table row holds each API name and transition whole; with a narrow COLUMNS, names still are."""
     state, info = org_file
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped with no width asked for: set by some test runners
     assert main(local_args(state, tmp_path, "plan", info.runs["failed_run"])) == 0
     out = capsys.readouterr().out
     assert re.search(r"│ blng__UsageSummary__c │ Error -> Pending Billing: 50\s+│", out)

@@ -21,10 +21,10 @@ from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.https import LocalOrgServer
 from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.schema import sobject as schema_object
-from sfcleanup.localorg.seed import ScenarioInfo, seed
+from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.local import open_local_org
-from tests.support import KeyPair, Terminal, local_args, make_client, state_snapshot
+from tests.support import KeyPair, Terminal, demo_store, local_args, make_client, state_snapshot
 
 INSTANCE = "https://acme.my.salesforce.com"
 RUN_ID = "a1A5g0000000001EAA"
@@ -189,8 +189,7 @@ def test_2_refused_login(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 @pytest.fixture
 def served() -> Iterator[tuple[LocalOrgServer, ScenarioInfo]]:
-    store = Store()
-    info = seed(store, "demo")
+    store, info = demo_store()
     with LocalOrgServer(LocalOrg(store, faults=FaultProfile(daily_api_limit=1_000, daily_api_used=850))) as server:
         yield server, info
 

@@ -13,9 +13,8 @@ from sfcleanup.cli import main
 from sfcleanup.entries import records
 from sfcleanup.journal import Journal, JournalError, read_entries
 from sfcleanup.outcomes import RowOutcome, RowResult
-from sfcleanup.salesforce.local import open_local_org
 from tests.oracle import VOLATILE, by_id
-from tests.support import local_args, state_snapshot
+from tests.support import local_args, seeded_state, state_snapshot
 
 FORMAT_1 = Path(__file__).parent / "fixtures" / "journal" / "format1.jsonl"
 SOURCE_FIELDS = ("blng__InvoiceRunProcessingStatus__c", "blng__InvoiceRunStartDate__c", "blng__InvoiceRun__c")
@@ -91,10 +90,8 @@ def test_undo_reads_both_formats(tmp_path: Path, old_format: bool) -> None:
     """Undo of a clean-up restores the order products and usage summaries, from a format 2 journal and from
     the same journal as format 1 wrote it."""
     state = tmp_path / "org.sqlite3"
-    org, info = open_local_org(state)
-    assert info is not None
-    before = by_id(org.store.snapshot())
-    org.store.close()
+    info = seeded_state(state)
+    before = by_id(state_snapshot(state))
     run_id = info.runs["failed_run"]
     assert main(local_args(state, tmp_path, "run", run_id, "--yes")) == 0
     journal = tmp_path / "j" / f"{run_id}.jsonl"
@@ -110,9 +107,7 @@ def test_undo_reads_both_formats(tmp_path: Path, old_format: bool) -> None:
 def test_the_compact_journal_is_a_fraction_of_the_old_size(tmp_path: Path) -> None:
     """The demo run's journal: under 250 bytes per record (format 1 wrote about 1 KB), with the same entries."""
     state = tmp_path / "org.sqlite3"
-    org, info = open_local_org(state)
-    assert info is not None
-    org.store.close()
+    info = seeded_state(state)
     run_id = info.runs["failed_run"]
     assert main(local_args(state, tmp_path, "run", run_id, "--yes")) == 0
     journal = tmp_path / "j" / f"{run_id}.jsonl"

@@ -19,9 +19,8 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed, Salesfo
 from sfcleanup.localorg import adapter
 from sfcleanup.localorg.app import Credentials, LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
-from sfcleanup.localorg.seed import seed
 from sfcleanup.localorg.store import Store
-from tests.support import KeyPair
+from tests.support import KeyPair, demo_store
 from tests.test_localorg_rest import assert_error, assert_shape, connect
 
 TOKEN_PATH = "/services/oauth2/token"
@@ -39,8 +38,7 @@ def other_key() -> KeyPair:
 
 
 def make_org(app_key: KeyPair, faults: FaultProfile | None = None) -> LocalOrg:
-    store = Store()
-    seed(store, "demo")
+    store, _ = demo_store()
     return LocalOrg(store, faults=faults, credentials=Credentials(jwt_certificate_pem=app_key.certificate_pem))
 
 

@@ -22,6 +22,7 @@ from sfcleanup.localorg.bulk.jobs import USER_ID
 from sfcleanup.localorg.faults import FaultProfile, LatencyModel
 from sfcleanup.localorg.seed import ScenarioInfo, seed
 from sfcleanup.localorg.store import Store
+from tests.support import demo_store
 from tests.test_localorg_rest import (
     _patch_line,
     assert_error,
@@ -214,8 +215,7 @@ def test_job_list_order_is_not_creation_order(org: LocalOrg) -> None:
 
 def test_batch_past_the_processing_limit_fails_the_job(tmp_path: Any) -> None:
     """A batch that cannot be processed within the limit fails the job after 20 retries; its rows stay unprocessed."""
-    store = Store()
-    seed(store, "demo")
+    store, _ = demo_store()
     latency = LatencyModel(bulk_ms_per_record=1000.0)
     org = LocalOrg(store, faults=FaultProfile(latency=latency, bulk_batch_limit_s=1.0), sleep=lambda _s: None)
     try:

@@ -31,8 +31,9 @@ from sfcleanup.localorg import adapter, schema
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.schema import SObjectSpec
-from sfcleanup.localorg.seed import ScenarioInfo, seed
+from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
+from tests.support import demo_store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "localorg"
 LIMIT_INFO = re.compile(r"^api-usage=(\d+)/(\d+)$")
@@ -258,8 +259,7 @@ def test_every_authorised_api_response_carries_sforce_limit_info(org: LocalOrg) 
 def test_daily_limit_spent_refuses_every_call_with_total_requests_exceeded() -> None:
     """Once the daily allowance and the enforcement lag are used, each call gets 403 REQUEST_LIMIT_EXCEEDED and
     changes nothing; usage reads above the maximum."""
-    store = Store()
-    seed(store, "demo")
+    store, _ = demo_store()
     org = LocalOrg(store, faults=FaultProfile(daily_api_limit=5))
     sf = connect(org)
     for _ in range(5 + org.profile.daily_limit_lag_calls):

@@ -24,6 +24,7 @@ from sfcleanup.localorg.https import LocalOrgServer
 from sfcleanup.localorg.seed import ScenarioInfo, seed
 from sfcleanup.localorg.server import serve_main
 from sfcleanup.localorg.store import Store
+from tests.support import demo_store
 
 REPO = Path(__file__).resolve().parents[1]
 API = "/services/data/v62.0"
@@ -45,8 +46,7 @@ def _client(server: LocalOrgServer, org: LocalOrg) -> Salesforce:
 
 @pytest.fixture
 def demo_org() -> Iterator[tuple[LocalOrgServer, LocalOrg, ScenarioInfo]]:
-    store = Store()
-    info = seed(store, "demo")
+    store, info = demo_store()
     org = LocalOrg(store)
     with LocalOrgServer(org) as server:
         yield server, org, info
@@ -138,8 +138,7 @@ def test_chunked_request_body_is_read(demo_org: tuple[LocalOrgServer, LocalOrg, 
 def test_reset_after_write_drops_the_connection_after_applying() -> None:
     """With a reset-after-write fault the client gets a ConnectionError, yet the write is in the store; the
     next call works on a new connection."""
-    store = Store()
-    seed(store, "demo")
+    store, _ = demo_store()
     org = LocalOrg(store, faults=FaultProfile(reset_after_write_rate=1.0))
     with LocalOrgServer(org) as server:
         sf = _client(server, org)

@@ -12,6 +12,7 @@ import structlog
 from sfcleanup import logs
 from sfcleanup.cli import main
 from sfcleanup.salesforce.local import open_local_org
+from tests.support import seeded_state
 
 
 def test_secret_values_and_secret_keys_are_masked() -> None:
@@ -40,8 +41,8 @@ def test_forgotten_secrets_are_no_longer_masked() -> None:
 def test_run_logs_are_json_lines_with_context(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A clean-up logged as JSON carries run, phase, object and batch on its write events, and no token."""
     state = tmp_path / "org.sqlite3"
-    org, info = open_local_org(state)
-    assert info is not None
+    info = seeded_state(state)
+    org, _ = open_local_org(state)
     token = org.access_token
     org.store.close()
     code = main(

@@ -13,16 +13,12 @@ from sfcleanup.cli import main
 from sfcleanup.localorg.schema import sobject as schema_object
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
-from sfcleanup.salesforce.local import open_local_org
-from tests.support import Terminal, local_args, state_snapshot
+from tests.support import Terminal, local_args, seeded_state, state_snapshot
 
 
 def _org_file(tmp_path: Path, name: str, *, production: bool) -> tuple[Path, ScenarioInfo]:
     state = tmp_path / name
-    org, info = open_local_org(state, production=production)
-    org.store.close()
-    assert info is not None
-    return state, info
+    return state, seeded_state(state, production=production)
 
 
 @pytest.fixture

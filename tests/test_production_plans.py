@@ -22,10 +22,18 @@ from sfcleanup.localorg.store import Store
 from sfcleanup.preflight import read_runs
 from sfcleanup.salesforce.bulk import Polling
 from sfcleanup.salesforce.bulkquery import BulkQueries
-from sfcleanup.salesforce.local import open_local_org
 from sfcleanup.salesforce.read import plan_streaming
 from tests.oracle import differences, expected_after, journal_consistent, released_too_early
-from tests.support import brief_sleep, local_args, make_client, make_org, serve, state_snapshot, worker_env
+from tests.support import (
+    brief_sleep,
+    local_args,
+    make_client,
+    make_org,
+    seeded_state,
+    serve,
+    state_snapshot,
+    worker_env,
+)
 
 LINE, PRODUCT = "blng__InvoiceLine__c", "OrderItem"
 
@@ -167,8 +175,7 @@ def test_a_plan_for_another_org_or_too_old_is_refused(
     state, info = org_file
     path = _plan(state, tmp_path, info.runs["failed_run"], capsys)
     production = tmp_path / "production.sqlite3"
-    org, _ = open_local_org(production, production=True)
-    org.store.close()
+    seeded_state(production, production=True)
     before = state_snapshot(production)
     assert main(local_args(production, tmp_path, "run", "--plan", str(path), "--yes", "--production")) == 2
     assert "was made for org Acme" in capsys.readouterr().err

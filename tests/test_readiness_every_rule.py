@@ -3,6 +3,7 @@ assessed ready; one change to the org's data (the kind an admin would find) make
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.schema import SObjectSpec, sobject
 from sfcleanup.readiness import Readiness, reader
-from tests.support import make_client, make_org
+from tests.support import copy_org, make_client, make_org
 
 FAR = "2099-01-01"
 
@@ -48,6 +49,23 @@ def _ready_pair(org: LocalOrg) -> tuple[dict[str, Any], dict[str, Any]]:
         if all(record.ready and not record.reasons for record in result.records):
             return product, summary
     raise AssertionError("the demo has no order product and usage summary the next run would bill")
+
+
+Ready = tuple[LocalOrg, dict[str, Any], dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def ready_once() -> Ready:
+    """The search `ready` gives each test a copy of the result of, made once."""
+    org, _ = make_org("demo")
+    return (org, *_ready_pair(org))
+
+
+@pytest.fixture
+def ready(ready_once: Ready) -> Ready:
+    """The demo org with an order product and a usage summary of it that the next run would bill."""
+    org, product, summary = ready_once
+    return copy_org(org), copy.deepcopy(product), copy.deepcopy(summary)
 
 
 def _line_naming(org: LocalOrg, field: str, record_id: str, *, posted: bool) -> None:
@@ -93,10 +111,9 @@ PRODUCT_RULES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("code", sorted(PRODUCT_RULES))
-def test_one_change_makes_the_rule_fire(code: str) -> None:
+def test_one_change_makes_the_rule_fire(ready: Ready, code: str) -> None:
     """The rule reports the record once the field it reads says so."""
-    org, _ = make_org("demo")
-    product, summary = _ready_pair(org)
+    org, product, summary = ready
     where, values = PRODUCT_RULES[code]
     target = {"product": ("OrderItem", product["Id"]), "summary": ("blng__UsageSummary__c", summary["Id"])}
     target["order"] = ("Order", product["OrderId"])
@@ -106,10 +123,9 @@ def test_one_change_makes_the_rule_fire(code: str) -> None:
     assert code in {reason.code for record in result.records for reason in record.reasons}
 
 
-def test_rule_generates_no_invoices_fires_on_a_billing_rule_that_does_not_invoice() -> None:
+def test_rule_generates_no_invoices_fires_on_a_billing_rule_that_does_not_invoice(ready: Ready) -> None:
     """An order product whose billing rule's Generate Invoices is No is reported."""
-    org, _ = make_org("demo")
-    product, summary = _ready_pair(org)
+    org, product, summary = ready
     rule = _rule_of(org, "blng__GenerateInvoices__c", "No")
     org.store.update(_spec("OrderItem"), product["Id"], {"blng__BillingRule__c": rule})
     result = _assess(org, [product["Id"]], [summary["Id"]])
@@ -125,10 +141,9 @@ def test_rule_generates_no_invoices_fires_on_a_billing_rule_that_does_not_invoic
         ("us_posted_invoice_draft_line", "blng__UsageSummary__c", True),
     ],
 )
-def test_a_draft_line_naming_the_record_is_reported(code: str, field: str, posted: bool) -> None:
+def test_a_draft_line_naming_the_record_is_reported(ready: Ready, code: str, field: str, posted: bool) -> None:
     """A Draft invoice line still naming the record (on a posted invoice or not) is reported."""
-    org, _ = make_org("demo")
-    product, summary = _ready_pair(org)
+    org, product, summary = ready
     _line_naming(org, field, product["Id"] if field == "blng__OrderProduct__c" else summary["Id"], posted=posted)
     result = _assess(org, [product["Id"]], [summary["Id"]])
     assert code in {reason.code for record in result.records for reason in record.reasons}

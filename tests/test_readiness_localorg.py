@@ -3,13 +3,14 @@ records the seed made unbillable (ScenarioInfo.not_ready), and every other recor
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from sfcleanup.config import Settings
+from sfcleanup.config import Settings, load_settings
 from sfcleanup.errors import ApiError
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.seed import ScenarioInfo
@@ -21,7 +22,7 @@ from sfcleanup.salesforce.local import local_connector
 from sfcleanup.salesforce.retry import no_wait_policy
 from sfcleanup.worker import Worker
 from tests.oracle import by_id
-from tests.support import brief_sleep, make_client, make_org
+from tests.support import brief_sleep, copy_org, make_client, make_org
 
 PROCESSING = "blng__InvoiceRunProcessingStatus__c"
 SOURCES = ("OrderItem", "blng__UsageSummary__c")
@@ -58,12 +59,23 @@ def by_reason(readiness: Readiness) -> dict[str, set[str]]:
     return found
 
 
+@pytest.fixture(scope="module")
+def cleaned_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[LocalOrg, ScenarioInfo, dict[str, list[str]]]:
+    """The clean-up `cleaned` gives each test a copy of, made once."""
+    org, info = make_org()
+    settings = load_settings(None, journal_dir=tmp_path_factory.mktemp("cleaned") / "journal")
+    return org, info, clean_and_reset_ids(org, settings, info.runs["failed_run"])
+
+
 @pytest.fixture
 def cleaned(
-    demo: tuple[LocalOrg, ScenarioInfo], settings: Settings
+    cleaned_once: tuple[LocalOrg, ScenarioInfo, dict[str, list[str]]],
 ) -> tuple[LocalOrg, ScenarioInfo, dict[str, list[str]]]:
-    org, info = demo
-    return org, info, clean_and_reset_ids(org, settings, info.runs["failed_run"])
+    """The demo org after the clean-up of its failed run, and the ids of the sources it reset."""
+    org, info, reset = cleaned_once
+    return copy_org(org), copy.deepcopy(info), copy.deepcopy(reset)
 
 
 def test_describe_has_every_field_the_rules_read(demo: tuple[LocalOrg, ScenarioInfo]) -> None:

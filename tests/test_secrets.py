@@ -12,9 +12,7 @@ from sfcleanup.cli import main
 from sfcleanup.localorg.app import Credentials, LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.https import LocalOrgServer
-from sfcleanup.localorg.seed import seed
-from sfcleanup.localorg.store import Store
-from tests.support import KeyPair
+from tests.support import KeyPair, demo_store
 
 SECRET = "s3cret-Consumer-Value-42"
 PASSWORD = "Pa55word-Never-Logged"
@@ -30,8 +28,8 @@ def _key_and_cert(tmp_path: Path) -> tuple[Path, bytes, str]:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[LocalOrgServer, str, Path, str]]:
     key_file, cert, key_line = _key_and_cert(tmp_path)
-    store = Store()
-    run_id = seed(store, "demo").runs["errors_run"]
+    store, info = demo_store()
+    run_id = info.runs["errors_run"]
     credentials = Credentials(consumer_secret=SECRET, password=PASSWORD + SECURITY_TOKEN, jwt_certificate_pem=cert)
     org = LocalOrg(store, faults=FaultProfile(lock_wait_s=0.05), credentials=credentials)
     with LocalOrgServer(org) as server:

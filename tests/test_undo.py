@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,25 +14,37 @@ from sfcleanup.cli import main
 from sfcleanup.localorg import schema
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
-from sfcleanup.salesforce.local import open_local_org
 from tests.oracle import VOLATILE, by_id
-from tests.support import state_snapshot
+from tests.support import copy_state, seeded_state, state_snapshot
 
 SOURCES = ("OrderItem", "blng__UsageSummary__c")
 INVOICES = ("blng__Invoice__c", "blng__InvoiceLine__c")
+Snapshot = dict[str, list[dict[str, object]]]
+
+
+@pytest.fixture(scope="module")
+def cleaned_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ScenarioInfo, Snapshot]:
+    """The clean-up `cleaned` gives each test a copy of, made once: its folder (state file and journal folder),
+    the org's ids and its before-snapshot."""
+    folder = tmp_path_factory.mktemp("cleaned")
+    state = folder / "org.sqlite3"
+    info = seeded_state(state)
+    before = state_snapshot(state)
+    assert main(["run", info.runs["failed_run"], "--yes", *_org(state, folder)]) == 0
+    return folder, info, before
 
 
 @pytest.fixture
-def cleaned(tmp_path: Path) -> tuple[Path, ScenarioInfo, dict[str, list[dict[str, object]]], Path]:
+def cleaned(
+    cleaned_once: tuple[Path, ScenarioInfo, Snapshot], tmp_path: Path
+) -> tuple[Path, ScenarioInfo, Snapshot, Path]:
     """A persisted demo org whose failed run has been cleaned, with its before-snapshot and journal."""
+    folder, info, before = cleaned_once
     state = tmp_path / "org.sqlite3"
-    org, info = open_local_org(state)
-    assert info is not None
-    before = org.store.snapshot()
-    org.store.close()
+    copy_state(folder / "org.sqlite3", state)
+    shutil.copytree(folder / "j", tmp_path / "j")
     run_id = info.runs["failed_run"]
-    assert main(["run", run_id, "--yes", *_org(state, tmp_path)]) == 0
-    return state, info, before, tmp_path / "j" / f"{run_id}.jsonl"
+    return state, copy.deepcopy(info), copy.deepcopy(before), tmp_path / "j" / f"{run_id}.jsonl"
 
 
 def _org(state: Path, tmp_path: Path) -> list[str]:
