@@ -31,8 +31,6 @@ class ChangeSet(Protocol):
 
     def __iter__(self) -> Iterator[Change]: ...
 
-    def get(self, record_id: str) -> Change | None: ...
-
     def get_many(self, record_ids: Sequence[str]) -> dict[str, Change]:
         """The changes of those of `record_ids` that are in the set, by id."""
         ...
@@ -59,9 +57,6 @@ class MemoryChanges:
 
     def __bool__(self) -> bool:
         return bool(self._changes)
-
-    def get(self, record_id: str) -> Change | None:
-        return self._by_id.get(record_id)
 
     def get_many(self, record_ids: Sequence[str]) -> dict[str, Change]:
         return {i: self._by_id[i] for i in record_ids if i in self._by_id}
@@ -99,9 +94,6 @@ class Without:
 
     def __iter__(self) -> Iterator[Change]:
         return (c for c in self._changes if c.id not in self._held)
-
-    def get(self, record_id: str) -> Change | None:
-        return None if record_id in self._held else self._changes.get(record_id)
 
     def get_many(self, record_ids: Sequence[str]) -> dict[str, Change]:
         return self._changes.get_many([i for i in record_ids if i not in self._held])

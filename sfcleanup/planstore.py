@@ -147,14 +147,6 @@ class PlanStore:
             for sobject, record_id, group, before, after in rows:
                 yield Change(sobject, record_id, group, loads(before), loads(after))
 
-    def get(self, phase: Phase, record_id: str) -> Change | None:
-        row = self._conn.execute(
-            "SELECT sobject, id, grp, before, after FROM changes WHERE phase = ? AND id = ?", (phase.value, record_id)
-        ).fetchone()
-        if row is None:
-            return None
-        return Change(row[0], row[1], row[2], self._codec.loads(row[3]), self._codec.loads(row[4]))
-
     def get_many(self, phase: Phase, record_ids: Sequence[str]) -> dict[str, Change]:
         """The changes of `phase` among `record_ids`, by id: one query per GET_MANY ids."""
         found: dict[str, Change] = {}
@@ -202,9 +194,6 @@ class StoredChanges:
 
     def __iter__(self) -> Iterator[Change]:
         return self._store.iterate(self._phase)
-
-    def get(self, record_id: str) -> Change | None:
-        return self._store.get(self._phase, record_id)
 
     def get_many(self, record_ids: Sequence[str]) -> dict[str, Change]:
         return self._store.get_many(self._phase, record_ids)

@@ -14,7 +14,7 @@ from pathlib import Path
 import structlog
 
 from sfcleanup.billing import RULE_BY_OBJECT, Rule
-from sfcleanup.changes import Change, ChangeSet
+from sfcleanup.changes import Change, ChangeSet, MemoryChanges
 from sfcleanup.config import WriteSettings
 from sfcleanup.entries import JobNote, job_notes, records
 from sfcleanup.errors import ApiError
@@ -201,9 +201,10 @@ class BulkWriter:
             self._progress(len(done))
         for rows in chunks(rows_of(files, "failedResults")):
             results: list[RowResult] = []
-            found = lookup([row.get("sf__Id") or row.get("Id") or "" for row in rows])
-            for row in rows:
-                change = found.get(row.get("sf__Id") or row.get("Id") or "")
+            ids = [row.get("sf__Id") or row.get("Id") or "" for row in rows]
+            found = lookup(ids)
+            for row, record_id in zip(rows, ids, strict=True):
+                change = found.get(record_id)
                 if change is None:
                     continue
                 code, _, message = (row.get("sf__Error") or "UNKNOWN:").partition(":")
@@ -216,8 +217,9 @@ class BulkWriter:
                     results.append(RowResult(change, RowOutcome.FAILED, code, message))
             self._journal.outcomes(phase, batch, results)
         for rows in chunks(rows_of(files, "unprocessedrecords")):
-            found = lookup([r.get("Id", "") for r in rows])
-            leftover += [found[i] for i in (r.get("Id", "") for r in rows) if i in found]
+            ids = [r.get("Id", "") for r in rows]
+            found = lookup(ids)
+            leftover += [found[i] for i in ids if i in found]
         if leftover:
             self._journal.note("bulk.unprocessed", job=job, records=len(leftover))
         for path in files.values():
@@ -258,14 +260,7 @@ def resume_open_jobs(writer: BulkWriter, api: BulkApi, entries: Sequence[dict[st
             log.info("bulk.resume", job=job, state=state.state)
             if state.state == "Open":
                 api.abort(job)
-            writer.collect(phase, rule, job, batch, _lookup_in(pending))
+            writer.collect(phase, rule, job, batch, MemoryChanges(list(pending.values())).get_many)
         except ApiError as exc:
             writer.lost(job, phase, batch, exc)
     return len(jobs)
-
-
-def _lookup_in(known: dict[str, Change]) -> Lookup:
-    def lookup(record_ids: Sequence[str]) -> dict[str, Change]:
-        return {i: known[i] for i in record_ids if i in known}
-
-    return lookup
