@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Byte code is cached: with PYTHONDONTWRITEBYTECODE set (some images set it), every test process compiled the
+# project and pytest rewrote every test module's asserts again, about 5 s per process before the first test.
+unexport PYTHONDONTWRITEBYTECODE
 # Tests run in one process per CPU (pytest-xdist); `make test PARALLEL=` runs them in one.
 PARALLEL ?= -n logical
 # Their journals are fsynced thousands of times: seconds on a busy disk, nothing in memory. Their temporary

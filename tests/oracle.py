@@ -6,7 +6,6 @@ with a second, separate reading of the rules.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -38,16 +37,29 @@ def status_of(data: Data, sobject: str, record_id: str | None) -> str | None:
     return None if record is None else record[LINE_STATUS if sobject == LINE else INVOICE_STATUS]
 
 
-def links_of(data: Data, sobject: str, source_id: str, run_id: str) -> list[tuple[str, str]]:
+Index = dict[tuple[str, str], list[str]]
+
+
+def lines_index(data: Data) -> Index:
+    """Line ids by (source field, source id): the oracle looks up the lines naming each source in one pass over
+    the lines instead of one pass per source."""
+    index: Index = {}
+    for line_id, line in data[LINE].items():
+        for field in ("blng__OrderProduct__c", "blng__UsageSummary__c"):
+            if line[field]:
+                index.setdefault((field, line[field]), []).append(line_id)
+    return index
+
+
+def links_of(
+    data: Data, sobject: str, source_id: str, run_id: str, index: Index | None = None
+) -> list[tuple[str, str]]:
     """Every line and invoice on a path from a source to an invoice (DOMAIN.md section 3), as (object, id):
     the run's lines naming it and their invoices; for a usage summary also its own invoice, its own line and
     that line's invoice, and lines of other runs naming it."""
     field = "blng__OrderProduct__c" if sobject == PRODUCT else "blng__UsageSummary__c"
-    lines = [
-        i
-        for i, r in data[LINE].items()
-        if r[field] == source_id and (sobject == USAGE or r["blng__InvoiceRun__c"] == run_id)
-    ]
+    naming = (index if index is not None else lines_index(data)).get((field, source_id), [])
+    lines = [i for i in naming if sobject == USAGE or data[LINE][i]["blng__InvoiceRun__c"] == run_id]
     out = [(LINE, i) for i in lines]
     if sobject == USAGE:
         source = data[USAGE][source_id]
@@ -72,9 +84,10 @@ def _line_cancellable(data: Data, line: dict[str, Any]) -> bool:
     return status is not None and status not in GUARDED
 
 
-def protected(before: Data, sobject: str, source_id: str, run_id: str) -> bool:
+def protected(before: Data, sobject: str, source_id: str, run_id: str, index: Index | None = None) -> bool:
     """A source linked, by any path, to a posted (or posting) invoice or line: it was billed for good."""
-    return any(status_of(before, kind, i) in GUARDED for kind, i in links_of(before, sobject, source_id, run_id))
+    links = links_of(before, sobject, source_id, run_id, index)
+    return any(status_of(before, kind, i) in GUARDED for kind, i in links)
 
 
 def expected_after(before: Snapshot, run_id: str, *, failing: frozenset[str] = frozenset()) -> Data:
@@ -85,7 +98,9 @@ def expected_after(before: Snapshot, run_id: str, *, failing: frozenset[str] = f
     Without `failing`, the state once the clean-up has finished.
     """
     old = by_id(before)
-    data = copy.deepcopy(old)
+    # Snapshot records are flat (scalar values): copying each record is a deep copy.
+    data = {sobject: {i: dict(r) for i, r in records.items()} for sobject, records in old.items()}
+    index = lines_index(old)
     blocked_invoices: set[str] = set()
     for line in data[LINE].values():
         mine = line["blng__InvoiceRun__c"] == run_id
@@ -104,7 +119,7 @@ def expected_after(before: Snapshot, run_id: str, *, failing: frozenset[str] = f
         for source in data[sobject].values():
             if source["blng__InvoiceRun__c"] != run_id or source[PROCESSING] not in ("Error", "In Progress"):
                 continue
-            links = links_of(old, sobject, source["Id"], run_id)
+            links = links_of(old, sobject, source["Id"], run_id, index)
             # Released only when every line and invoice that billed it ends cancelled.
             if source["Id"] in failing or any(status_of(data, kind, i) != "Cancelled" for kind, i in links):
                 continue
@@ -119,15 +134,16 @@ def released_too_early(before: Snapshot, after: Snapshot, run_id: str) -> list[s
     """Sources this clean-up reset to Pending Billing while a line or invoice that billed them is not cancelled
     in the org (or was posted): the dependency rule, checked on the org's actual state."""
     old, new = by_id(before), by_id(after)
+    index = lines_index(old)
     problems = []
     for sobject in SOURCES:
         for source_id, record in new[sobject].items():
             previous = old[sobject][source_id]
             if previous["blng__InvoiceRun__c"] != run_id or record[PROCESSING] == previous[PROCESSING]:
                 continue
-            if protected(old, sobject, source_id, run_id):
+            if protected(old, sobject, source_id, run_id, index):
                 problems.append(f"{sobject} {source_id} billed on a posted invoice was changed")
-            for kind, record_id in links_of(old, sobject, source_id, run_id):
+            for kind, record_id in links_of(old, sobject, source_id, run_id, index):
                 if status_of(new, kind, record_id) != "Cancelled":
                     problems.append(
                         f"{sobject} {source_id} released while {kind} {record_id} is {status_of(new, kind, record_id)}"

@@ -12,6 +12,7 @@ import csv
 import io
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,7 +143,11 @@ def test_a_bulk_row_locks_the_parent_a_request_it_waited_for_committed() -> None
     org = LocalOrg(Store(), faults=FaultProfile(lock_wait_s=2.0))
     data = Orders(org.store)
     waiting = threading.Event()
-    org.locks = LockManager(2.0, on_wait=waiting.set)
+    # The lock clock jumps past the request's wait budget as the first row is let go: the second row, still
+    # contended, times out at once instead of after the budget's real seconds (a row that is not contended is
+    # taken whatever the clock says, so an uncontended second row would still succeed and fail the test).
+    jump = [0.0]
+    org.locks = LockManager(2.0, on_wait=waiting.set, monotonic=lambda: time.monotonic() + jump[0])
     assert org.locks.acquire(HOLDER, [data.items[0]])
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -150,6 +155,7 @@ def test_a_bulk_row_locks_the_parent_a_request_it_waited_for_committed() -> None
             assert waiting.wait(10), "the batch never waited for its first row"
             org.store.update(ORDER, data.order, {"AccountId": data.second})
             assert org.locks.acquire(OTHER, [data.second])
+            jump[0] = 60.0
             org.locks.release_all(HOLDER)
             failed = job.result(timeout=30)
     finally:
