@@ -245,14 +245,6 @@ class Store:
         """`lock_chain` of many records, read together; `wanted` in the order they will be locked."""
         return ChainBatch(self.chains, wanted)
 
-    def forget_all_lock_chains(self) -> None:
-        """Drop every cached lock chain; the next write to each record walks its chain again."""
-        self.chains.forget_all()
-
-    def forget_lock_chains(self, record_ids: Iterable[str]) -> None:
-        """Drop the cached chains of these records and of every record whose chain passes through them."""
-        self.chains.forget(record_ids)
-
     def mark_deleted(self, spec: SObjectSpec, record_id: str) -> None:
         stamp = self.now()
         with self.lock:
