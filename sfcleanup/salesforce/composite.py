@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from sfcleanup.salesforce.classify import Classified, Verdict, classify_status
 
@@ -34,6 +35,11 @@ def subrequest(method: str, url: str, index: int, body: object = None, *, prefix
     if body is not None:
         request["body"] = body
     return request
+
+
+def query_path(soql: str) -> str:
+    """The Query resource's path for `soql`, under /services/data/vXX.X/: what `get_many` and `prefetch` take."""
+    return "query/?" + urlencode({"q": soql})
 
 
 def _judge(ref: str, entry: Mapping[str, object] | None) -> SubResult:
