@@ -82,6 +82,10 @@ class Leases:
     shows no live record of another worker. Of two workers that see each other, the one later in `_order`
     withdraws its record; the earlier one reads again, a few times, until the other's record is gone, and
     withdraws too if it is not. Two workers cannot both proceed: whichever read last saw the other's record.
+
+    The first read rides in the create's Composite call, ordered after it by naming the new record; that a
+    rival's read sees this record by then is assumed, not documented (docs/localorg-fidelity.md, "Relied on,
+    not documented").
     """
 
     def __init__(
