@@ -75,7 +75,8 @@ class SalesforceClient(Door):
         matched by referenceId; a subrequest that failed transiently is asked again; a query is read to its end.
         Paths prefetched earlier are answered from what was read then (once), without a call if all were.
         """
-        answers = {path: self._prefetched.pop(path) for path in paths if path in self._prefetched}
+        kept = {path: self._prefetched.pop(path, None) for path in paths}
+        answers = {path: result for path, result in kept.items() if result is not None}
         missing = [path for path in paths if path not in answers]
         if missing:
             answers.update(zip(missing, self._get_rounds(what, missing), strict=True))
