@@ -23,7 +23,7 @@ from sfcleanup import billing, queries
 from sfcleanup.clock import Clock, utc_now
 from sfcleanup.errors import AmbiguousWrite, SfCleanupError, StopRun
 from sfcleanup.salesforce import composite
-from sfcleanup.salesforce.api import LeaseApi, Update
+from sfcleanup.salesforce.api import CreateThenQueryApi, LeaseApi, Update
 from sfcleanup.salesforce.retry import CREATE_RESENDS, sends
 from sfcleanup.sftime import parse_datetime
 
@@ -82,6 +82,10 @@ class Leases:
     shows no live record of another worker. Of two workers that see each other, the one later in `_order`
     withdraws its record; the earlier one reads again, a few times, until the other's record is gone, and
     withdraws too if it is not. Two workers cannot both proceed: whichever read last saw the other's record.
+
+    The first read rides in the create's Composite call, ordered after it by naming the new record; that a
+    rival's read sees this record by then is assumed, not documented (docs/localorg-fidelity.md, "Relied on,
+    not documented").
     """
 
     def __init__(
@@ -151,11 +155,15 @@ class Leases:
         )
 
     def acquire(self, run_id: str) -> Lease:
-        """Take the run's lease, or raise LeaseHeld naming the holder; leases past the timeout are taken over."""
+        """Take the run's lease, or raise LeaseHeld naming the holder; leases past the timeout are taken over.
+
+        The first read of the election is the listing that came with the create (or the read that found it
+        after a lost answer): made after this worker's record existed, it counts as any later read does."""
         asked_at = self._local_clock()
-        mine = self._create(run_id, asked_at)
+        mine, listed = self._create(run_id, asked_at)
         for check in range(1, ELECTION_READS + 1):
-            leases = self._read(run_id)
+            leases = listed if listed is not None else self._read(run_id)
+            listed = None
             own = next((x for x in leases if x.record_id == mine), None)
             if own is None:
                 raise StopRun("the lease record this worker created is not visible in the org; run again")
@@ -201,17 +209,26 @@ class Leases:
             ),
         }
 
-    def _create(self, run_id: str, now: datetime) -> str:
-        """Create this worker's lease record. After a lost answer, the record is looked for by the nonce only
-        this attempt wrote; if it is not there, nothing was created and creating it again is safe."""
+    def _create(self, run_id: str, now: datetime) -> tuple[str, list[Lease] | None]:
+        """Create this worker's lease record and, in the same call when the client can, list the run's leases
+        after it (None when they are still to be read). After a lost answer, the record is looked for by the nonce
+        only this attempt wrote; if it is not there, nothing was created and creating it again is safe."""
         for attempt in sends(CREATE_RESENDS):
             nonce = uuid.uuid4().hex
+            record = self._record(run_id, now, nonce)
             try:
-                return self._client.create_record(billing.ERROR_LOG, self._record(run_id, now, nonce))
+                if not isinstance(self._client, CreateThenQueryApi):
+                    return self._client.create_record(billing.ERROR_LOG, record), None
+                soql = queries.render(
+                    "leases_and_new", run_id=run_id, codes=[LEASE_CODE, RELEASED_CODE], created=composite.CREATED_ID
+                )
+                mine, rows = self._client.create_then_query(billing.ERROR_LOG, record, soql)
+                return mine, None if rows is None else [self._parse(row) for row in rows]
             except AmbiguousWrite as exc:
-                found = [x for x in self._read(run_id) if f"{NONCE}{nonce}" in x.summary]
+                leases = self._read(run_id)
+                found = [x for x in leases if f"{NONCE}{nonce}" in x.summary]
                 if found:
-                    return found[0].record_id
+                    return found[0].record_id, leases
                 log.warning("lease.create_retry", attempt=attempt, reason=str(exc)[:200])
         raise StopRun("recording the lease on the run kept losing its answer; run again")
 

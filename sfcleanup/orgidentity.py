@@ -7,13 +7,12 @@ what tells a journal or a plan of one org from another, and `IsSandbox` is what 
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from sfcleanup import queries
 from sfcleanup.errors import ConfigError
 from sfcleanup.salesforce.api import DescribeApi
+from sfcleanup.salesforce.composite import query_path
 from sfcleanup.salesforce.shapes import query_records
 
 
@@ -55,16 +54,22 @@ class OrgIdentity(BaseModel):
         }
 
 
+def identity_paths(user_id: str | None) -> list[str]:
+    """The two queries `read_identity` sends: the Organization record and, when its id is known, the user."""
+    paths = [query_path(queries.render("organization"))]
+    if user_id:
+        paths.append(query_path(queries.render("user_by_id", user_id=user_id)))
+    return paths
+
+
 def read_identity(client: DescribeApi, user_id: str | None) -> OrgIdentity:
-    """The Organization record and the running user's username, in one Composite call (two queries).
+    """The Organization record and the running user's username, in one Composite call (two queries), or from
+    what `SalesforceClient.prefetch` read along with other startup reads.
 
     `user_id` comes from the login's identity URL; with a bare access token the client asks
     `/services/oauth2/userinfo` for it first (one call more, once per client). Without it the username is unknown.
     """
-    paths = ["query/?" + urlencode({"q": queries.render("organization")})]
-    if user_id:
-        paths.append("query/?" + urlencode({"q": queries.render("user_by_id", user_id=user_id)}))
-    pages = client.get_many("org identity", paths)
+    pages = client.get_many("org identity", identity_paths(user_id))
     organizations = query_records(pages[0])
     if not organizations:
         raise ConfigError(

@@ -17,6 +17,7 @@ from sfcleanup.plan import RunPlan
 from sfcleanup.readiness import reader as readiness_reader
 from sfcleanup.salesforce.api import DescribeApi
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.composite import query_path
 from sfcleanup.salesforce.shapes import FieldDescribe, Limits, SObjectDescribe, daily_limits
 from sfcleanup.salesforce.writers import jobs_for
 
@@ -62,14 +63,21 @@ def _value_problems(sobject: str, described: dict[str, FieldDescribe]) -> list[s
     return problems
 
 
+# The Billing objects preflight describes, in the order `describe_paths` asks for them.
+DESCRIBED = (billing.INVOICE_RUN, billing.INVOICE, billing.INVOICE_LINE, billing.ORDER_PRODUCT, billing.USAGE_SUMMARY)
+
+
+def describe_paths() -> list[str]:
+    return [f"sobjects/{sobject}/describe/" for sobject in DESCRIBED]
+
+
 def check_org(client: DescribeApi) -> OrgReadiness:
     """Describe the Billing objects; collect every missing field, permission and picklist value at once."""
     problems: list[str] = []
     fields_by_object: dict[str, dict[str, FieldDescribe]] = {}
     prefix = ""
-    objects = (billing.INVOICE_RUN, billing.INVOICE, billing.INVOICE_LINE, billing.ORDER_PRODUCT, billing.USAGE_SUMMARY)
-    describes = client.get_many("describe", [f"sobjects/{sobject}/describe/" for sobject in objects])
-    for sobject, body in zip(objects, describes, strict=True):
+    describes = client.get_many("describe", describe_paths())
+    for sobject, body in zip(DESCRIBED, describes, strict=True):
         describe = SObjectDescribe.model_validate(body)
         if sobject == billing.INVOICE_RUN:
             prefix = describe.key_prefix or ""
@@ -113,8 +121,26 @@ def parse_run_ids(raw: Sequence[str], key_prefix: str | None = None) -> list[str
     return out
 
 
+def runs_query(run_ids: Sequence[str]) -> str:
+    return queries.render("invoice_run", ids=list(run_ids))
+
+
+def startup_paths(*, describe: bool, raw_run_ids: Sequence[str] = ()) -> list[str]:
+    """What preflight reads first, for `SalesforceClient.prefetch` to read in the call that reads the org's
+    identity: the Billing objects' describes, and the runs' record when every id is well formed (a malformed one
+    is refused, as before, when preflight parses the ids, and nothing is read for it)."""
+    paths = describe_paths() if describe else []
+    try:
+        run_ids = parse_run_ids(raw_run_ids)
+    except ConfigError:
+        run_ids = []
+    if run_ids:
+        paths.append(query_path(runs_query(run_ids)))
+    return paths
+
+
 def read_runs(client: SalesforceClient, run_ids: Sequence[str]) -> dict[str, InvoiceRun]:
-    rows = client.query_all(queries.render("invoice_run", ids=list(run_ids)))
+    rows = client.query_all(runs_query(run_ids))
     return {str(r["Id"]): InvoiceRun.model_validate(r) for r in rows}
 
 

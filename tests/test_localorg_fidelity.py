@@ -181,6 +181,45 @@ def test_a_referencing_subrequest_always_runs_after_its_reference(sf: Salesforce
         assert order.index("acct") < order.index("readBack")
 
 
+def _create_account(name: str | int) -> dict[str, Any]:
+    body = {"Name": name} if isinstance(name, str) else {"Foo__c": name}
+    return {"method": "POST", "url": f"/services/data/v{V}/sobjects/Account", "referenceId": "acct", "body": body}
+
+
+def test_a_reference_in_a_query_string_is_resolved_after_its_create(sf: Salesforce, org: LocalOrg) -> None:
+    """Row 102: "You can reference the referenceId in either the body or URL of a subrequest": a query naming
+    `@{acct.id}` in its WHERE runs after the create and finds the new record; one call."""
+    used = org.api_used
+    for attempt in range(5):
+        noise = [get(f"/services/data/v{V}/sobjects/Account/describe", f"n{n}") for n in range(4)]
+        query = get(f"/services/data/v{V}/query/?q=SELECT+Id,+Name+FROM+Account+WHERE+Id+%3D+%27@{{acct.id}}%27", "q")
+        answer = composite(sf, [*noise[:2], _create_account(f"Listed {attempt}"), query, *noise[2:]])
+        entries = {e["referenceId"]: e for e in answer["compositeResponse"]}
+        assert entries["acct"]["httpStatusCode"] == 201 and entries["q"]["httpStatusCode"] == 200
+        assert [r["Id"] for r in entries["q"]["body"]["records"]] == [entries["acct"]["body"]["id"]]
+    assert org.api_used - used == 5
+
+
+def test_a_query_whose_referenced_create_failed_is_halted(sf: Salesforce, org: LocalOrg) -> None:
+    """Rows 63 and 102: the create fails, so the query naming it is not run (400 PROCESSING_HALTED)."""
+    query = get(f"/services/data/v{V}/query/?q=SELECT+Id+FROM+Account+WHERE+Id+%3D+%27@{{acct.id}}%27", "q")
+    before = org.store.snapshot()
+    entries = {e["referenceId"]: e for e in composite(sf, [_create_account(1), query])["compositeResponse"]}
+    assert_error(entries["acct"]["body"], "INVALID_FIELD", "INVALID_FIELD_ON_WRITE")
+    assert entries["q"]["httpStatusCode"] == 400
+    assert entries["q"]["body"][0]["errorCode"] == "PROCESSING_HALTED"
+    assert org.store.snapshot() == before
+
+
+def test_a_percent_encoded_reference_is_not_resolved(sf: Salesforce) -> None:
+    """Row 103 (assumed): `%40%7Bacct.id%7D` is text, not a reference: the query is refused on its Id filter."""
+    query = get(f"/services/data/v{V}/query/?q=SELECT+Id+FROM+Account+WHERE+Id+%3D+%27%40%7Bacct.id%7D%27", "q")
+    entries = {e["referenceId"]: e for e in composite(sf, [_create_account("Encoded"), query])["compositeResponse"]}
+    assert entries["acct"]["httpStatusCode"] == 201
+    assert entries["q"]["httpStatusCode"] == 400
+    assert_error(entries["q"]["body"], "INVALID_QUERY_FILTER_OPERATOR")
+
+
 # --- 3. Bulk API 2.0 ----------------------------------------------------------------------------------------------
 def _all_jobs(session: requests.Session, org: LocalOrg, **params: Any) -> list[dict[str, Any]]:
     auth = {"Authorization": f"Bearer {org.access_token}"}

@@ -71,7 +71,7 @@ def plan_or_run(args: argparse.Namespace, out: Console) -> int:
         check_journal_dir(settings)
     with progress_board(stderr_console()) as board:
         client = connect(settings)
-        org = org_of(client)
+        org = org_of(client, describe=True, run_ids=args.run_ids)
         if writing:
             require_write_allowed(org, flag=args.production, settings=settings)
         worker = Worker(

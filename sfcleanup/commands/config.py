@@ -71,7 +71,7 @@ def _checks(args: argparse.Namespace) -> list[_Check]:
         return checks
     record("login", [], client.instance_url)
     # The org and user the settings reach, as every plan and prompt names them: the check is of this org.
-    record("org", [], org_of(client).line().removeprefix("Org: "))
+    record("org", [], org_of(client, describe=True).line().removeprefix("Org: "))
     readiness = preflight.check_org(client)
     record("fields, permissions and picklist values", list(readiness.problems))
     if settings.error_logs:

@@ -4,15 +4,16 @@ and the confirmation, which on production asks for the org's name to be typed.""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from rich.console import Console
 
-from sfcleanup import caps
+from sfcleanup import caps, preflight
 from sfcleanup.commands.common import summarize, write_artefacts
 from sfcleanup.commands.readiness import emit_with_readiness
 from sfcleanup.config import Settings
 from sfcleanup.errors import Cancelled, ConfigError
-from sfcleanup.orgidentity import OrgIdentity, read_identity
+from sfcleanup.orgidentity import OrgIdentity, identity_paths, read_identity
 from sfcleanup.report import Report, render
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.terminal import ask, refuse_prompt_with_json, require_terminal, stderr_console
@@ -33,13 +34,24 @@ def write_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def org_of(client: SalesforceClient) -> OrgIdentity:
-    """The org and the running user, read once (one call)."""
-    return read_identity(client, client.user_id())
+def org_of(client: SalesforceClient, *, describe: bool = False, run_ids: Sequence[str] = ()) -> OrgIdentity:
+    """The org and the running user, read once (one call).
+
+    A command that goes on to preflight says what preflight reads first: the Billing objects' describes
+    (`describe`), the runs' record (`run_ids`, as typed). Those are read in the same Composite call and kept for
+    preflight to find (`SalesforceClient.prefetch`), so the three reads that start a clean-up cost one call; the
+    guard's refusals still come first, since each piece is judged only when its reader asks for it.
+    """
+    user_id = client.user_id()
+    ahead = preflight.startup_paths(describe=describe, raw_run_ids=run_ids)
+    if ahead:
+        client.prefetch("org identity", identity_paths(user_id) + ahead)
+    return read_identity(client, user_id)
 
 
 def require_write_allowed(org: OrgIdentity, *, flag: bool, settings: Settings) -> None:
-    """A production org is written to only when asked explicitly; raises before anything is read or written."""
+    """A production org is written to only when asked explicitly; raises before anything is written (and
+    before the runs are planned)."""
     if org.production and not (flag or settings.allow_production):
         raise ConfigError(
             f"{org.name} ({org.id}) is a production org: pass --production to write to it (a scheduled job sets "

@@ -63,7 +63,7 @@ def run_reviewed(args: argparse.Namespace, out: Console) -> int:
     check_journal_dir(settings)
     with progress_board(stderr_console()) as board:
         client = connect(settings)
-        org = org_of(client)
+        org = org_of(client, describe=True, run_ids=header.run_ids)
         planfile.check_applicable(header, org, max_age_s=settings.plan_max_age_s, now=utc_now())
         require_write_allowed(org, flag=args.production, settings=settings)
         worker = ReviewedWorker(

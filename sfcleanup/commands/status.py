@@ -34,7 +34,7 @@ def run_status(args: argparse.Namespace, out: Console) -> int:
     configure_logs(settings)
     client = connect(settings)
     # Which org the figures are of: two orgs can hold a run of the same id (a sandbox refreshed from production).
-    org = org_of(client)
+    org = org_of(client, describe=True, run_ids=[args.run_id])
     readiness = preflight.check_org(client)
     run_id = preflight.parse_run_ids([args.run_id], readiness.run_key_prefix)[0]
     run = preflight.read_runs(client, [run_id]).get(run_id)

@@ -56,7 +56,7 @@ def run_sweep(args: argparse.Namespace, out: Console) -> int:
         check_journal_dir(settings)
     with progress_board(stderr_console()) as board:
         client = connect(settings)
-        org = org_of(client)
+        org = org_of(client, describe=True)
         if not args.dry_run:
             require_write_allowed(org, flag=args.production, settings=settings)
         shown = board.phase if board else None

@@ -14,10 +14,10 @@ from simple_salesforce.api import Salesforce
 
 from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.api import Subrequest, Update
-from sfcleanup.salesforce.classify import Verdict
+from sfcleanup.salesforce.classify import Classified, Verdict
 from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.door import Door, RequestBody
-from sfcleanup.salesforce.shapes import Fields, JsonObject, JsonValue, Record
+from sfcleanup.salesforce.shapes import Fields, JsonObject, JsonValue, Record, query_records
 
 T = TypeVar("T")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -54,6 +54,10 @@ class SalesforceClient(Door):
         return lambda sf: sf.query_more(next_url, identifier_is_url=True, headers=headers, timeout=self._timeout)
 
     def query_all(self, soql: str) -> list[Record]:
+        """Every row of `soql`; a prefetched answer (read to its end) is used once instead of asking again."""
+        kept = self._prefetched.pop(composite.query_path(soql), None)
+        if kept is not None:
+            return query_records(self._body("query", kept))
         return [record for page in self.query_pages(soql) for record in page]
 
     def _rest_of_query(self, page: dict[str, Any]) -> dict[str, Any]:
@@ -69,18 +73,37 @@ class SalesforceClient(Door):
 
         Only sObject resources and queries belong here (Composite supports nothing else). Each result is
         matched by referenceId; a subrequest that failed transiently is asked again; a query is read to its end.
+        Paths prefetched earlier are answered from what was read then (once), without a call if all were.
         """
+        kept = {path: self._prefetched.pop(path, None) for path in paths}
+        answers = {path: result for path, result in kept.items() if result is not None}
+        missing = [path for path in paths if path not in answers]
+        if missing:
+            answers.update(zip(missing, self._get_rounds(what, missing), strict=True))
+        return [self._body(what, answers[path]) for path in paths]
+
+    def prefetch(self, what: str, paths: list[str]) -> None:
+        """Read now, in one Composite call (at most 25 GETs, 5 of them queries), what the code after this asks
+        for piece by piece through `get_many` and `query_all`: one call instead of one per piece.
+
+        Each answer is kept for the first reader of its path and handed out once (a later read asks the org
+        again). A subrequest that failed is kept as it failed and raised when its reader asks, in the reader's
+        words: errors read and come in the order they did when each piece was a call of its own.
+        """
+        self._prefetched.update(zip(paths, self._get_rounds(what, paths), strict=True))
+
+    def _get_rounds(self, what: str, paths: list[str]) -> list[SubResult]:
         subrequests = [
             composite.subrequest("GET", f"/services/data/v{self.api_version}/{path}", index)
             for index, path in enumerate(paths)
         ]
-        bodies: list[JsonValue] = []
-        for result in self.composite_rounds(what, subrequests):
-            if result.failure is not None:
-                raise self._error(what, result.failure, write=False)
-            # Each body was decoded from the Composite answer's JSON.
-            bodies.append(cast("JsonValue", result.body))
-        return bodies
+        return self.composite_rounds(what, subrequests)
+
+    def _body(self, what: str, result: SubResult) -> JsonValue:
+        if result.failure is not None:
+            raise self._error(what, result.failure, write=False)
+        # Each body was decoded from the Composite answer's JSON.
+        return cast("JsonValue", result.body)
 
     def describe(self, sobject: str) -> JsonObject:
         result: JsonObject = self._call(
@@ -204,6 +227,35 @@ class SalesforceClient(Door):
             write=True,
         )
         return str(result["id"])
+
+    def create_then_query(self, sobject: str, fields: Fields, soql: str) -> tuple[str, list[Record] | None]:
+        """POST one record and, in the same Composite call, a query naming it as `composite.CREATED_ID`: with
+        that reference the org runs the query after the create, which it can then see (the REST API Developer
+        Guide: only an explicit dependency orders subrequests; a dependent one is not run if the other failed).
+
+        Otherwise like `create_record`: a lost answer is AmbiguousWrite, a create refused for good raises as
+        there, and one refused transiently (so not made) is sent again with the retry policy's backoff. The rows
+        are None when the query failed or has more than one page: the caller then reads on its own.
+        """
+        what, base = f"create {sobject}", f"/services/data/v{self.api_version}"
+        pair = [
+            composite.subrequest("POST", f"{base}/sobjects/{sobject}/", 0, fields, prefix=composite.CREATED),
+            composite.subrequest("GET", f"{base}/{composite.query_path_with_references(soql)}", 0, prefix="listed"),
+        ]
+
+        def again(attempt: int) -> None:
+            log.warning("salesforce.subrequest_retry", call=what, attempt=attempt, subrequests=len(pair))
+
+        for _ in self._retry.rounds(on_retry=again):
+            created, listed = self._post_composite(what, pair, write=True)
+            if created.failure is None or created.failure.verdict is not Verdict.TRANSIENT:
+                break
+        if created.failure is not None:
+            raise self._error(what, created.failure, write=True)
+        if not isinstance(created.body, dict):
+            raise self._error(what, Classified(Verdict.FATAL, created.status, None, "no id in the answer"), write=True)
+        page = listed.body if listed.ok and isinstance(listed.body, dict) and listed.body.get("done", True) else None
+        return str(created.body["id"]), None if page is None else query_records(page)
 
     def create_records(self, records: Sequence[Fields]) -> list[Record]:
         """sObject Collections create (up to 200 records, each with attributes.type): one save result each."""

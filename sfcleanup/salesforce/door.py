@@ -31,6 +31,7 @@ from sfcleanup.errors import (
     TransientExhausted,
 )
 from sfcleanup.salesforce.classify import Classified, Verdict, classify
+from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.connect import Connector, OrgSession
 from sfcleanup.salesforce.retry import RetryPolicy
 from sfcleanup.salesforce.usage import ApiUsage
@@ -72,6 +73,8 @@ class Door:
         self._reserve = 0.0
         self._user_id: str | None = None
         self._user_id_asked = False
+        # Answers read ahead of their readers (`SalesforceClient.prefetch`), by path, each handed out once.
+        self._prefetched: dict[str, SubResult] = {}
         self.http = connector.http
         self.http.hooks["response"].append(self.usage.observe)
         self._sf = self._open(connector.login())
