@@ -23,7 +23,7 @@ from sfcleanup import billing, queries
 from sfcleanup.clock import Clock, utc_now
 from sfcleanup.errors import AmbiguousWrite, SfCleanupError, StopRun
 from sfcleanup.salesforce import composite
-from sfcleanup.salesforce.api import CreateThenQueryApi, LeaseApi, Update
+from sfcleanup.salesforce.api import LeaseApi, Update
 from sfcleanup.salesforce.retry import CREATE_RESENDS, sends
 from sfcleanup.sftime import parse_datetime
 
@@ -83,9 +83,10 @@ class Leases:
     withdraws its record; the earlier one reads again, a few times, until the other's record is gone, and
     withdraws too if it is not. Two workers cannot both proceed: whichever read last saw the other's record.
 
-    The first read rides in the create's Composite call, ordered after it by naming the new record; that a
-    rival's read sees this record by then is assumed, not documented (docs/localorg-fidelity.md, "Relied on,
-    not documented").
+    The create and the first read are two calls: that a rival sees this worker's record by the time it reads
+    rests on the create having answered (committed) before this worker reads. Listing in the create's own
+    Composite call would save a call but rest on when Salesforce makes a Composite call's writes visible to
+    other sessions, which it does not document.
     """
 
     def __init__(
@@ -157,8 +158,8 @@ class Leases:
     def acquire(self, run_id: str) -> Lease:
         """Take the run's lease, or raise LeaseHeld naming the holder; leases past the timeout are taken over.
 
-        The first read of the election is the listing that came with the create (or the read that found it
-        after a lost answer): made after this worker's record existed, it counts as any later read does."""
+        After a lost answer, the read that found this worker's record by its nonce is the election's first read:
+        made after the record existed, it counts as any later read does."""
         asked_at = self._local_clock()
         mine, listed = self._create(run_id, asked_at)
         for check in range(1, ELECTION_READS + 1):
@@ -210,20 +211,13 @@ class Leases:
         }
 
     def _create(self, run_id: str, now: datetime) -> tuple[str, list[Lease] | None]:
-        """Create this worker's lease record and, in the same call when the client can, list the run's leases
-        after it (None when they are still to be read). After a lost answer, the record is looked for by the nonce
-        only this attempt wrote; if it is not there, nothing was created and creating it again is safe."""
+        """Create this worker's lease record; with it, the run's leases when they were read on the way (None when
+        they are still to be read). After a lost answer, the record is looked for by the nonce only this attempt
+        wrote; if it is not there, nothing was created and creating it again is safe."""
         for attempt in sends(CREATE_RESENDS):
             nonce = uuid.uuid4().hex
-            record = self._record(run_id, now, nonce)
             try:
-                if not isinstance(self._client, CreateThenQueryApi):
-                    return self._client.create_record(billing.ERROR_LOG, record), None
-                soql = queries.render(
-                    "leases_and_new", run_id=run_id, codes=[LEASE_CODE, RELEASED_CODE], created=composite.CREATED_ID
-                )
-                mine, rows = self._client.create_then_query(billing.ERROR_LOG, record, soql)
-                return mine, None if rows is None else [self._parse(row) for row in rows]
+                return self._client.create_record(billing.ERROR_LOG, self._record(run_id, now, nonce)), None
             except AmbiguousWrite as exc:
                 leases = self._read(run_id)
                 found = [x for x in leases if f"{NONCE}{nonce}" in x.summary]

@@ -171,7 +171,6 @@ def test_sweep_through_the_cli(
     }
 
 
-
 def _set_run_status(state: Path, run_id: str, status: str) -> None:
     store = Store(state)
     try:

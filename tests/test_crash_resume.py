@@ -42,8 +42,7 @@ class KillPoint:
 
 # Spread over the lease, each kind of write and the end, on both routes (ids name the step killed after).
 KILL_POINTS = {
-    # The lease is created in a Composite call, with the first listing of the run's leases.
-    "composite-lease-created": ("composite", KillPoint("POST", r"/composite$", 1, 'sobjects/blng__ErrorLog__c/"')),
+    "composite-lease-created": ("composite", KillPoint("POST", r"/sobjects/blng__ErrorLog__c/$")),
     "composite-second-write-applied": ("composite", KillPoint("POST", r"/composite$", 2, "composite/sobjects")),
     "composite-final-status-applied": (
         "composite",

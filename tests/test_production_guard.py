@@ -31,7 +31,6 @@ def _org_row(state: Path) -> dict[str, object]:
     return state_snapshot(state)["Organization"][0]
 
 
-
 def test_plan_names_the_org_and_the_user(
     org_file: tuple[Path, ScenarioInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TypeVar
-from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
@@ -26,6 +25,7 @@ from sfcleanup.readiness.engine import Readiness, assess, combine
 from sfcleanup.readiness.models import InvoiceLineState, InvoiceScheduler, OrderProductState, UsageSummaryState
 from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.client import SalesforceClient
+from sfcleanup.salesforce.composite import query_path
 from sfcleanup.salesforce.shapes import Record, query_records
 
 M = TypeVar("M", bound=BaseModel)
@@ -93,11 +93,6 @@ def chunks(ids: Sequence[str], size: int) -> Iterator[list[str]]:
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), size):
         yield unique[start : start + size]
-
-
-def query_path(soql: str) -> str:
-    """A query as a Composite subrequest's resource (after `/services/data/vXX.X/`)."""
-    return "query/?" + urlencode({"q": soql})
 
 
 def _records(what: str, answer: object) -> list[Record]:

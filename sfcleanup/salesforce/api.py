@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import requests
 
@@ -47,15 +47,7 @@ class LeaseApi(QueryApi, Protocol):
     ) -> list[SubResult]: ...
 
 
-@runtime_checkable
-class CreateThenQueryApi(Protocol):
-    """A record's create and a query the org runs after it, in one call (`SalesforceClient.create_then_query`).
-    A lease client without it (a test's minimal org) creates, then reads: the same election in two calls."""
-
-    def create_then_query(self, sobject: str, fields: Fields, soql: str) -> tuple[str, list[Record] | None]: ...
-
-
-class SalesforceApi(LeaseApi, DescribeApi, CreateThenQueryApi, Protocol):
+class SalesforceApi(LeaseApi, DescribeApi, Protocol):
     @property
     def usage(self) -> ApiUsage: ...
 

@@ -14,7 +14,7 @@ from simple_salesforce.api import Salesforce
 
 from sfcleanup.salesforce import composite
 from sfcleanup.salesforce.api import Subrequest, Update
-from sfcleanup.salesforce.classify import Classified, Verdict
+from sfcleanup.salesforce.classify import Verdict
 from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.door import Door, RequestBody
 from sfcleanup.salesforce.shapes import Fields, JsonObject, JsonValue, Record, query_records
@@ -227,35 +227,6 @@ class SalesforceClient(Door):
             write=True,
         )
         return str(result["id"])
-
-    def create_then_query(self, sobject: str, fields: Fields, soql: str) -> tuple[str, list[Record] | None]:
-        """POST one record and, in the same Composite call, a query naming it as `composite.CREATED_ID`: with
-        that reference the org runs the query after the create, which it can then see (the REST API Developer
-        Guide: only an explicit dependency orders subrequests; a dependent one is not run if the other failed).
-
-        Otherwise like `create_record`: a lost answer is AmbiguousWrite, a create refused for good raises as
-        there, and one refused transiently (so not made) is sent again with the retry policy's backoff. The rows
-        are None when the query failed or has more than one page: the caller then reads on its own.
-        """
-        what, base = f"create {sobject}", f"/services/data/v{self.api_version}"
-        pair = [
-            composite.subrequest("POST", f"{base}/sobjects/{sobject}/", 0, fields, prefix=composite.CREATED),
-            composite.subrequest("GET", f"{base}/{composite.query_path_with_references(soql)}", 0, prefix="listed"),
-        ]
-
-        def again(attempt: int) -> None:
-            log.warning("salesforce.subrequest_retry", call=what, attempt=attempt, subrequests=len(pair))
-
-        for _ in self._retry.rounds(on_retry=again):
-            created, listed = self._post_composite(what, pair, write=True)
-            if created.failure is None or created.failure.verdict is not Verdict.TRANSIENT:
-                break
-        if created.failure is not None:
-            raise self._error(what, created.failure, write=True)
-        if not isinstance(created.body, dict):
-            raise self._error(what, Classified(Verdict.FATAL, created.status, None, "no id in the answer"), write=True)
-        page = listed.body if listed.ok and isinstance(listed.body, dict) and listed.body.get("done", True) else None
-        return str(created.body["id"]), None if page is None else query_records(page)
 
     def create_records(self, records: Sequence[Fields]) -> list[Record]:
         """sObject Collections create (up to 200 records, each with attributes.type): one save result each."""

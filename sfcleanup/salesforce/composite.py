@@ -8,10 +8,9 @@ matched to its request by `referenceId` only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import urlencode
 
 from sfcleanup.salesforce.classify import Classified, Verdict, classify_status
 
@@ -38,28 +37,9 @@ def subrequest(method: str, url: str, index: int, body: object = None, *, prefix
     return request
 
 
-# A reference to an earlier subrequest's answer, `@{ref.path}` (REST API Developer Guide, "Composite Subrequest":
-# "You can reference the referenceId in either the body or URL of a subrequest").
-_REFERENCE = re.compile(r"(@\{[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+|\[\d+\])*\})")
-
-
-# The referenceId `SalesforceClient.create_then_query` gives its create, and the reference to the new record's id
-# that its query names.
-CREATED = "created"
-CREATED_ID = "@{created0.id}"
-
-
 def query_path(soql: str) -> str:
     """The Query resource's path for `soql`, under /services/data/vXX.X/: what `get_many` and `prefetch` take."""
     return "query/?" + urlencode({"q": soql})
-
-
-def query_path_with_references(soql: str) -> str:
-    """Like `query_path`, but every `@{ref...}` in `soql` is left as written, not URL-encoded, so that the org
-    finds it in the subrequest's URL and puts the referenced value in its place before it runs the query."""
-    parts = _REFERENCE.split(soql)
-    # split() with one group: the text between references at even positions, the references at odd ones.
-    return "query/?q=" + "".join(part if index % 2 else quote_plus(part) for index, part in enumerate(parts))
 
 
 def _judge(ref: str, entry: Mapping[str, object] | None) -> SubResult:
