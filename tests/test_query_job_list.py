@@ -19,6 +19,7 @@ from sfcleanup.salesforce.bulk import Polling
 from sfcleanup.salesforce.bulkquery import BulkQueries, QueryJob
 from sfcleanup.salesforce.client import SalesforceClient
 from sfcleanup.salesforce.connect import Connector, OrgSession
+from sfcleanup.salesforce.read import bulk_reads
 from sfcleanup.salesforce.retry import no_wait_policy
 from tests.support import make_client, make_org
 
@@ -108,6 +109,27 @@ def test_the_test_device_lists_the_workers_jobs_after_every_other_users() -> Non
         client.request("create", "POST", "jobs/query", json={"operation": "query", "query": SOQL})
     records = client.request("list", "GET", "jobs/query").json()["records"]
     assert [job["createdById"] == USER_ID for job in records] == [False] * 7 + [True] * 3
+
+
+def test_once_one_object_needs_a_query_job_those_of_three_keyset_pages_join_it() -> None:
+    """An object over the threshold goes through a query job; then so does any object of two pages or more
+    (three keyset pages), as the job list makes its job cost two calls; without a first job none does."""
+    org, info = make_org("demo")
+    bulk = BulkQueries(make_client(org))
+    run_id = info.runs["failed_run"]
+
+    def chosen(lines: int, order_products: int, summaries: int) -> list[str]:
+        counts = {
+            "blng__Invoice__c": {"Draft": 10},
+            "blng__InvoiceLine__c": {"Draft": lines},
+            "OrderItem": {"Error": order_products},
+            "blng__UsageSummary__c": {"Error": summaries},
+        }
+        return list(bulk_reads(bulk, run_id, counts, threshold=5000, page_size=2000))
+
+    assert chosen(5000, 4000, 3999) == ["invoice_lines", "order_products"]
+    assert chosen(4999, 4000, 4000) == []
+    assert chosen(5000, 3999, 3999) == ["invoice_lines"]
 
 
 # --- against a fake org, for states the local org does not hold long enough to see ---------------------------

@@ -115,18 +115,29 @@ LINK_LINES = "usage_summary_lines"
 
 
 def bulk_reads(
-    bulk: BulkQueries, run_id: str, counts: dict[str, dict[str, int]], threshold: int = BULK_READ_THRESHOLD
+    bulk: BulkQueries,
+    run_id: str,
+    counts: dict[str, dict[str, int]],
+    threshold: int = BULK_READ_THRESHOLD,
+    page_size: int = 2000,
 ) -> dict[str, QueryJob]:
     """Query jobs for the run's large objects, created at once so the org runs them while planning starts.
 
     The sizes come from the verify counts (`counts_and_first_pages`); an object with at least `threshold`
-    records linked to the run is read by a query job, the others by keyset pages.
+    records linked to the run is read by a query job, the others by keyset pages. Once one object goes through
+    a query job, so does every object of `2 * page_size` records or more: the org's job list tells the states
+    of all the run's jobs in one call (`QueryJobStates`), so such a job costs its create and one results page,
+    two calls, where keyset pages cost at least two besides the first (which asks for one record more than a
+    page holds), and more whenever the org cuts a page short.
     """
     sizes = {sobject: sum(by_status.values()) for sobject, by_status in counts.items()}
+    chosen = {query for query, sobject in BULK_READABLE.items() if sizes.get(sobject, 0) >= threshold}
+    if chosen:
+        chosen |= {query for query, sobject in BULK_READABLE.items() if sizes.get(sobject, 0) >= 2 * page_size}
     return {
         query: bulk.create(whole_query(query, run_id), sobject)
         for query, sobject in BULK_READABLE.items()
-        if sizes.get(sobject, 0) >= threshold
+        if query in chosen
     }
 
 
@@ -148,7 +159,7 @@ def plan_streaming(
     read = [0]
     bulk = bulk or BulkQueries(client)
     counts, firsts = counts_and_first_pages(client, run.id, [LINK_LINES], page_size=batch_size)
-    jobs = bulk_reads(bulk, run.id, counts, bulk_threshold)
+    jobs = bulk_reads(bulk, run.id, counts, bulk_threshold, batch_size)
 
     # The query jobs' results download in the order the planner reads them, each while it plans the one before.
     with bulk.ahead(list(jobs.values())) as bulk_pages:
