@@ -83,6 +83,11 @@ class FaultProfile(BaseModel):
     bulk_unprocessed_rate: float = Field(default=0.0, ge=0, le=1)
     # Opt-in automations that rewrite what a write sets (`[[rewrites]]` in TOML); see FieldRewrite.
     rewrites: tuple[FieldRewrite, ...] = ()
+    # Other users' and Bulk API 1.0 query jobs the org lists beside its own user's (GET jobs/query).
+    foreign_query_jobs: int = Field(default=40, ge=0)
+    # A test device: the job lists put every other user's job before the org's own user's (each group still in
+    # no particular order), so with enough foreign jobs the worker's jobs are not on the first page.
+    own_jobs_listed_last: bool = False
     # --- strictness (docs/localorg-fidelity.md): on by default, each stricter than or equal to Salesforce --------
     # Seconds the org's clock is ahead of (positive) or behind (negative) the client's, on every timestamp it
     # writes or reports: a worker must never compare its own clock with the org's.

@@ -25,7 +25,7 @@ from sfcleanup import queries
 from sfcleanup.errors import StopRun, TransientExhausted
 from sfcleanup.salesforce.bulk import Polling
 from sfcleanup.salesforce.client import SalesforceClient
-from sfcleanup.salesforce.shapes import BulkJobInfo
+from sfcleanup.salesforce.querystates import QueryJobStates
 
 # An object with at least this many records to read goes through a Bulk API 2.0 query job (create, one poll
 # and a page per PAGE_RECORDS: 3 calls up to 100,000 records); below it keyset pages of 2,000 through REST
@@ -95,33 +95,35 @@ class BulkQueries:
         self._polling = polling or Polling()
         self._workdir = workdir
         self._page_records = page_records
+        self._states = QueryJobStates(client)
 
     def create(self, soql: str, sobject: str) -> QueryJob:
         body = {"operation": "query", "query": soql, "columnDelimiter": "COMMA", "lineEnding": "LF"}
         answer = self._client.request(f"bulk query {sobject}", "POST", "jobs/query", json=body)
         job = QueryJob(str(answer.json()["id"]), sobject)
+        self._states.created(job.id)
         log.info("bulkquery.created", job=job.id, object=sobject)
         return job
 
-    def _state(self, job: QueryJob) -> BulkJobInfo:
-        answer = self._client.request(f"bulk query job {job.sobject}", "GET", f"jobs/query/{job.id}")
-        return BulkJobInfo.model_validate(answer.json())
-
     def wait(self, job: QueryJob) -> None:
-        """Poll until the job is complete: at once (it was created a while ago), then backing off."""
+        """Poll until the job is complete: at once (it was created a while ago), then backing off. While
+        other jobs of this run wait too, one look at the org's job list answers for all (`QueryJobStates`)."""
         polling = self._polling
         deadline = polling.monotonic() + polling.deadline_s
         pause = polling.first_s
-        while True:
-            info = self._state(job)
-            if info.state == "JobComplete":
-                return
-            if info.state in ("Failed", "Aborted"):
-                raise StopRun(f"the Bulk API query job {job.id} on {job.sobject} ended {info.state}: {info.error}")
-            if polling.monotonic() + pause > deadline:
-                raise TransientExhausted(f"the Bulk API query job {job.id} is still {info.state}; run again")
-            polling.sleep(pause)
-            pause = min(pause * 2, polling.max_s)
+        try:
+            while True:
+                info = self._states.look(job.id, f"bulk query job {job.sobject}")
+                if info.state == "JobComplete":
+                    return
+                if info.state in ("Failed", "Aborted"):
+                    raise StopRun(f"the Bulk API query job {job.id} on {job.sobject} ended {info.state}: {info.error}")
+                if polling.monotonic() + pause > deadline:
+                    raise TransientExhausted(f"the Bulk API query job {job.id} is still {info.state}; run again")
+                polling.sleep(pause)
+                pause = min(pause * 2, polling.max_s)
+        finally:
+            self._states.done_with(job.id)
 
     def pages(self, job: QueryJob) -> Iterator[Page]:
         """The job's records page by page, waiting for it first; the next page downloads while the caller

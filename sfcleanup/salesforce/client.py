@@ -5,7 +5,7 @@ sfcleanup's errors. Salesforce's JSON is handed on as it came only from here."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -17,7 +17,7 @@ from sfcleanup.salesforce.api import Subrequest, Update
 from sfcleanup.salesforce.classify import Verdict
 from sfcleanup.salesforce.composite import SubResult
 from sfcleanup.salesforce.door import Door, RequestBody
-from sfcleanup.salesforce.shapes import Fields, JsonObject, JsonValue, Record, query_records
+from sfcleanup.salesforce.shapes import Fields, JsonObject, JsonValue, QueryPage, Record, query_records
 
 T = TypeVar("T")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
@@ -36,7 +36,7 @@ class SalesforceClient(Door):
     """The calls the worker makes: queries, describe and limits, Composite, record writes."""
 
     # --- reads ----------------------------------------------------------------------------------------
-    def query_page(self, soql: str, *, batch_size: int = 2000) -> tuple[list[Record], bool]:
+    def query_page(self, soql: str, *, batch_size: int = 2000) -> QueryPage:
         """The first page of a query, and whether it was the whole result."""
         headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
         page: dict[str, Any] = self._call("query", lambda sf: sf.query(soql, headers=headers, timeout=self._timeout))
@@ -105,6 +105,35 @@ class SalesforceClient(Door):
         # Each body was decoded from the Composite answer's JSON.
         return cast("JsonValue", result.body)
 
+    def get_with_first_pages(
+        self, what: str, paths: Sequence[str], soqls: Sequence[str], *, batch_size: int = 2000
+    ) -> tuple[list[JsonValue], list[QueryPage]]:
+        """`get_many(what, paths)` (nothing prefetched) and `query_page` of each of `soqls`, all in one Composite
+        call (at most 5 queries in all): each path's body, and each query's first page and whether it was the whole
+        result.
+
+        A query's further pages are left unread, as `query_page` leaves them. A failure raises as the lone
+        call would: a path's as `what`, a query's as `query_page`'s.
+        """
+        url = f"/services/data/v{self.api_version}/"
+        options = {"Sforce-Query-Options": f"batchSize={batch_size}"}
+        gets = [composite.subrequest("GET", url + path, index) for index, path in enumerate(paths)]
+        firsts = [
+            composite.subrequest("GET", url + composite.query_path(soql), index, prefix="p", headers=options)
+            for index, soql in enumerate(soqls)
+        ]
+        results = self.composite_rounds(
+            what, [*gets, *firsts], first_pages={str(first["referenceId"]) for first in firsts}
+        )
+        bodies = [self._body(what, result) for result in results[: len(gets)]]
+        pages: list[QueryPage] = []
+        for result in results[len(gets) :]:
+            if result.failure is not None:
+                raise self._error("query", result.failure, write=False)
+            body = result.body if isinstance(result.body, dict) else {}
+            pages.append((query_records(body), bool(body.get("done", True))))
+        return bodies, pages
+
     def describe(self, sobject: str) -> JsonObject:
         result: JsonObject = self._call(
             f"describe {sobject}", lambda sf: _restful(sf, f"sobjects/{sobject}/describe/", timeout=self._timeout)
@@ -152,10 +181,16 @@ class SalesforceClient(Door):
         return self._post_composite("composite", subrequests, write=True, all_or_none=all_or_none, collate=collate)
 
     def composite_rounds(
-        self, what: str, subrequests: Sequence[Subrequest], *, attempts: int | None = None
+        self,
+        what: str,
+        subrequests: Sequence[Subrequest],
+        *,
+        attempts: int | None = None,
+        first_pages: Collection[str] = frozenset(),
     ) -> list[SubResult]:
         """Subrequests safe to repeat (GETs, PATCHes by Id), in one Composite call; those refused transiently
-        (503, a row lock) are sent again, alone, with the retry policy's backoff. Queries are read to the end.
+        (503, a row lock) are sent again, alone, with the retry policy's backoff. Queries are read to the end,
+        but for those whose referenceId is in `first_pages`: their answer is the first page as it came.
 
         Returns every subrequest's final result, in request order: the caller judges each on its own.
         """
@@ -171,7 +206,12 @@ class SalesforceClient(Door):
                 final[result.reference] = result
                 if result.failure is not None and result.failure.verdict is Verdict.TRANSIENT:
                     retry.append(request)
-                elif result.ok and composite.is_query(str(request["url"])) and isinstance(result.body, dict):
+                elif (
+                    result.ok
+                    and result.reference not in first_pages
+                    and composite.is_query(str(request["url"]))
+                    and isinstance(result.body, dict)
+                ):
                     final[result.reference] = SubResult(
                         result.reference, result.status, self._rest_of_query(result.body), None
                     )

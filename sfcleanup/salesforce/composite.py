@@ -29,11 +29,26 @@ class SubResult:
         return self.failure is None
 
 
-def subrequest(method: str, url: str, index: int, body: object = None, *, prefix: str = "r") -> dict[str, object]:
-    """One subrequest; its referenceId (letters, digits and underscores only) is `prefix` and `index`."""
+def subrequest(
+    method: str,
+    url: str,
+    index: int,
+    body: object = None,
+    *,
+    prefix: str = "r",
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """One subrequest; its referenceId (letters, digits and underscores only) is `prefix` and `index`.
+
+    `headers` go in its `httpHeaders`: "any header supported by the requested resource" except Accept,
+    Authorization and Content-Type, which it inherits (REST API Developer Guide, "Composite Request Body",
+    Composite Subrequest); a query's `Sforce-Query-Options` for one.
+    """
     request: dict[str, object] = {"method": method, "url": url, "referenceId": f"{prefix}{index}"}
     if body is not None:
         request["body"] = body
+    if headers:
+        request["httpHeaders"] = dict(headers)
     return request
 
 

@@ -14,6 +14,8 @@ JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, 
 JsonObject: TypeAlias = dict[str, JsonValue]
 # One record as a query lists it (field name -> value, relationships nested): read, never written to.
 Record: TypeAlias = dict[str, object]
+# One page of a query's records, and whether it was the query's last (`done`).
+QueryPage: TypeAlias = tuple[list[Record], bool]
 # A record's fields as the worker sends them in a write body.
 Fields: TypeAlias = Mapping[str, object]
 

@@ -14,14 +14,14 @@ from datetime import timedelta
 from typing import Any
 
 from sfcleanup.localorg import idgen
-from sfcleanup.localorg.bulk.jobs import JOB_KEY_PREFIX, ForeignJob, Job, QueryJob
+from sfcleanup.localorg.bulk.jobs import JOB_KEY_PREFIX, USER_ID, ForeignJob, Job, QueryJob
 from sfcleanup.localorg.context import Org
 from sfcleanup.localorg.http import BadRequest, HttpRequest, HttpResponse
 from sfcleanup.sftime import format_datetime
 
 PAGE_SIZE = 1000
 FOREIGN_INGEST_JOBS = 1_150
-FOREIGN_QUERY_JOBS = 40
+# Foreign query jobs: `FaultProfile.foreign_query_jobs` (40 unless a test asks for more).
 # Job numbers of foreign jobs: far above the org's own counter, so their ids never meet.
 _FOREIGN_NUMBERS = 1 << 32
 _OTHER_USERS = tuple(idgen.record_id("005", n) for n in range(2, 9))
@@ -37,7 +37,7 @@ def _foreign_jobs(org: Org, query: bool) -> list[ForeignJob]:
         return cached
     made: list[ForeignJob] = []
     now = org.now()
-    count = FOREIGN_QUERY_JOBS if query else FOREIGN_INGEST_JOBS
+    count = org.profile.foreign_query_jobs if query else FOREIGN_INGEST_JOBS
     for n in range(count):
         classic = org.faults.below(0.4)
         created = now - timedelta(minutes=org.faults.integer(1, 60 * 24 * 6))
@@ -107,4 +107,7 @@ def _entries(org: Org, req: HttpRequest, kind: type[Job]) -> list[dict[str, Any]
     if job_type is not None:
         entries = [entry for entry in entries if entry["jobType"] == job_type]
     org.faults.shuffle(entries)
+    if org.profile.own_jobs_listed_last:
+        # The test device (FaultProfile.own_jobs_listed_last): a stable sort keeps each group's shuffled order.
+        entries.sort(key=lambda entry: entry["createdById"] == USER_ID)
     return entries

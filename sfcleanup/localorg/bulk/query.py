@@ -34,6 +34,12 @@ from sfcleanup.localorg.soql.parser import parse
 # --- query jobs -----------------------------------------------------------------------------------------------
 def query_jobs(org: Org, ctx: RequestContext, req: HttpRequest, match: re.Match[str]) -> HttpResponse:
     if req.method == "GET":
+        # The list shows each job as its own GET would at that moment (`_settle`): looking at a job through the
+        # list is a look like any other.
+        with org.bulk.lock:
+            own = [job for job in org.bulk.jobs.values() if isinstance(job, QueryJob)]
+        for job in own:
+            _settle(org, job)
         return listing(org, req, QueryJob, ctx.version)
     payload = json_object(req)
     operation = choice(payload, "operation", QUERY_OPERATIONS)
