@@ -23,8 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from sfcleanup.localorg import schema
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
+from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.seed import ScenarioInfo, seed
 from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.client import SalesforceClient
@@ -193,3 +195,10 @@ def local_args(state: Path, tmp_path: Path, *extra: str) -> list[str]:
     """A command line for `sfcleanup.cli.main` against the local org kept in `state`, journaling under tmp_path."""
     local = ["--org", "local", "--state", str(state), "--journal-dir", str(tmp_path / "j"), "--log-level", "warning"]
     return [*extra, *local]
+
+
+def sobject_spec(name: str) -> SObjectSpec:
+    """The local org's schema entry for `name`, which a test names knowing it exists."""
+    found = schema.sobject(name)
+    assert found is not None, name
+    return found

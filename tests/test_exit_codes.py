@@ -19,12 +19,10 @@ from sfcleanup.lease import Leases
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.https import LocalOrgServer
-from sfcleanup.localorg.schema import SObjectSpec
-from sfcleanup.localorg.schema import sobject as schema_object
 from sfcleanup.localorg.seed import ScenarioInfo
 from sfcleanup.localorg.store import Store
 from sfcleanup.salesforce.local import open_local_org
-from tests.support import KeyPair, Terminal, demo_store, local_args, make_client, state_snapshot
+from tests.support import KeyPair, Terminal, demo_store, local_args, make_client, sobject_spec, state_snapshot
 
 INSTANCE = "https://acme.my.salesforce.com"
 RUN_ID = "a1A5g0000000001EAA"
@@ -56,12 +54,6 @@ def test_0_clean(org_file: tuple[Path, ScenarioInfo], tmp_path: Path) -> None:
 # --- 1 ---------------------------------------------------------------------------------------------------
 
 
-def _spec(name: str) -> SObjectSpec:
-    spec = schema_object(name)
-    assert spec is not None
-    return spec
-
-
 def _post_an_invoice_of(state: Path, run_id: str) -> None:
     """Someone posts one of the run's draft invoices while the prompt waits: its lines can no longer change."""
     store = Store(state)
@@ -71,7 +63,7 @@ def _post_an_invoice_of(state: Path, run_id: str) -> None:
             for r in store.snapshot()["blng__Invoice__c"]
             if r["blng__InvoiceRunCreatedBy__c"] == run_id and r["blng__InvoiceStatus__c"] == "Draft"
         )
-        store.update(_spec("blng__Invoice__c"), str(invoice["Id"]), {"blng__InvoiceStatus__c": "Posted"})
+        store.update(sobject_spec("blng__Invoice__c"), str(invoice["Id"]), {"blng__InvoiceStatus__c": "Posted"})
     finally:
         store.close()
 
@@ -108,7 +100,7 @@ def test_1_verify_mismatch(
                 for r in store.snapshot()["OrderItem"]
                 if r["blng__InvoiceRun__c"] == run_id and r[billing.PROCESSING_STATUS] == "Completed"
             )
-            store.update(_spec("OrderItem"), str(record["Id"]), {billing.PROCESSING_STATUS: "Error"})
+            store.update(sobject_spec("OrderItem"), str(record["Id"]), {billing.PROCESSING_STATUS: "Error"})
         finally:
             store.close()
 

@@ -23,23 +23,16 @@ import requests
 from simple_salesforce.api import Salesforce
 
 from sfcleanup import ids
-from sfcleanup.localorg import adapter, bulk, idgen, records, schema
+from sfcleanup.localorg import adapter, bulk, idgen, records
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
 from sfcleanup.localorg.locks import LockManager
 from sfcleanup.localorg.records import BatchReads, RowFailure
-from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.store import Store
+from tests.support import sobject_spec
 
-
-def _spec(name: str) -> SObjectSpec:
-    found = schema.sobject(name)
-    assert found is not None
-    return found
-
-
-ACCOUNT, ORDER, ORDER_ITEM = _spec("Account"), _spec("Order"), _spec("OrderItem")
-INVOICE, LINE = _spec("blng__Invoice__c"), _spec("blng__InvoiceLine__c")
+ACCOUNT, ORDER, ORDER_ITEM = sobject_spec("Account"), sobject_spec("Order"), sobject_spec("OrderItem")
+INVOICE, LINE = sobject_spec("blng__Invoice__c"), sobject_spec("blng__InvoiceLine__c")
 STATUS = "blng__InvoiceRunProcessingStatus__c"
 HOLDER, OTHER = 9_001, 9_002  # lock owners of the test's own, apart from the org's request numbers
 

@@ -18,23 +18,17 @@ import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from sfcleanup.localorg import adapter, schema
+from sfcleanup.localorg import adapter
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile, LatencyModel
 from sfcleanup.localorg.locks import LockManager
-from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.store import Store
+from tests.support import sobject_spec
 
 LINES_PER_INVOICE = 3
 
 
-def _spec(name: str) -> SObjectSpec:
-    found = schema.sobject(name)
-    assert found is not None
-    return found
-
-
-ACCOUNT, INVOICE, LINE = _spec("Account"), _spec("blng__Invoice__c"), _spec("blng__InvoiceLine__c")
+ACCOUNT, INVOICE, LINE = sobject_spec("Account"), sobject_spec("blng__Invoice__c"), sobject_spec("blng__InvoiceLine__c")
 
 
 @dataclass

@@ -24,15 +24,13 @@ from hypothesis import strategies as st
 from sfcleanup import ids
 from sfcleanup.config import load_settings
 from sfcleanup.errors import ExitCode
-from sfcleanup.localorg import schema
 from sfcleanup.localorg.app import LocalOrg
 from sfcleanup.localorg.faults import FaultProfile
-from sfcleanup.localorg.schema import SObjectSpec
 from sfcleanup.localorg.store import Store
 from sfcleanup.report import Report, write_failures_csv
 from sfcleanup.worker import Worker
 from tests.oracle import by_id, differences, expected_after, released_too_early
-from tests.support import brief_sleep, make_client, make_org
+from tests.support import brief_sleep, make_client, make_org, sobject_spec
 
 # Weighted towards what a failed run leaves (drafts to cancel), with every other value, unknown ones included.
 INVOICE_STATES = (
@@ -44,12 +42,6 @@ PROCESSING_STATES = ("Error", "In Progress", "In Progress", "Completed", "Pendin
 RUNS = ("this", "this", "this", "other", None)
 LINKS = ("none", "some", "some", "some", "some", "dangling")
 LOCK_OWNER = 10**9
-
-
-def _spec(name: str) -> SObjectSpec:
-    spec = schema.sobject(name)
-    assert spec is not None
-    return spec
 
 
 @dataclass
@@ -69,10 +61,10 @@ class Org:
 def orgs(draw: st.DrawFn) -> Org:
     store = Store()
     add = store.insert
-    account = add(_spec("Account"), {"Name": "Acme"})
-    order = add(_spec("Order"), {"AccountId": account, "Status": "Activated", "EffectiveDate": "2026-11-01"})
+    account = add(sobject_spec("Account"), {"Name": "Acme"})
+    order = add(sobject_spec("Order"), {"AccountId": account, "Status": "Activated", "EffectiveDate": "2026-11-01"})
     runs = {
-        role: add(_spec("blng__InvoiceRun__c"), {"Name": role, "blng__Status__c": "Failed"})
+        role: add(sobject_spec("blng__InvoiceRun__c"), {"Name": role, "blng__Status__c": "Failed"})
         for role in ("this", "other")
     }
 
@@ -83,8 +75,8 @@ def orgs(draw: st.DrawFn) -> Org:
     def dangling(prefix: str) -> str:
         return ids.make(prefix, 900_000 + draw(st.integers(0, 9)))
 
-    invoice_spec, line_spec = _spec("blng__Invoice__c"), _spec("blng__InvoiceLine__c")
-    product_spec, usage_spec = _spec("OrderItem"), _spec("blng__UsageSummary__c")
+    invoice_spec, line_spec = sobject_spec("blng__Invoice__c"), sobject_spec("blng__InvoiceLine__c")
+    product_spec, usage_spec = sobject_spec("OrderItem"), sobject_spec("blng__UsageSummary__c")
     invoices = [
         add(
             invoice_spec,
@@ -313,7 +305,7 @@ def _half_linked_summary(org: LocalOrg, run_id: str) -> str:
         for i, r in old["blng__UsageSummary__c"].items()
         if r["blng__InvoiceRun__c"] == run_id and r["blng__InvoiceRunProcessingStatus__c"] in ("Error", "In Progress")
     )
-    line_spec, usage_spec = _spec("blng__InvoiceLine__c"), _spec("blng__UsageSummary__c")
+    line_spec, usage_spec = sobject_spec("blng__InvoiceLine__c"), sobject_spec("blng__UsageSummary__c")
     for line_id, line in old["blng__InvoiceLine__c"].items():
         if line["blng__UsageSummary__c"] == summary:
             org.store.update(line_spec, line_id, {"blng__UsageSummary__c": None})
@@ -327,7 +319,9 @@ def test_finding_2_a_usage_summarys_own_line_on_a_posted_invoice_protects_it(tmp
     org, run_id, journal = _demo(tmp_path)
     summary = _half_linked_summary(org, run_id)
     org.store.update(
-        _spec("blng__UsageSummary__c"), summary, {"blng__InvoiceLine__c": _posted_line(by_id(org.store.snapshot()))}
+        sobject_spec("blng__UsageSummary__c"),
+        summary,
+        {"blng__InvoiceLine__c": _posted_line(by_id(org.store.snapshot()))},
     )
     before = by_id(org.store.snapshot())
     report = _clean(org, run_id, journal)
@@ -344,7 +338,7 @@ def test_finding_2_a_line_of_another_run_on_a_posted_invoice_protects_a_usage_su
     line = _posted_line(by_id(org.store.snapshot()))
     other_run = next(r for r in by_id(org.store.snapshot())["blng__InvoiceRun__c"] if r != run_id)
     org.store.update(
-        _spec("blng__InvoiceLine__c"), line, {"blng__UsageSummary__c": summary, "blng__InvoiceRun__c": other_run}
+        sobject_spec("blng__InvoiceLine__c"), line, {"blng__UsageSummary__c": summary, "blng__InvoiceRun__c": other_run}
     )
     before = by_id(org.store.snapshot())
     report = _clean(org, run_id, journal)
@@ -365,7 +359,9 @@ def test_a_draft_line_of_another_run_keeps_a_usage_summary_for_a_person(tmp_path
         if r["blng__InvoiceLineStatus__c"] == "Draft" and r["blng__InvoiceRun__c"] == run_id
     )
     org.store.update(
-        _spec("blng__InvoiceLine__c"), draft, {"blng__UsageSummary__c": summary, "blng__InvoiceRun__c": other_run}
+        sobject_spec("blng__InvoiceLine__c"),
+        draft,
+        {"blng__UsageSummary__c": summary, "blng__InvoiceRun__c": other_run},
     )
     report = _clean(org, run_id, journal)
     after = by_id(org.store.snapshot())
@@ -388,7 +384,7 @@ def test_a_line_on_a_draft_invoice_of_another_run_keeps_its_source_for_a_person(
     )
     product = old["blng__InvoiceLine__c"][line]["blng__OrderProduct__c"]
     invoice = old["blng__InvoiceLine__c"][line]["blng__Invoice__c"]
-    org.store.update(_spec("blng__Invoice__c"), invoice, {"blng__InvoiceRunCreatedBy__c": other_run})
+    org.store.update(sobject_spec("blng__Invoice__c"), invoice, {"blng__InvoiceRunCreatedBy__c": other_run})
     before = org.store.snapshot()
     report = _clean(org, run_id, journal)
     after = by_id(org.store.snapshot())

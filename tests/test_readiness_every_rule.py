@@ -10,17 +10,10 @@ from typing import Any
 import pytest
 
 from sfcleanup.localorg.app import LocalOrg
-from sfcleanup.localorg.schema import SObjectSpec, sobject
 from sfcleanup.readiness import Readiness, reader
-from tests.support import copy_org, make_client, make_org
+from tests.support import copy_org, make_client, make_org, sobject_spec
 
 FAR = "2099-01-01"
-
-
-def _spec(name: str) -> SObjectSpec:
-    spec = sobject(name)
-    assert spec is not None
-    return spec
 
 
 def _assess(org: LocalOrg, products: list[str], summaries: list[str]) -> Readiness:
@@ -41,7 +34,7 @@ def _ready_pair(org: LocalOrg) -> tuple[dict[str, Any], dict[str, Any]]:
         product = products[summary["blng__OrderProduct__c"]]
         for record, spec in ((product, "OrderItem"), (summary, "blng__UsageSummary__c")):
             org.store.update(
-                _spec(spec),
+                sobject_spec(spec),
                 record["Id"],
                 {"blng__InvoiceRunProcessingStatus__c": "Pending Billing", "blng__InvoiceRun__c": None},
             )
@@ -74,7 +67,7 @@ def _line_naming(org: LocalOrg, field: str, record_id: str, *, posted: bool) -> 
     invoice = next(r["Id"] for r in snapshot["blng__Invoice__c"] if r["blng__InvoiceStatus__c"] == status)
     line = next(r["Id"] for r in snapshot["blng__InvoiceLine__c"] if r["blng__Invoice__c"] == invoice)
     org.store.update(
-        _spec("blng__InvoiceLine__c"),
+        sobject_spec("blng__InvoiceLine__c"),
         line,
         {"blng__InvoiceLineStatus__c": "Draft", field: record_id},
     )
@@ -118,7 +111,7 @@ def test_one_change_makes_the_rule_fire(ready: Ready, code: str) -> None:
     target = {"product": ("OrderItem", product["Id"]), "summary": ("blng__UsageSummary__c", summary["Id"])}
     target["order"] = ("Order", product["OrderId"])
     name, record_id = target[where]
-    org.store.update(_spec(name), record_id, values)
+    org.store.update(sobject_spec(name), record_id, values)
     result = _assess(org, [product["Id"]], [summary["Id"]])
     assert code in {reason.code for record in result.records for reason in record.reasons}
 
@@ -127,7 +120,7 @@ def test_rule_generates_no_invoices_fires_on_a_billing_rule_that_does_not_invoic
     """An order product whose billing rule's Generate Invoices is No is reported."""
     org, product, summary = ready
     rule = _rule_of(org, "blng__GenerateInvoices__c", "No")
-    org.store.update(_spec("OrderItem"), product["Id"], {"blng__BillingRule__c": rule})
+    org.store.update(sobject_spec("OrderItem"), product["Id"], {"blng__BillingRule__c": rule})
     result = _assess(org, [product["Id"]], [summary["Id"]])
     assert "rule_generates_no_invoices" in {r.code for record in result.records for r in record.reasons}
 
